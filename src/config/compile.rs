@@ -1,0 +1,577 @@
+//! From the raw file to a compiled Config: every check, every error located.
+
+use super::error::{ConfigError, Diagnostic, Source};
+use super::raw::*;
+use super::reach::unreachable_routes;
+use super::{AdminSettings, Config, ServerSettings, DEFAULT_FALLBACK_MAX_BODY};
+use crate::routing::matcher::{
+    full_match_regex, HeaderMatch, HostMatch, ParamMatch, PathMatch, RouteMatch, ValueMatch,
+};
+use crate::routing::rewrite::{PathRewrite, Rewrite};
+use crate::routing::split::{salt_for, threshold, SplitKey};
+use crate::routing::template::Template;
+use crate::routing::{Action, Route, RouteTable, Split, UpstreamId};
+use crate::upstream::spec::{EndpointSpec, HealthCheckSpec, UpstreamSpec};
+use http::{HeaderName, HeaderValue, Method};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+use toml::Spanned;
+
+const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+
+pub(super) fn compile(src: &Source) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(&src.text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        ConfigError::Invalid(vec![src.diagnostic(span, e.message().trim().to_string())])
+    })?;
+    let mut c = Compiler {
+        src,
+        errors: Vec::new(),
+    };
+    let config = c.config(&raw);
+    match config {
+        Some(config) if c.errors.is_empty() => Ok(config),
+        _ => Err(ConfigError::Invalid(c.errors)),
+    }
+}
+
+struct Compiler<'a> {
+    src: &'a Source,
+    errors: Vec<Diagnostic>,
+}
+
+impl Compiler<'_> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.errors.push(self.src.diagnostic(span, message));
+    }
+
+    fn config(&mut self, raw: &RawConfig) -> Option<Config> {
+        let server = self.server(&raw.server);
+        let admin = AdminSettings {
+            listen: self.socket_addr(raw.admin.listen.as_ref(), DEFAULT_ADMIN_LISTEN),
+        };
+        let upstreams = self.upstreams(&raw.upstreams);
+        let ids: HashMap<&str, UpstreamId> = upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.name.as_str(), i))
+            .collect();
+        let default = self.upstream_ref(&ids, &raw.default, "the default upstream");
+        let routes = self.routes(&raw.routes, &ids, default);
+        let warnings = unreachable_routes(&raw.routes)
+            .into_iter()
+            .map(|(span, message)| self.src.diagnostic(span, message))
+            .collect();
+        Some(Config {
+            server,
+            admin,
+            upstreams,
+            routes: RouteTable::new(routes, default?),
+            warnings,
+        })
+    }
+
+    fn server(&mut self, raw: &RawServer) -> ServerSettings {
+        let fallback_max_body = match &raw.fallback_max_body {
+            None => DEFAULT_FALLBACK_MAX_BODY,
+            Some(v) if *v.get_ref() >= 0 => *v.get_ref() as u64,
+            Some(v) => {
+                self.error(v.span(), "fallback_max_body must be 0 or more bytes");
+                0
+            }
+        };
+        ServerSettings {
+            listen: self.socket_addr(raw.listen.as_ref(), DEFAULT_LISTEN),
+            trust_forwarded_headers: raw.trust_forwarded_headers,
+            fallback_max_body,
+        }
+    }
+
+    fn socket_addr(&mut self, raw: Option<&Spanned<String>>, default: &str) -> SocketAddr {
+        let fallback: SocketAddr = default.parse().unwrap_or(SocketAddr::from(([0; 4], 0)));
+        let Some(raw) = raw else { return fallback };
+        match raw.get_ref().parse() {
+            Ok(addr) => addr,
+            Err(_) => {
+                self.error(
+                    raw.span(),
+                    format!(
+                        "{:?} is not an address to listen on: write IP:PORT, such as 0.0.0.0:8080",
+                        raw.get_ref()
+                    ),
+                );
+                fallback
+            }
+        }
+    }
+
+    fn duration(&mut self, raw: Option<&Spanned<String>>, default: Duration) -> Duration {
+        let Some(raw) = raw else { return default };
+        match humantime::parse_duration(raw.get_ref()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.error(raw.span(), "a duration must be more than zero");
+                default
+            }
+            Err(e) => {
+                self.error(
+                    raw.span(),
+                    format!(
+                        "{:?} is not a duration ({e}): write it like \"500ms\", \"5s\" or \"1m\"",
+                        raw.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn count(&mut self, raw: Option<&Spanned<i64>>, default: u32, what: &str) -> u32 {
+        let Some(raw) = raw else { return default };
+        match u32::try_from(*raw.get_ref()) {
+            Ok(n) if n > 0 => n,
+            _ => {
+                self.error(raw.span(), format!("{what} must be a whole number above 0"));
+                default
+            }
+        }
+    }
+
+    fn upstreams(
+        &mut self,
+        raw: &Spanned<std::collections::BTreeMap<String, Spanned<RawUpstream>>>,
+    ) -> Vec<UpstreamSpec> {
+        if raw.get_ref().is_empty() {
+            self.error(raw.span(), "no upstreams are defined: define at least the monolith, as [upstreams.legacy]");
+        }
+        raw.get_ref()
+            .iter()
+            .map(|(name, u)| self.upstream(name, u))
+            .collect()
+    }
+
+    fn upstream(&mut self, name: &str, raw: &Spanned<RawUpstream>) -> UpstreamSpec {
+        let span = raw.span();
+        let raw = raw.get_ref();
+        if !is_name(name) {
+            self.error(span.clone(), format!("upstream name {name:?} may hold only letters, digits, '-', '_' and '.'"));
+        }
+        if raw.endpoints.get_ref().is_empty() {
+            self.error(
+                raw.endpoints.span(),
+                format!("upstream {name:?} has no endpoints: list at least one, such as \"http://127.0.0.1:8000\""),
+            );
+        }
+        let endpoints = raw
+            .endpoints
+            .get_ref()
+            .iter()
+            .filter_map(|e| match EndpointSpec::parse(e.get_ref()) {
+                Ok(ep) => Some(ep),
+                Err(msg) => {
+                    self.error(e.span(), format!("upstream {name:?}: {msg}"));
+                    None
+                }
+            })
+            .collect();
+        let host = raw.host.as_ref().and_then(|h| {
+            match HeaderValue::from_str(h.get_ref()) {
+                Ok(v) if !h.get_ref().is_empty() => Some(v),
+                _ => {
+                    self.error(h.span(), format!("upstream {name:?}: host {:?} is not a valid Host header", h.get_ref()));
+                    None
+                }
+            }
+        });
+        let health_check = raw.health_check.as_ref().map(|h| self.health_check(name, h));
+        UpstreamSpec {
+            name: name.to_string(),
+            endpoints,
+            host,
+            connect_timeout: self.duration(raw.connect_timeout.as_ref(), Duration::from_secs(5)),
+            read_timeout: self.duration(raw.read_timeout.as_ref(), Duration::from_secs(60)),
+            write_timeout: self.duration(raw.write_timeout.as_ref(), Duration::from_secs(60)),
+            idle_timeout: self.duration(raw.idle_timeout.as_ref(), Duration::from_secs(90)),
+            http2: raw.http2,
+            health_check,
+        }
+    }
+
+    fn health_check(&mut self, upstream: &str, raw: &Spanned<RawHealthCheck>) -> HealthCheckSpec {
+        let raw = raw.get_ref();
+        if !raw.path.get_ref().starts_with('/')
+            || raw.path.get_ref().parse::<http::uri::PathAndQuery>().is_err()
+        {
+            self.error(
+                raw.path.span(),
+                format!("upstream {upstream:?}: health check path {:?} must be a path starting with '/'", raw.path.get_ref()),
+            );
+        }
+        let interval = self.duration(raw.interval.as_ref(), Duration::from_secs(5));
+        let timeout = self.duration(raw.timeout.as_ref(), Duration::from_secs(2));
+        HealthCheckSpec {
+            path: raw.path.get_ref().clone(),
+            interval,
+            timeout,
+            healthy_threshold: self.count(raw.healthy_threshold.as_ref(), 2, "healthy_threshold"),
+            unhealthy_threshold: self.count(
+                raw.unhealthy_threshold.as_ref(),
+                3,
+                "unhealthy_threshold",
+            ),
+        }
+    }
+
+    fn upstream_ref(
+        &mut self,
+        ids: &HashMap<&str, UpstreamId>,
+        name: &Spanned<String>,
+        role: &str,
+    ) -> Option<UpstreamId> {
+        let id = ids.get(name.get_ref().as_str()).copied();
+        if id.is_none() {
+            let mut known: Vec<&str> = ids.keys().copied().collect();
+            known.sort_unstable();
+            self.error(
+                name.span(),
+                format!(
+                    "{role} names upstream {:?}, which is not defined (defined: {})",
+                    name.get_ref(),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+        id
+    }
+
+    fn routes(
+        &mut self,
+        raw: &[Spanned<RawRoute>],
+        ids: &HashMap<&str, UpstreamId>,
+        default: Option<UpstreamId>,
+    ) -> Vec<Route> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut routes = Vec::new();
+        for r in raw {
+            let name = &r.get_ref().name;
+            if !is_name(name.get_ref()) {
+                self.error(name.span(), format!("route name {:?} may hold only letters, digits, '-', '_' and '.'", name.get_ref()));
+            }
+            if let Some(first) = seen.insert(name.get_ref(), name.span().start) {
+                let (line, _) = self.src.line_column(first);
+                self.error(
+                    name.span(),
+                    format!("route name {:?} is used twice (first on line {line}): route names must be unique", name.get_ref()),
+                );
+            }
+            if let Some(route) = self.route(r.get_ref(), ids, default) {
+                routes.push(route);
+            }
+        }
+        routes
+    }
+
+    fn route(
+        &mut self,
+        raw: &RawRoute,
+        ids: &HashMap<&str, UpstreamId>,
+        default: Option<UpstreamId>,
+    ) -> Option<Route> {
+        let name = raw.name.get_ref().as_str();
+        let matches = self.route_match(name, &raw.matches);
+        let action = self.action(name, raw, ids, default);
+        let rewrite = match &raw.rewrite {
+            Some(rw) => self.rewrite(name, rw, matches.path.as_ref()),
+            None => Rewrite::default(),
+        };
+        let fallback = raw
+            .fallback
+            .as_ref()
+            .and_then(|f| self.upstream_ref(ids, f, &format!("route {name:?}: fallback")));
+        Some(Route {
+            name: name.to_string(),
+            matches,
+            action: action?,
+            rewrite,
+            fallback,
+        })
+    }
+
+    fn action(
+        &mut self,
+        name: &str,
+        raw: &RawRoute,
+        ids: &HashMap<&str, UpstreamId>,
+        default: Option<UpstreamId>,
+    ) -> Option<Action> {
+        let role = format!("route {name:?}");
+        match raw.action.get_ref() {
+            RawAction::Forward => {
+                if let Some(split) = &raw.split {
+                    self.error(split.span(), format!("route {name:?} has a split table but its action is \"forward\": set action = \"split\" or remove the table"));
+                }
+                let Some(upstream) = &raw.upstream else {
+                    self.error(raw.action.span(), format!("route {name:?} forwards but names no upstream: add upstream = \"...\""));
+                    return None;
+                };
+                self.upstream_ref(ids, upstream, &role).map(Action::Forward)
+            }
+            RawAction::Split => {
+                let Some(split) = &raw.split else {
+                    self.error(raw.action.span(), format!("route {name:?} splits but has no split table: add split = {{ to = \"...\", percent = 10, key = {{ cookie = \"session\" }} }}"));
+                    return None;
+                };
+                let base = match &raw.upstream {
+                    Some(u) => self.upstream_ref(ids, u, &role),
+                    None => default,
+                };
+                let split = split.get_ref();
+                let to = self.upstream_ref(ids, &split.to, &format!("route {name:?}: split.to"));
+                let percent = *split.percent.get_ref();
+                if !(0.0..=100.0).contains(&percent) {
+                    self.error(split.percent.span(), format!("route {name:?}: split percent {percent} is outside 0-100"));
+                }
+                if let (Some(b), Some(t)) = (base, to) {
+                    if b == t {
+                        self.error(split.to.span(), format!("route {name:?} splits to {:?}, which is already its base upstream", split.to.get_ref()));
+                    }
+                }
+                let key = self.split_key(name, &split.key)?;
+                Some(Action::Split(Split {
+                    base: base?,
+                    to: to?,
+                    threshold: threshold(percent),
+                    key,
+                    salt: salt_for(name, split.salt.as_deref()),
+                }))
+            }
+        }
+    }
+
+    fn split_key(&mut self, route: &str, raw: &Spanned<RawSplitKey>) -> Option<SplitKey> {
+        Some(match raw.get_ref() {
+            RawSplitKey::Header(h) => match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(name) => SplitKey::Header(name),
+                Err(_) => {
+                    self.error(raw.span(), format!("route {route:?}: split key header {h:?} is not a valid header name"));
+                    return None;
+                }
+            },
+            RawSplitKey::Cookie(c) => SplitKey::Cookie(c.clone()),
+            RawSplitKey::Query(q) => SplitKey::Query(q.clone()),
+            RawSplitKey::ClientIp => SplitKey::ClientIp,
+        })
+    }
+
+    fn route_match(&mut self, route: &str, raw: &RawMatch) -> RouteMatch {
+        let hosts = raw
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                let text = h.get_ref();
+                let bare = text.strip_prefix("*.").unwrap_or(text);
+                let valid = !bare.is_empty()
+                    && !bare.contains('*')
+                    && bare
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+                if !valid {
+                    self.error(h.span(), format!("route {route:?}: host {text:?} is not a host name or *.domain pattern (no port, no scheme)"));
+                    return None;
+                }
+                Some(HostMatch::parse(text))
+            })
+            .collect();
+        let methods = raw
+            .methods
+            .iter()
+            .filter_map(|m| {
+                let text = m.get_ref();
+                match Method::from_bytes(text.as_bytes()) {
+                    Ok(method) if text.chars().all(|c| c.is_ascii_uppercase()) => Some(method),
+                    _ => {
+                        self.error(m.span(), format!("route {route:?}: method {text:?} is not an HTTP method in upper case, such as \"GET\""));
+                        None
+                    }
+                }
+            })
+            .collect();
+        let path = raw.path.as_ref().and_then(|p| self.path(route, p));
+        let headers = raw
+            .headers
+            .iter()
+            .filter_map(|h| {
+                let name = match HeaderName::from_bytes(h.get_ref().name.as_bytes()) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        self.error(h.span(), format!("route {route:?}: {:?} is not a valid header name", h.get_ref().name));
+                        return None;
+                    }
+                };
+                let value = self.value_match(route, "header", h)?;
+                Some(HeaderMatch { name, value })
+            })
+            .collect();
+        let query = self.params(route, "query parameter", &raw.query);
+        let cookies = self.params(route, "cookie", &raw.cookies);
+        RouteMatch {
+            hosts,
+            methods,
+            path,
+            headers,
+            query,
+            cookies,
+        }
+    }
+
+    fn params(&mut self, route: &str, what: &str, raw: &[Spanned<RawKeyMatch>]) -> Vec<ParamMatch> {
+        raw.iter()
+            .filter_map(|p| {
+                if p.get_ref().name.is_empty() {
+                    self.error(p.span(), format!("route {route:?}: a {what} condition needs a name"));
+                    return None;
+                }
+                let value = self.value_match(route, what, p)?;
+                Some(ParamMatch {
+                    name: p.get_ref().name.clone(),
+                    value,
+                })
+            })
+            .collect()
+    }
+
+    fn value_match(&mut self, route: &str, what: &str, raw: &Spanned<RawKeyMatch>) -> Option<ValueMatch> {
+        let m = raw.get_ref();
+        let given = usize::from(m.present.is_some()) + usize::from(m.equals.is_some()) + usize::from(m.regex.is_some());
+        if given != 1 {
+            self.error(raw.span(), format!("route {route:?}: {what} {:?} needs exactly one of present, equals or regex", m.name));
+            return None;
+        }
+        if let Some(present) = m.present {
+            return Some(if present { ValueMatch::Present } else { ValueMatch::Absent });
+        }
+        if let Some(v) = &m.equals {
+            return Some(ValueMatch::Equals(v.clone()));
+        }
+        let pattern = m.regex.as_deref().unwrap_or_default();
+        match full_match_regex(pattern) {
+            Ok(re) => Some(ValueMatch::Regex(re)),
+            Err(e) => {
+                self.error(raw.span(), format!("route {route:?}: {what} {:?} has a bad regex: {}", m.name, one_line(&e.to_string())));
+                None
+            }
+        }
+    }
+
+    fn path(&mut self, route: &str, raw: &Spanned<RawPath>) -> Option<PathMatch> {
+        let span = raw.span();
+        let start_slash = |p: &str| p.starts_with('/');
+        match raw.get_ref() {
+            RawPath::Exact(p) | RawPath::Prefix(p) if !start_slash(p) => {
+                self.error(span, format!("route {route:?}: path {p:?} must start with '/'"));
+                None
+            }
+            RawPath::Exact(p) => Some(PathMatch::Exact(p.clone())),
+            RawPath::Prefix(p) => Some(PathMatch::Prefix(p.clone())),
+            RawPath::Template(p) => match Template::parse(p) {
+                Ok(t) => Some(PathMatch::Template(t)),
+                Err(e) => {
+                    self.error(span, format!("route {route:?}: path template {p:?}: {e}"));
+                    None
+                }
+            },
+            RawPath::Regex(p) => match full_match_regex(p) {
+                Ok(re) => Some(PathMatch::Regex(re)),
+                Err(e) => {
+                    self.error(span, format!("route {route:?}: path regex {p:?} does not compile: {}", one_line(&e.to_string())));
+                    None
+                }
+            },
+        }
+    }
+
+    fn rewrite(&mut self, route: &str, raw: &Spanned<RawRewrite>, path: Option<&PathMatch>) -> Rewrite {
+        let rw = raw.get_ref();
+        let path_rewrite = match (&rw.prefix, &rw.template) {
+            (Some(_), Some(t)) => {
+                self.error(t.span(), format!("route {route:?}: rewrite has both prefix and template: keep one"));
+                PathRewrite::Keep
+            }
+            (Some(p), None) => match path {
+                Some(PathMatch::Prefix(from)) if p.get_ref().starts_with('/') => PathRewrite::Prefix {
+                    from: from.clone(),
+                    to: p.get_ref().clone(),
+                },
+                Some(PathMatch::Prefix(_)) => {
+                    self.error(p.span(), format!("route {route:?}: rewrite prefix {:?} must start with '/'", p.get_ref()));
+                    PathRewrite::Keep
+                }
+                _ => {
+                    self.error(p.span(), format!("route {route:?}: a prefix rewrite needs the route to match a path prefix (match.path = {{ prefix = \"...\" }})"));
+                    PathRewrite::Keep
+                }
+            },
+            (None, Some(t)) => self.template_rewrite(route, t, path),
+            (None, None) => PathRewrite::Keep,
+        };
+        let mut set_headers = Vec::new();
+        for (name, value) in &rw.set_headers {
+            match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value.get_ref())) {
+                (Ok(n), Ok(v)) => set_headers.push((n, v)),
+                (Err(_), _) => self.error(value.span(), format!("route {route:?}: {name:?} is not a valid header name")),
+                (_, Err(_)) => self.error(value.span(), format!("route {route:?}: the value of header {name:?} is not a valid header value")),
+            }
+        }
+        let remove_headers = rw
+            .remove_headers
+            .iter()
+            .filter_map(|h| match HeaderName::from_bytes(h.get_ref().as_bytes()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    self.error(h.span(), format!("route {route:?}: {:?} is not a valid header name", h.get_ref()));
+                    None
+                }
+            })
+            .collect();
+        Rewrite {
+            path: path_rewrite,
+            set_headers,
+            remove_headers,
+        }
+    }
+
+    fn template_rewrite(&mut self, route: &str, raw: &Spanned<String>, path: Option<&PathMatch>) -> PathRewrite {
+        let Some(PathMatch::Template(from)) = path else {
+            self.error(raw.span(), format!("route {route:?}: a template rewrite needs the route to match a path template (match.path = {{ template = \"...\" }})"));
+            return PathRewrite::Keep;
+        };
+        let to = match Template::parse(raw.get_ref()) {
+            Ok(t) => t,
+            Err(e) => {
+                self.error(raw.span(), format!("route {route:?}: rewrite template {:?}: {e}", raw.get_ref()));
+                return PathRewrite::Keep;
+            }
+        };
+        let known: Vec<&str> = from.param_names().collect();
+        if let Some(missing) = to.param_names().find(|p| !known.contains(p)) {
+            self.error(raw.span(), format!("route {route:?}: rewrite template uses {{{missing}}}, which the path template {:?} does not capture", from.pattern()));
+            return PathRewrite::Keep;
+        }
+        PathRewrite::Template { from: from.clone(), to }
+    }
+}
+
+fn is_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

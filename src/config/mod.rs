@@ -1,0 +1,63 @@
+//! The config: the TOML file (raw), its validation, and the compiled, immutable result.
+
+mod compile;
+pub mod error;
+pub mod raw;
+mod reach;
+
+pub use error::{ConfigError, Diagnostic, Source};
+
+use crate::routing::RouteTable;
+use crate::upstream::spec::UpstreamSpec;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// Largest request body buffered so a failed request can go to the fallback, by default.
+pub const DEFAULT_FALLBACK_MAX_BODY: u64 = 64 * 1024;
+
+/// A validated, compiled config: everything a request needs, apart from live connections.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub admin: AdminSettings,
+    pub upstreams: Vec<UpstreamSpec>,
+    pub routes: RouteTable,
+    /// Findings that do not stop the config, such as unreachable routes.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// The proxy listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Keep X-Forwarded-Proto and -Host sent by the client (banyan is behind a trusted
+    /// proxy); otherwise banyan sets them itself.
+    pub trust_forwarded_headers: bool,
+    pub fallback_max_body: u64,
+}
+
+/// The admin listener (metrics, health).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&Source::new(path.display().to_string(), text))
+    }
+
+    /// Parse and validate config text.
+    pub fn parse(source: &Source) -> Result<Config, ConfigError> {
+        compile::compile(source)
+    }
+
+    pub fn upstream_id(&self, name: &str) -> Option<usize> {
+        self.upstreams.iter().position(|u| u.name == name)
+    }
+}

@@ -1,0 +1,13 @@
+//! banyan: a strangler-fig migration proxy. It sits in front of a legacy monolith and,
+//! endpoint by endpoint, forwards, splits or shadows traffic to new services.
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod snapshot;
+pub mod upstream;

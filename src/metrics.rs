@@ -1,0 +1,103 @@
+//! Every metric family banyan exports, in one place, in the prometheus default registry.
+//! Labels are bounded: route and upstream names from the config, status classes, reasons.
+
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, Encoder,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+};
+use std::sync::LazyLock;
+
+/// The label for requests that no route matched.
+pub const DEFAULT_ROUTE: &str = "default";
+
+pub struct Metrics {
+    pub requests_total: IntCounterVec,
+    pub request_duration_seconds: HistogramVec,
+    pub upstream_healthy: IntGaugeVec,
+    pub fallbacks_total: IntCounterVec,
+}
+
+// Registration fails only on a duplicate name, a programming error caught by any test.
+#[allow(clippy::expect_used)]
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    requests_total: register_int_counter_vec!(
+        "banyan_requests_total",
+        "Requests proxied, by route, upstream that answered, and status class.",
+        &["route", "upstream", "status_class"]
+    )
+    .expect("register banyan_requests_total"),
+    request_duration_seconds: register_histogram_vec!(
+        "banyan_request_duration_seconds",
+        "Time from the request's arrival to the response headers, by route and upstream.",
+        &["route", "upstream"],
+        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+    )
+    .expect("register banyan_request_duration_seconds"),
+    upstream_healthy: register_int_gauge_vec!(
+        "banyan_upstream_healthy",
+        "1 when the endpoint passes its health check (or has none), else 0.",
+        &["upstream", "endpoint"]
+    )
+    .expect("register banyan_upstream_healthy"),
+    fallbacks_total: register_int_counter_vec!(
+        "banyan_fallbacks_total",
+        "Requests sent to the fallback upstream after the chosen one failed, by reason.",
+        &["route", "reason"]
+    )
+    .expect("register banyan_fallbacks_total"),
+});
+
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// The classes a status falls in, as labels: index by `status / 100`.
+const STATUS_CLASSES: [&str; 6] = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Pre-resolved metric handles for one (route, upstream) pair, so the request path does
+/// no label lookups.
+#[derive(Clone)]
+pub struct RouteUpstreamMetrics {
+    by_class: [IntCounter; 6],
+    duration: Histogram,
+}
+
+impl RouteUpstreamMetrics {
+    pub fn new(route: &str, upstream: &str) -> Self {
+        let m = metrics();
+        RouteUpstreamMetrics {
+            by_class: STATUS_CLASSES
+                .map(|class| m.requests_total.with_label_values(&[route, upstream, class])),
+            duration: m.request_duration_seconds.with_label_values(&[route, upstream]),
+        }
+    }
+
+    pub fn observe(&self, status: http::StatusCode, seconds: f64) {
+        let class = usize::from(status.as_u16() / 100);
+        self.by_class[if class < 6 { class } else { 0 }].inc();
+        self.duration.observe(seconds);
+    }
+}
+
+/// A fallback counter for a route and reason.
+pub fn fallback(route: &str, reason: &str) -> IntCounter {
+    metrics().fallbacks_total.with_label_values(&[route, reason])
+}
+
+/// The health gauge of one endpoint.
+pub fn upstream_healthy(upstream: &str, endpoint: &str) -> IntGauge {
+    metrics()
+        .upstream_healthy
+        .with_label_values(&[upstream, endpoint])
+}
+
+/// The text exposition of every registered metric.
+pub fn render() -> String {
+    LazyLock::force(&METRICS);
+    let mut buf = Vec::new();
+    let encoder = TextEncoder::new();
+    if encoder.encode(&prometheus::gather(), &mut buf).is_err() {
+        return String::new();
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}

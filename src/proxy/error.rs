@@ -1,0 +1,96 @@
+//! Errors banyan answers itself: one status and one `x-banyan-error` cause each, here only.
+
+use crate::body::ResponseBody;
+use http::{HeaderValue, Response, StatusCode};
+
+/// The header that names why banyan, not the upstream, produced a response.
+pub const ERROR_HEADER: &str = "x-banyan-error";
+
+/// Why a request could not be served by an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyError {
+    /// The endpoint refused or dropped the connection attempt.
+    UpstreamConnect,
+    /// Connecting or waiting for the upstream took longer than its timeout.
+    UpstreamTimeout,
+    /// The connection failed after it was made (reset, protocol error).
+    UpstreamError,
+    /// The request could not be read or was malformed.
+    BadRequest,
+}
+
+impl ProxyError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            ProxyError::UpstreamConnect | ProxyError::UpstreamError => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::BadRequest => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The `x-banyan-error` value, also the fallback reason label.
+    pub fn cause(self) -> &'static str {
+        match self {
+            ProxyError::UpstreamConnect => "upstream_connect_failed",
+            ProxyError::UpstreamTimeout => "upstream_timeout",
+            ProxyError::UpstreamError => "upstream_error",
+            ProxyError::BadRequest => "bad_request",
+        }
+    }
+
+    fn sentence(self) -> &'static str {
+        match self {
+            ProxyError::UpstreamConnect => "could not connect to the upstream",
+            ProxyError::UpstreamTimeout => "the upstream did not answer in time",
+            ProxyError::UpstreamError => "the upstream connection failed",
+            ProxyError::BadRequest => "the request could not be read",
+        }
+    }
+
+    /// Classify a client error: a timeout anywhere in the chain, else connect or other.
+    pub fn from_client(err: &hyper_util::client::legacy::Error) -> Self {
+        if has_timeout(err) {
+            ProxyError::UpstreamTimeout
+        } else if err.is_connect() {
+            ProxyError::UpstreamConnect
+        } else {
+            ProxyError::UpstreamError
+        }
+    }
+
+    pub fn response(self, upstream: &str) -> Response<ResponseBody> {
+        let status = self.status();
+        let body = format!(
+            "{} {}: {} {upstream}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            self.sentence()
+        );
+        let mut resp = Response::new(ResponseBody::local(body));
+        *resp.status_mut() = status;
+        let headers = resp.headers_mut();
+        headers.insert(ERROR_HEADER, HeaderValue::from_static(self.cause()));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+fn has_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        if e.downcast_ref::<tokio::time::error::Elapsed>().is_some() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}

@@ -1,0 +1,192 @@
+//! Header hygiene between client and upstream: hop-by-hop headers, X-Forwarded-*,
+//! x-request-id, Host.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Remove hop-by-hop headers, including those the Connection header names.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+/// The protocol a client asks to switch to, when it asks (`Connection: upgrade`).
+pub fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// What the proxy knows of the client's connection.
+pub struct ClientContext<'a> {
+    pub ip: IpAddr,
+    pub scheme: &'static str,
+    pub host: Option<&'a HeaderValue>,
+    pub trust_forwarded: bool,
+}
+
+/// Prepare a client's request headers for the upstream.
+pub fn forward_request_headers(headers: &mut HeaderMap, client: &ClientContext<'_>) {
+    let upgrade = upgrade_request(headers);
+    remove_hop_by_hop(headers);
+    if let Some(protocol) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+    append_forwarded_for(headers, client.ip);
+    if !client.trust_forwarded || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(client.scheme));
+    }
+    if !client.trust_forwarded || !headers.contains_key(&X_FORWARDED_HOST) {
+        match client.host {
+            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+            None => headers.remove(X_FORWARDED_HOST),
+        };
+    }
+    if !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID, new_request_id());
+    }
+}
+
+/// Prepare an upstream's response headers for the client.
+pub fn forward_response_headers(headers: &mut HeaderMap, switching_protocols: bool) {
+    let upgrade = switching_protocols
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
+    remove_hop_by_hop(headers);
+    if let Some(protocol) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
+    let ip = ip.to_string();
+    let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
+        _ => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+}
+
+/// A fresh random request id (UUID v4).
+pub fn new_request_id() -> HeaderValue {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-authorization", "Basic x"),
+            ("x-kept", "yes"),
+        ]);
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarded_headers_are_set_and_appended() {
+        let host = HeaderValue::from_static("shop.example");
+        let ctx = ClientContext {
+            ip: [10, 1, 2, 3].into(),
+            scheme: "http",
+            host: Some(&host),
+            trust_forwarded: false,
+        };
+        let mut h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        forward_request_headers(&mut h, &ctx);
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "shop.example");
+        assert_eq!(h["x-request-id"].len(), 36);
+
+        let mut h = map(&[("x-forwarded-proto", "https"), ("x-request-id", "abc")]);
+        forward_request_headers(
+            &mut h,
+            &ClientContext {
+                trust_forwarded: true,
+                ..ctx
+            },
+        );
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-request-id"], "abc");
+    }
+
+    #[test]
+    fn upgrade_survives_hygiene() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert_eq!(upgrade_request(&h), Some(HeaderValue::from_static("websocket")));
+        forward_request_headers(
+            &mut h,
+            &ClientContext {
+                ip: [127, 0, 0, 1].into(),
+                scheme: "http",
+                host: None,
+                trust_forwarded: false,
+            },
+        );
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
+    }
+}

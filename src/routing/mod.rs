@@ -1,0 +1,174 @@
+//! Routing: which route a request takes and where it goes. Pure: no I/O, no clock.
+
+pub mod explain;
+pub mod index;
+pub mod matcher;
+pub mod request;
+pub mod rewrite;
+pub mod split;
+pub mod template;
+
+use index::PathIndex;
+use matcher::RouteMatch;
+pub use request::RequestView;
+use rewrite::Rewrite;
+use split::SplitKey;
+
+/// Index of an upstream in the snapshot's upstream list.
+pub type UpstreamId = usize;
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub matches: RouteMatch,
+    pub action: Action,
+    pub rewrite: Rewrite,
+    /// Where a failed idempotent request to another upstream is retried.
+    pub fallback: Option<UpstreamId>,
+}
+
+/// What a route does with a request.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Forward(UpstreamId),
+    Split(Split),
+}
+
+/// A sticky percentage of `to`, the rest to `base`.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub base: UpstreamId,
+    pub to: UpstreamId,
+    /// Hundredths of a percent sent to `to` (0..=10,000).
+    pub threshold: u32,
+    pub key: SplitKey,
+    pub salt: u64,
+}
+
+impl Split {
+    /// The upstream for a request and the bucket its key fell in.
+    pub fn choose(&self, req: &RequestView<'_>) -> (UpstreamId, u32) {
+        let (key, _) = self.key.value(req);
+        let bucket = split::bucket(self.salt, &key);
+        let upstream = if bucket < self.threshold {
+            self.to
+        } else {
+            self.base
+        };
+        (upstream, bucket)
+    }
+}
+
+/// Where one request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// The matching route, or None for the default upstream.
+    pub route: Option<usize>,
+    pub upstream: UpstreamId,
+}
+
+/// Every route, in order, with the index that finds the first match quickly.
+#[derive(Debug)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+    index: PathIndex,
+    default_upstream: UpstreamId,
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<Route>, default_upstream: UpstreamId) -> Self {
+        let index = PathIndex::build(routes.iter().map(|r| r.matches.path.as_ref()));
+        RouteTable {
+            routes,
+            index,
+            default_upstream,
+        }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn default_upstream(&self) -> UpstreamId {
+        self.default_upstream
+    }
+
+    /// The first route the request matches.
+    pub fn find(&self, req: &RequestView<'_>) -> Option<usize> {
+        self.index.candidates(req.path).into_iter().find(|&i| {
+            let m = &self.routes[i].matches;
+            if self.index.needs_path_check(i) {
+                m.check(req).is_ok()
+            } else {
+                m.check_except_path(req).is_ok()
+            }
+        })
+    }
+
+    /// The route and upstream for a request.
+    pub fn decide(&self, req: &RequestView<'_>) -> Decision {
+        match self.find(req) {
+            None => Decision {
+                route: None,
+                upstream: self.default_upstream,
+            },
+            Some(i) => Decision {
+                route: Some(i),
+                upstream: match &self.routes[i].action {
+                    Action::Forward(u) => *u,
+                    Action::Split(s) => s.choose(req).0,
+                },
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matcher::{HeaderMatch, PathMatch, ValueMatch};
+    use super::*;
+    use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+    fn route(name: &str, path: Option<PathMatch>, upstream: UpstreamId) -> Route {
+        Route {
+            name: name.into(),
+            matches: RouteMatch {
+                path,
+                ..Default::default()
+            },
+            action: Action::Forward(upstream),
+            rewrite: Rewrite::default(),
+            fallback: None,
+        }
+    }
+
+    #[test]
+    fn first_match_wins_and_unmatched_goes_to_default() {
+        let mut beta = route("beta", Some(PathMatch::Prefix("/api/".into())), 2);
+        beta.matches.headers.push(HeaderMatch {
+            name: HeaderName::from_static("x-beta"),
+            value: ValueMatch::Present,
+        });
+        let table = RouteTable::new(
+            vec![
+                beta,
+                route("api", Some(PathMatch::Prefix("/api/".into())), 1),
+                route("api-items", Some(PathMatch::Exact("/api/items".into())), 3),
+            ],
+            0,
+        );
+        let method = Method::GET;
+        let mut headers = HeaderMap::new();
+        let ip = [127, 0, 0, 1].into();
+        let decide = |uri: &str, headers: &HeaderMap| {
+            let uri: http::Uri = uri.parse().expect("uri");
+            table.decide(&RequestView::new(&method, &uri, headers, ip))
+        };
+        assert_eq!(decide("/api/items", &headers).upstream, 1);
+        assert_eq!(decide("/other", &headers).route, None);
+        assert_eq!(decide("/other", &headers).upstream, 0);
+        headers.insert("x-beta", HeaderValue::from_static("1"));
+        assert_eq!(decide("/api/items", &headers).upstream, 2);
+    }
+}

@@ -1,0 +1,8 @@
+//! Upstream pools: endpoints, balancing, health, and the pooled client that reaches them.
+
+pub mod client;
+pub mod health;
+pub mod pool;
+pub mod spec;
+
+pub use pool::Pool;
