@@ -1,1 +1,213 @@
-fn main(){}
+//! The banyan command line: run, check, explain, demo.
+
+use anyhow::{bail, Context, Result};
+use banyan::config::{Config, ConfigError};
+use banyan::routing::explain::explain;
+use banyan::routing::RequestView;
+use clap::{Parser, Subcommand, ValueEnum};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "banyan", version, about = "A strangler-fig migration proxy")]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value = "human", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve traffic with a config file.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print a summary; exit 1 if it is invalid.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Show which route a request takes, why earlier routes did not match, and where it goes.
+    Explain {
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The request method, such as GET.
+        method: String,
+        /// The URL or path, such as http://shop.example/items/42?x=1 or /items/42.
+        url: String,
+        /// A request header, 'Name: value'; repeat for more.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The client's IP address (for client-IP splits).
+        #[arg(long, default_value = "127.0.0.1")]
+        client_ip: IpAddr,
+    },
+    /// Start two demo backends and banyan in front of them.
+    Demo {
+        /// The demo config (the built-in config/demo.toml when absent).
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let outcome = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Check { config } => check(&config),
+        Command::Explain {
+            config,
+            method,
+            url,
+            headers,
+            client_ip,
+        } => explain_request(&config, &method, &url, &headers, client_ip),
+        Command::Demo { config } => demo(config.as_deref()),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BANYAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Load a config, printing located errors the way compilers do.
+fn load(path: &Path) -> Result<Config> {
+    match Config::load(path) {
+        Ok(c) => Ok(c),
+        Err(e @ ConfigError::Read { .. }) => Err(e.into()),
+        Err(ConfigError::Invalid(errors)) => {
+            for d in &errors {
+                eprintln!("{}", d.with_level("error"));
+            }
+            bail!("{}: {} error(s); the config was not applied", path.display(), errors.len())
+        }
+    }
+}
+
+fn print_warnings(config: &Config) {
+    for w in &config.warnings {
+        eprintln!("{}", w.with_level("warning"));
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(path: &Path) -> Result<ExitCode> {
+    let config = load(path)?;
+    print_warnings(&config);
+    runtime()?.block_on(async {
+        let running = banyan::server::start(config).await?;
+        wait_for_shutdown().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        running.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn check(path: &Path) -> Result<ExitCode> {
+    let config = load(path)?;
+    println!("{}: valid", path.display());
+    print!("{}", banyan::config::summary::summary(&config));
+    print_warnings(&config);
+    if !config.warnings.is_empty() {
+        println!("{} warning(s)", config.warnings.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain_request(
+    path: &Path,
+    method: &str,
+    url: &str,
+    header_args: &[String],
+    client_ip: IpAddr,
+) -> Result<ExitCode> {
+    let config = load(path)?;
+    let method = Method::from_bytes(method.as_bytes()).context("not an HTTP method")?;
+    let uri: http::Uri = url.parse().with_context(|| format!("{url:?} is not a URL or path"))?;
+    let mut headers = HeaderMap::new();
+    for h in header_args {
+        let (name, value) = h
+            .split_once(':')
+            .with_context(|| format!("header {h:?} must be 'Name: value'"))?;
+        headers.append(
+            HeaderName::from_bytes(name.trim().as_bytes()).context("bad header name")?,
+            HeaderValue::from_str(value.trim()).context("bad header value")?,
+        );
+    }
+    let view = RequestView::new(&method, &uri, &headers, client_ip);
+    let answer = explain(&config.routes, &view);
+    println!("{method} {url}");
+    print!(
+        "{}",
+        answer.render(|id| {
+            let u = &config.upstreams[id];
+            let endpoints: Vec<String> = u.endpoints.iter().map(ToString::to_string).collect();
+            format!("{} ({})", u.name, endpoints.join(", "))
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn demo(path: Option<&Path>) -> Result<ExitCode> {
+    let config = match path {
+        Some(p) => load(p)?,
+        None => Config::parse(&banyan::demo::builtin_config()).context("the built-in demo config")?,
+    };
+    runtime()?.block_on(async {
+        let backends = banyan::demo::start_backends(&config).await?;
+        let running = banyan::server::start(config).await?;
+        println!("{}", banyan::demo::banner(running.proxy_addr, running.admin_addr, &backends));
+        wait_for_shutdown().await;
+        running.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -142,20 +142,19 @@ impl Compiler<'_> {
 
     fn upstreams(
         &mut self,
-        raw: &Spanned<std::collections::BTreeMap<String, Spanned<RawUpstream>>>,
+        raw: &std::collections::BTreeMap<String, RawUpstream>,
     ) -> Vec<UpstreamSpec> {
-        if raw.get_ref().is_empty() {
-            self.error(raw.span(), "no upstreams are defined: define at least the monolith, as [upstreams.legacy]");
+        if raw.is_empty() {
+            self.error(0..0, "no upstreams are defined: define at least the monolith, as [upstreams.legacy]");
         }
-        raw.get_ref()
-            .iter()
+        raw.iter()
             .map(|(name, u)| self.upstream(name, u))
             .collect()
     }
 
-    fn upstream(&mut self, name: &str, raw: &Spanned<RawUpstream>) -> UpstreamSpec {
-        let span = raw.span();
-        let raw = raw.get_ref();
+    fn upstream(&mut self, name: &str, raw: &RawUpstream) -> UpstreamSpec {
+        // Tables written as [headers] carry no span of their own: point at the endpoints.
+        let span = raw.endpoints.span();
         if !is_name(name) {
             self.error(span.clone(), format!("upstream name {name:?} may hold only letters, digits, '-', '_' and '.'"));
         }

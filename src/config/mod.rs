@@ -4,6 +4,7 @@ mod compile;
 pub mod error;
 pub mod raw;
 mod reach;
+pub mod summary;
 
 pub use error::{ConfigError, Diagnostic, Source};
 

@@ -15,7 +15,7 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     /// Name of the upstream (the monolith) that takes every request no route matches.
     pub default: Spanned<String>,
-    pub upstreams: Spanned<BTreeMap<String, Spanned<RawUpstream>>>,
+    pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
 }

@@ -86,30 +86,30 @@ pub fn fallback_reason(result: &Result<Response<Incoming>, ProxyError>) -> Optio
     }
 }
 
-/// Try `primary`, then `fallback` with the same buffered body when the first failed in a
+/// Try `primary`, then `fallback` (with the request as the client sent it and the same
+/// buffered body) when the first failed in a
 /// way that allows it. Returns the result and whether the fallback answered.
 pub async fn send_with_fallback(
     primary: &Pool,
     fallback: &Pool,
     outgoing: Outgoing,
+    fallback_request: Outgoing,
     body: Bytes,
     mut count: impl FnMut(&'static str),
 ) -> (Result<Response<Incoming>, ProxyError>, bool) {
     if primary.all_unhealthy() {
         count("unhealthy");
-        let req = outgoing.into_request(fallback, RequestBody::buffered(body));
+        let req = fallback_request.into_request(fallback, RequestBody::buffered(body));
         return (send(fallback, req).await, true);
     }
-    let first = outgoing
-        .clone()
-        .into_request(primary, RequestBody::buffered(body.clone()));
+    let first = outgoing.into_request(primary, RequestBody::buffered(body.clone()));
     let result = send(primary, first).await;
     match fallback_reason(&result) {
         None => (result, false),
         Some(reason) => {
             count(reason);
             drop(result);
-            let req = outgoing.into_request(fallback, RequestBody::buffered(body));
+            let req = fallback_request.into_request(fallback, RequestBody::buffered(body));
             (send(fallback, req).await, true)
         }
     }

@@ -56,9 +56,6 @@ pub async fn handle(
     };
     let route = route_index.map(|i| &snap.config.routes.routes()[i]);
 
-    if let Some(route) = route {
-        route.rewrite.apply_headers(&mut parts.headers);
-    }
     let client_host = parts
         .headers
         .get(header::HOST)
@@ -76,23 +73,38 @@ pub async fn handle(
             trust_forwarded: snap.config.server.trust_forwarded_headers,
         },
     );
-    let path_and_query = match upstream_path(&parts.uri, new_path) {
-        Some(pq) => pq,
-        None => return finish(&snap, route_index, upstream, started, Err(ProxyError::BadRequest)),
-    };
-    let outgoing = Outgoing {
+    let original = Outgoing {
         method: parts.method,
-        path_and_query,
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
         headers: parts.headers,
         client_host,
     };
-
+    // The fallback (the monolith) gets the request as the client sent it; the route's
+    // rewrite describes what the route's own upstream expects.
     let fallback = route
         .and_then(|r| r.fallback)
-        .filter(|f| *f != upstream && forward::is_idempotent(&outgoing.method));
+        .filter(|f| *f != upstream && forward::is_idempotent(&original.method));
+    let fallback_request = fallback.map(|_| original.clone());
+    let mut outgoing = original;
+    if let Some(route) = route {
+        route.rewrite.apply_headers(&mut outgoing.headers);
+        if let Some(path) = new_path {
+            match with_query(path, parts.uri.query()) {
+                Some(pq) => outgoing.path_and_query = pq,
+                None => {
+                    return finish(&snap, route_index, upstream, started, Err(ProxyError::BadRequest))
+                }
+            }
+        }
+    }
+
     let max_buffer = snap.config.server.fallback_max_body;
-    let (result, answered_by) = match fallback {
-        Some(fallback) if client_upgrade.is_none() && fits(&body, max_buffer) => {
+    let (result, answered_by) = match fallback.zip(fallback_request) {
+        Some((fallback, fallback_request)) if client_upgrade.is_none() && fits(&body, max_buffer) => {
             let bytes = match buffer(body, max_buffer).await {
                 Ok(b) => b,
                 Err(e) => return finish(&snap, route_index, upstream, started, Err(e)),
@@ -102,6 +114,7 @@ pub async fn handle(
                 snap.pool(upstream),
                 snap.pool(fallback),
                 outgoing,
+                fallback_request,
                 bytes,
                 |reason| crate::metrics::fallback(route_name, reason).inc(),
             )
@@ -147,22 +160,13 @@ fn finish(
     resp
 }
 
-/// The path and query to send: the rewritten path with the original query.
-fn upstream_path(uri: &http::Uri, new_path: Option<String>) -> Option<PathAndQuery> {
-    match new_path {
-        None => Some(
-            uri.path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        ),
-        Some(mut path) => {
-            if let Some(q) = uri.query() {
-                path.push('?');
-                path.push_str(q);
-            }
-            PathAndQuery::try_from(path).ok()
-        }
+/// A rewritten path with the client's query.
+fn with_query(mut path: String, query: Option<&str>) -> Option<PathAndQuery> {
+    if let Some(q) = query {
+        path.push('?');
+        path.push_str(q);
     }
+    PathAndQuery::try_from(path).ok()
 }
 
 /// Whether a body can be buffered for a fallback: empty, or of a known small length.

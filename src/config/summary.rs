@@ -1,0 +1,85 @@
+//! A plain-text summary of a valid config, for `banyan check`.
+
+use super::Config;
+use crate::routing::matcher::{HostMatch, RouteMatch};
+use crate::routing::split::BUCKETS;
+use crate::routing::{Action, Route};
+use std::fmt::Write;
+
+pub fn summary(config: &Config) -> String {
+    let mut out = String::new();
+    let name = |id: usize| config.upstreams[id].name.as_str();
+    let _ = writeln!(out, "listen {}, admin {}", config.server.listen, config.admin.listen);
+    let _ = writeln!(out, "upstreams: {}", config.upstreams.len());
+    for u in &config.upstreams {
+        let endpoints: Vec<String> = u.endpoints.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "  {:<20} {}{}",
+            u.name,
+            endpoints.join(", "),
+            if u.health_check.is_some() { "  (health checked)" } else { "" }
+        );
+    }
+    let routes = config.routes.routes();
+    let splits = routes.iter().filter(|r| matches!(r.action, Action::Split(_))).count();
+    let _ = writeln!(
+        out,
+        "routes: {} ({} forward, {} split)",
+        routes.len(),
+        routes.len() - splits,
+        splits
+    );
+    for (i, r) in routes.iter().enumerate() {
+        let _ = writeln!(out, "  {:>3}. {:<24} {:<40} {}", i + 1, r.name, describe_match(&r.matches), describe_action(r, name));
+    }
+    let _ = writeln!(out, "  ---  unmatched requests go to {}", name(config.routes.default_upstream()));
+    out
+}
+
+/// `GET,HEAD shop.example /items/{id} +2 conditions`.
+pub fn describe_match(m: &RouteMatch) -> String {
+    let mut parts = Vec::new();
+    if !m.methods.is_empty() {
+        parts.push(m.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","));
+    }
+    if !m.hosts.is_empty() {
+        parts.push(
+            m.hosts
+                .iter()
+                .map(|h| match h {
+                    HostMatch::Exact(h) => h.clone(),
+                    HostMatch::Wildcard(s) => format!("*{s}"),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    parts.push(m.path.as_ref().map_or("any path".into(), |p| p.describe()));
+    let extra = m.headers.len() + m.query.len() + m.cookies.len();
+    if extra > 0 {
+        parts.push(format!("+{extra} conditions"));
+    }
+    parts.join(" ")
+}
+
+/// `-> items-svc`, `split 10% to items-svc (cookie sid), rest legacy`.
+pub fn describe_action<'a>(r: &Route, name: impl Fn(usize) -> &'a str) -> String {
+    let mut s = match &r.action {
+        Action::Forward(u) => format!("-> {}", name(*u)),
+        Action::Split(sp) => format!(
+            "split {}% to {} by {}, rest {}",
+            f64::from(sp.threshold) * 100.0 / f64::from(BUCKETS),
+            name(sp.to),
+            sp.key.describe(),
+            name(sp.base)
+        ),
+    };
+    if !r.rewrite.is_noop() {
+        s.push_str(", rewritten");
+    }
+    if let Some(f) = r.fallback {
+        let _ = write!(s, ", fallback {}", name(f));
+    }
+    s
+}
