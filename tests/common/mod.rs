@@ -313,3 +313,76 @@ pub async fn metric(admin: SocketAddr, name_and_labels: &str) -> f64 {
 pub fn banyan_bin() -> &'static str {
     env!("CARGO_BIN_EXE_banyan")
 }
+
+/// banyan as a separate process (`banyan run`), for what only a process shows: its
+/// memory, its exit code, its signals. Killed on drop.
+pub struct Process {
+    pub child: std::process::Child,
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Process {
+    pub fn start(text: &str) -> Process {
+        use std::io::{BufRead, Write};
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        write!(file, "{text}\n{}", listeners()).unwrap();
+        let mut child = std::process::Command::new(banyan_bin())
+            .args(["run", "-c"])
+            .arg(file.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("banyan runs");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                for (what, marker) in [("proxy", "proxy listening addr="), ("admin", "admin listening addr=")] {
+                    if let Some(rest) = line.split(marker).nth(1) {
+                        let addr: SocketAddr = rest.trim().parse().unwrap();
+                        let _ = tx.send((what, addr));
+                    }
+                }
+            }
+        });
+        let mut proxy = None;
+        let mut admin = None;
+        while proxy.is_none() || admin.is_none() {
+            let (what, addr) = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("banyan reports its listeners");
+            if what == "proxy" {
+                proxy = Some(addr);
+            } else {
+                admin = Some(addr);
+            }
+        }
+        Process {
+            child,
+            proxy_addr: proxy.unwrap(),
+            admin_addr: admin.unwrap(),
+            _config: file,
+        }
+    }
+
+    /// Peak resident memory of the process so far, in bytes (VmHWM).
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        kib * 1024
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

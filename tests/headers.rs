@@ -1,0 +1,121 @@
+//! Header hygiene, request ids, Host, HTTP/2 downstream and websocket upgrades.
+
+mod common;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn single(backend: &Backend, upstream_extra: &str) -> String {
+    format!(
+        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"{}\"]\n{upstream_extra}\n",
+        backend.url()
+    )
+}
+
+#[tokio::test]
+async fn forwarded_headers_request_id_and_hop_by_hop() {
+    let legacy = Backend::with_handler("legacy", |_| {
+        Reply::ok("x")
+            .header("connection", "x-internal")
+            .header("x-internal", "secret")
+            .header("keep-alive", "timeout=5")
+    })
+    .await;
+    let b = banyan(&single(&legacy, "")).await;
+    let got = get(
+        b.proxy_addr,
+        "/p",
+        &[
+            ("host", "shop.example"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic Zm9v"),
+            ("x-end-to-end", "kept"),
+        ],
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert!(got.headers.get("x-internal").is_none(), "named by Connection: removed");
+    assert!(got.headers.get("keep-alive").is_none());
+
+    let seen = &legacy.requests()[0];
+    let h = &seen.headers;
+    assert_eq!(h["host"], "shop.example", "Host passes through");
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http", "not trusted: banyan's own scheme");
+    assert_eq!(h["x-forwarded-host"], "shop.example");
+    assert_eq!(h["x-end-to-end"], "kept");
+    for gone in ["x-hop", "te", "proxy-authorization"] {
+        assert!(h.get(gone).is_none(), "{gone} reached the upstream");
+    }
+    let id = h["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 36, "a UUID is generated: {id}");
+
+    get(b.proxy_addr, "/p", &[("x-request-id", "req-123")]).await;
+    assert_eq!(legacy.requests()[1].headers["x-request-id"], "req-123", "kept when sent");
+    get(b.proxy_addr, "/p", &[]).await;
+    assert_ne!(legacy.requests()[2].headers["x-request-id"], id, "a fresh id per request");
+}
+
+#[tokio::test]
+async fn an_upstream_host_replaces_the_clients() {
+    let legacy = Backend::start("legacy").await;
+    let b = banyan(&format!(
+        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"{}\"]\nhost = \"monolith.internal\"\n",
+        legacy.url()
+    ))
+    .await;
+    get(b.proxy_addr, "/", &[("host", "shop.example")]).await;
+    let h = &legacy.requests()[0].headers;
+    assert_eq!(h["host"], "monolith.internal");
+    assert_eq!(h["x-forwarded-host"], "shop.example");
+}
+
+#[tokio::test]
+async fn http2_cleartext_clients_are_served_over_http1_upstreams() {
+    let legacy = Backend::start("legacy").await;
+    let b = banyan(&single(&legacy, "")).await;
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let url = format!("http://{}/h2?x=1", b.proxy_addr);
+    let got = send(&h2, "GET", &url, &[], "").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.text(), "legacy");
+    let seen = &legacy.requests()[0];
+    assert_eq!(seen.version, http::Version::HTTP_11);
+    assert_eq!(seen.uri.to_string(), "/h2?x=1");
+    assert_eq!(seen.headers["host"], b.proxy_addr.to_string().as_str());
+}
+
+#[tokio::test]
+async fn websocket_style_upgrades_are_tunnelled() {
+    let legacy = Backend::start("legacy").await;
+    let b = banyan(&single(&legacy, "")).await;
+    let mut s = tokio::net::TcpStream::connect(b.proxy_addr).await.unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    for msg in [&b"hello"[..], b"through banyan"] {
+        s.write_all(msg).await.unwrap();
+        let mut back = vec![0u8; msg.len()];
+        s.read_exact(&mut back).await.unwrap();
+        assert_eq!(back, msg);
+    }
+    let seen = &legacy.requests()[0];
+    assert_eq!(seen.headers["upgrade"], "echo");
+    assert_eq!(seen.headers["connection"], "upgrade");
+}
