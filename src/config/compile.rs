@@ -25,7 +25,8 @@ const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub(super) fn compile(src: &Source) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(&src.text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        ConfigError::Invalid(vec![src.diagnostic(span, e.message().trim().to_string())])
+        let message = e.message().trim().lines().collect::<Vec<_>>().join(": ");
+        ConfigError::Invalid(vec![src.diagnostic(span, message)])
     })?;
     let mut c = Compiler {
         src,

@@ -1,0 +1,110 @@
+//! Every kind of invalid config is refused with the line it is on and a plain sentence;
+//! an unreachable route is a warning.
+
+mod common;
+use banyan::config::{Config, ConfigError, Source};
+
+const UPSTREAMS: &str = r#"
+[upstreams.legacy]
+endpoints = ["http://127.0.0.1:8001"]
+[upstreams.new]
+endpoints = ["http://127.0.0.1:8002"]
+"#;
+
+/// Each case: the config (the bad line marked `# HERE`) and a phrase the error must hold.
+fn cases() -> Vec<(String, &'static str)> {
+    let route = |body: &str| {
+        format!("default = \"legacy\"\n{UPSTREAMS}\n[[routes]]\nname = \"r\"\n{body}\n")
+    };
+    vec![
+        ("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://x:1\" \"http://y:1\"] # HERE\n".to_string(), "expected"),
+        ("default = = \"legacy\" # HERE\n".to_string(), "expected"),
+        (format!("default = \"legacy\"\n{UPSTREAMS}\nlisten = 1 # HERE\n"), "unknown field"),
+        (format!("default = \"legacy\"\n[upstreams.legacy]\nendpoint = [\"http://x:1\"] # HERE\n"), "unknown field `endpoint`"),
+        (format!("default = \"monolith\" # HERE\n{UPSTREAMS}"), "not defined"),
+        (route("action = \"forward\"\nupstream = \"itemz\" # HERE"), "\"itemz\", which is not defined"),
+        (route("action = \"split\"\nsplit = { to = \"nope\", percent = 5, key = \"client_ip\" } # HERE"), "\"nope\", which is not defined"),
+        (route("action = \"forward\"\nupstream = \"new\"\nfallback = \"gone\" # HERE"), "\"gone\", which is not defined"),
+        (route("match = { path = { regex = \"/items/(\" } } # HERE\naction = \"forward\"\nupstream = \"new\""), "does not compile"),
+        (route("match = { headers = [{ name = \"x\", regex = \"[\" }] } # HERE\naction = \"forward\"\nupstream = \"new\""), "bad regex"),
+        (route("action = \"split\"\nsplit = { to = \"new\", percent = 101, key = \"client_ip\" } # HERE"), "outside 0-100"),
+        (route("action = \"split\"\nsplit = { to = \"new\", percent = -1, key = \"client_ip\" } # HERE"), "outside 0-100"),
+        (format!("default = \"legacy\"\n{UPSTREAMS}\n[[routes]]\nname = \"r\"\naction = \"forward\"\nupstream = \"new\"\n[[routes]]\nname = \"r\" # HERE\naction = \"forward\"\nupstream = \"new\"\n"), "used twice"),
+        (route("match = { path = { template = \"/items/{id\" } } # HERE\naction = \"forward\"\nupstream = \"new\""), "template"),
+        (route("match = { path = { template = \"/items/{id}\" } }\naction = \"forward\"\nupstream = \"new\"\nrewrite = { template = \"/v2/{sku}\" } # HERE"), "does not capture"),
+        (route("match = { path = { exact = \"/a\" } }\naction = \"forward\"\nupstream = \"new\"\nrewrite = { prefix = \"/b/\" } # HERE"), "needs the route to match a path prefix"),
+        (format!("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"127.0.0.1:8001\"] # HERE\n"), "scheme"),
+        (format!("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://127.0.0.1:8001/api\"] # HERE\n"), "has a path"),
+        (format!("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [] # HERE\n"), "no endpoints"),
+        (format!("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://a:1\"]\nconnect_timeout = \"soon\" # HERE\n"), "not a duration"),
+        (route("action = \"split\" # HERE\nupstream = \"legacy\""), "no split table"),
+        (route("action = \"forward\" # HERE"), "names no upstream"),
+        (route("action = \"teleport\" # HERE\nupstream = \"new\""), "unknown variant"),
+        (route("match = { headers = [{ name = \"x\", present = true, equals = \"1\" }] } # HERE\naction = \"forward\"\nupstream = \"new\""), "exactly one of"),
+        (route("match = { methods = [\"get\"] } # HERE\naction = \"forward\"\nupstream = \"new\""), "upper case"),
+        (format!("default = \"legacy\"\n{UPSTREAMS}\n[server]\nlisten = \"localhost\" # HERE\n"), "not an address"),
+        (route("action = \"split\"\nsplit = { to = \"legacy\", percent = 5, key = \"client_ip\" } # HERE"), "already its base"),
+    ]
+}
+
+fn marked_line(text: &str) -> usize {
+    text.lines().position(|l| l.contains("# HERE")).expect("case marks its line") + 1
+}
+
+#[test]
+fn every_invalid_config_is_refused_with_its_line() {
+    for (text, phrase) in cases() {
+        let errors = match Config::parse(&Source::new("bad.toml", text.as_str())) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(ConfigError::Invalid(errors)) => errors,
+            Err(e) => panic!("{e}"),
+        };
+        let want_line = marked_line(&text);
+        assert!(
+            errors.iter().any(|d| d.line == want_line && d.file == "bad.toml" && d.column >= 1 && d.message.contains(phrase)),
+            "expected an error on line {want_line} containing {phrase:?}, got {errors:#?}\n---\n{text}"
+        );
+    }
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let text = format!(
+        "default = \"legacy\"\n{UPSTREAMS}\n[[routes]]\nname = \"a\"\naction = \"forward\"\nupstream = \"x\"\n[[routes]]\nname = \"b\"\naction = \"forward\"\nupstream = \"y\"\n"
+    );
+    let err = Config::parse(&Source::new("bad.toml", text)).unwrap_err();
+    assert_eq!(err.diagnostics().len(), 2, "{err}");
+    let rendered = err.to_string();
+    assert!(rendered.contains("bad.toml:11:12: error: route \"a\""), "{rendered}");
+    assert!(rendered.contains("bad.toml:15:12: error: route \"b\""), "{rendered}");
+}
+
+#[test]
+fn an_unreachable_route_is_a_warning_with_its_line() {
+    let text = format!(
+        "default = \"legacy\"\n{UPSTREAMS}
+[[routes]]
+name = \"api\"
+match = {{ path = {{ prefix = \"/api/\" }} }}
+action = \"forward\"
+upstream = \"new\"
+
+[[routes]]
+name = \"items\" # HERE
+match = {{ methods = [\"GET\"], path = {{ template = \"/api/items/{{id}}\" }} }}
+action = \"forward\"
+upstream = \"legacy\"
+
+[[routes]]
+name = \"other\"
+match = {{ path = {{ prefix = \"/ap\" }} }}
+action = \"forward\"
+upstream = \"legacy\"
+"
+    );
+    let config = Config::parse(&Source::new("w.toml", text.as_str())).expect("warnings do not refuse");
+    assert_eq!(config.warnings.len(), 1, "{:#?}", config.warnings);
+    let w = &config.warnings[0];
+    assert_eq!(w.line, marked_line(&text));
+    assert!(w.message.contains("\"items\" is unreachable: route \"api\""), "{}", w.message);
+}

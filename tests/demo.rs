@@ -1,0 +1,50 @@
+//! The demo: its backends behind banyan with config/demo.toml, reached as the config says.
+
+mod common;
+use banyan::demo::{serve, Backend as DemoBackend};
+use common::*;
+use tokio::net::TcpListener;
+
+#[tokio::test]
+async fn demo_traffic_reaches_both_backends_as_configured() {
+    let legacy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let catalog = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"))
+        .unwrap()
+        .replace("127.0.0.1:18081", &legacy.local_addr().unwrap().to_string())
+        .replace("127.0.0.1:18082", &catalog.local_addr().unwrap().to_string())
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9090", "127.0.0.1:0");
+    assert_eq!(text, banyan::demo::DEMO_TOML
+        .replace("127.0.0.1:18081", &legacy.local_addr().unwrap().to_string())
+        .replace("127.0.0.1:18082", &catalog.local_addr().unwrap().to_string())
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9090", "127.0.0.1:0"), "the built-in demo config is config/demo.toml");
+    tokio::spawn(serve(legacy, DemoBackend::Legacy));
+    tokio::spawn(serve(catalog, DemoBackend::Catalog));
+    let b = banyan::server::start(config(&text)).await.unwrap();
+    let p = b.proxy_addr;
+    let side = |got: &Got| got.header("x-demo-backend").unwrap_or("none").to_string();
+
+    let users = get(p, "/api/users/7", &[]).await;
+    assert_eq!(side(&users), "catalog");
+    let product = get(p, "/api/products/2", &[]).await;
+    assert_eq!(side(&product), "catalog");
+    assert!(product.text().contains("\"title\":\"Oak table\""), "{}", product.text());
+    let search = get(p, "/api/search?q=lamp", &[]).await;
+    assert_eq!(side(&search), "legacy");
+    assert!(search.text().contains("Desk lamp"));
+    assert_eq!(side(&get(p, "/api/items", &[("x-preview", "1")]).await), "catalog");
+    assert_eq!(side(&get(p, "/api/items", &[]).await), "legacy");
+
+    // The 50% split by session: both sides serve some sessions, each session one side.
+    let mut sides = std::collections::HashSet::new();
+    for s in 0..40 {
+        let cookie = format!("session=s{s}");
+        let first = side(&get(p, "/api/items/1", &[("cookie", &cookie)]).await);
+        let again = side(&get(p, "/api/items/1", &[("cookie", &cookie)]).await);
+        assert_eq!(first, again, "session s{s} changed side");
+        sides.insert(first);
+    }
+    assert_eq!(sides.len(), 2, "{sides:?}");
+}
