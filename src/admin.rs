@@ -1,9 +1,12 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz`. Apart from proxied traffic and
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/api/routes`. Apart from proxied traffic and
 //! on loopback by default.
 
 use crate::body::ResponseBody;
 use crate::metrics;
+use crate::config::summary::{describe_action, describe_match};
 use crate::proxy::SharedSnapshot;
+use crate::snapshot::Snapshot;
+use serde_json::json;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -12,7 +15,11 @@ use std::convert::Infallible;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub async fn serve(listener: TcpListener, snapshot: SharedSnapshot, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    snapshot: SharedSnapshot,
+    mut stop: watch::Receiver<bool>,
+) {
     let builder = crate::server::connection_builder();
     loop {
         tokio::select! {
@@ -44,7 +51,15 @@ fn route(snapshot: &SharedSnapshot, req: &Request<Incoming>) -> Response<Respons
         (&Method::GET, "/readyz") => {
             let snap = snapshot.load();
             let routes = snap.config.routes.routes().len();
-            text(StatusCode::OK, "text/plain", format!("ready: {routes} routes\n"))
+            text(
+                StatusCode::OK,
+                "text/plain",
+                format!("ready: {routes} routes\n"),
+            )
+        }
+        (&Method::GET, "/api/routes") => {
+            let body = routes_json(&snapshot.load());
+            text(StatusCode::OK, "application/json", body.to_string())
         }
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
@@ -56,4 +71,38 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
+}
+
+/// Each route in order, then the default, with its live traffic.
+fn routes_json(snap: &Snapshot) -> serde_json::Value {
+    let config = &snap.config;
+    let name = |id: usize| config.upstreams[id].name.as_str();
+    let live = metrics::live();
+    let traffic = |route: &str| {
+        let key = metrics::live_key(route);
+        json!({
+            "requests_per_second": live.requests_per_second(key),
+            "server_errors_per_second": live.errors_per_second(key),
+        })
+    };
+    let mut routes: Vec<serde_json::Value> = config
+        .routes
+        .routes()
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "match": describe_match(&r.matches),
+                "action": describe_action(r, name),
+                "live": traffic(&r.name),
+            })
+        })
+        .collect();
+    routes.push(json!({
+        "name": metrics::DEFAULT_ROUTE,
+        "match": "anything no route matches",
+        "action": format!("-> {}", name(config.routes.default_upstream())),
+        "live": traffic(metrics::DEFAULT_ROUTE),
+    }));
+    json!({ "routes": routes })
 }

@@ -107,7 +107,11 @@ fn load(path: &Path) -> Result<Config> {
             for d in &errors {
                 eprintln!("{}", d.with_level("error"));
             }
-            bail!("{}: {} error(s); the config was not applied", path.display(), errors.len())
+            bail!(
+                "{}: {} error(s); the config was not applied",
+                path.display(),
+                errors.len()
+            )
         }
     }
 }
@@ -172,7 +176,9 @@ fn explain_request(
 ) -> Result<ExitCode> {
     let config = load(path)?;
     let method = Method::from_bytes(method.as_bytes()).context("not an HTTP method")?;
-    let uri: http::Uri = url.parse().with_context(|| format!("{url:?} is not a URL or path"))?;
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a URL or path"))?;
     let mut headers = HeaderMap::new();
     for h in header_args {
         let (name, value) = h
@@ -200,12 +206,17 @@ fn explain_request(
 fn demo(path: Option<&Path>) -> Result<ExitCode> {
     let config = match path {
         Some(p) => load(p)?,
-        None => Config::parse(&banyan::demo::builtin_config()).context("the built-in demo config")?,
+        None => {
+            Config::parse(&banyan::demo::builtin_config()).context("the built-in demo config")?
+        }
     };
     runtime()?.block_on(async {
         let backends = banyan::demo::start_backends(&config).await?;
         let running = banyan::server::start(config).await?;
-        println!("{}", banyan::demo::banner(running.proxy_addr, running.admin_addr, &backends));
+        println!(
+            "{}",
+            banyan::demo::banner(running.proxy_addr, running.admin_addr, &backends)
+        );
         wait_for_shutdown().await;
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)

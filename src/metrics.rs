@@ -2,10 +2,12 @@
 //! Labels are bounded: route and upstream names from the config, status classes, reasons.
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, Encoder,
-    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, Encoder, Histogram,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
 };
+use pingora_limits::rate::Rate;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 /// The label for requests that no route matched.
 pub const DEFAULT_ROUTE: &str = "default";
@@ -66,9 +68,13 @@ impl RouteUpstreamMetrics {
     pub fn new(route: &str, upstream: &str) -> Self {
         let m = metrics();
         RouteUpstreamMetrics {
-            by_class: STATUS_CLASSES
-                .map(|class| m.requests_total.with_label_values(&[route, upstream, class])),
-            duration: m.request_duration_seconds.with_label_values(&[route, upstream]),
+            by_class: STATUS_CLASSES.map(|class| {
+                m.requests_total
+                    .with_label_values(&[route, upstream, class])
+            }),
+            duration: m
+                .request_duration_seconds
+                .with_label_values(&[route, upstream]),
         }
     }
 
@@ -81,7 +87,9 @@ impl RouteUpstreamMetrics {
 
 /// A fallback counter for a route and reason.
 pub fn fallback(route: &str, reason: &str) -> IntCounter {
-    metrics().fallbacks_total.with_label_values(&[route, reason])
+    metrics()
+        .fallbacks_total
+        .with_label_values(&[route, reason])
 }
 
 /// The health gauge of one endpoint.
@@ -89,6 +97,46 @@ pub fn upstream_healthy(upstream: &str, endpoint: &str) -> IntGauge {
     metrics()
         .upstream_healthy
         .with_label_values(&[upstream, endpoint])
+}
+
+/// Live per-route rates for the admin API, from pingora-limits' lock-free estimators:
+/// requests and 5xx responses per second over the last full second. Keyed by a hash of
+/// the route name, so a route keeps its figures across reloads.
+pub struct LiveRates {
+    requests: Rate,
+    errors: Rate,
+}
+
+static LIVE: LazyLock<LiveRates> = LazyLock::new(|| LiveRates {
+    // 4 x 2048 slots: collisions stay rare for a few thousand routes.
+    requests: Rate::new_with_estimator_config(Duration::from_secs(1), 4, 2048),
+    errors: Rate::new_with_estimator_config(Duration::from_secs(1), 4, 2048),
+});
+
+pub fn live() -> &'static LiveRates {
+    &LIVE
+}
+
+impl LiveRates {
+    pub fn observe(&self, route_key: u64, status: http::StatusCode) {
+        self.requests.observe(&route_key, 1);
+        if status.is_server_error() {
+            self.errors.observe(&route_key, 1);
+        }
+    }
+
+    pub fn requests_per_second(&self, route_key: u64) -> f64 {
+        self.requests.rate(&route_key)
+    }
+
+    pub fn errors_per_second(&self, route_key: u64) -> f64 {
+        self.errors.rate(&route_key)
+    }
+}
+
+/// The key of a route in the live rates.
+pub fn live_key(route: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(route.as_bytes())
 }
 
 /// The text exposition of every registered metric.

@@ -48,8 +48,16 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None)));
     let (shutdown, watch_rx) = watch::channel(false);
     let tasks = vec![
-        tokio::spawn(serve_proxy(proxy_listener, snapshot.clone(), watch_rx.clone())),
-        tokio::spawn(crate::admin::serve(admin_listener, snapshot.clone(), watch_rx)),
+        tokio::spawn(serve_proxy(
+            proxy_listener,
+            snapshot.clone(),
+            watch_rx.clone(),
+        )),
+        tokio::spawn(crate::admin::serve(
+            admin_listener,
+            snapshot.clone(),
+            watch_rx,
+        )),
     ];
     tracing::info!(addr = %proxy_addr, "proxy listening");
     tracing::info!(addr = %admin_addr, "admin listening");
@@ -101,7 +109,11 @@ pub fn connection_builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn serve_proxy(listener: TcpListener, snapshot: SharedSnapshot, mut stop: watch::Receiver<bool>) {
+async fn serve_proxy(
+    listener: TcpListener,
+    snapshot: SharedSnapshot,
+    mut stop: watch::Receiver<bool>,
+) {
     let builder = connection_builder();
     let graceful = GracefulShutdown::new();
     loop {

@@ -19,6 +19,7 @@ pub struct Snapshot {
 /// Metric handles of one route, for each upstream it can reach.
 pub struct RouteMetrics {
     pub name: String,
+    pub live_key: u64,
     targets: SmallVec<[(UpstreamId, RouteUpstreamMetrics); 3]>,
 }
 
@@ -27,11 +28,15 @@ impl RouteMetrics {
         let mut targets = SmallVec::new();
         for &u in upstreams {
             if !targets.iter().any(|(id, _)| *id == u) {
-                targets.push((u, RouteUpstreamMetrics::new(name, &config.upstreams[u].name)));
+                targets.push((
+                    u,
+                    RouteUpstreamMetrics::new(name, &config.upstreams[u].name),
+                ));
             }
         }
         RouteMetrics {
             name: name.to_string(),
+            live_key: crate::metrics::live_key(name),
             targets,
         }
     }

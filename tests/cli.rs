@@ -1,5 +1,7 @@
 //! The command line: `check` and `explain` as a user runs them.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::banyan_bin;
 use std::io::Write;
@@ -51,7 +53,10 @@ fn check_fails_with_the_line_of_an_unknown_upstream() {
 fn check_reports_a_missing_file() {
     let (code, _, stderr) = run(&["check", "-c", "/nonexistent/banyan.toml"]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("cannot read config file /nonexistent/banyan.toml"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read config file /nonexistent/banyan.toml"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -66,14 +71,29 @@ fn explain_names_the_route_the_reasons_and_the_upstream() {
         "Cookie: session=abc",
     ]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("no   route \"items-beta\": header x-beta equals \"1\" is not true"), "{stdout}");
-    assert!(stdout.contains("YES  route \"item-detail\" matches"), "{stdout}");
-    assert!(stdout.contains("split by cookie session = \"abc\": bucket"), "{stdout}");
+    assert!(
+        stdout.contains("no   route \"items-beta\": header x-beta equals \"1\" is not true"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("YES  route \"item-detail\" matches"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("split by cookie session = \"abc\": bucket"),
+        "{stdout}"
+    );
     assert!(stdout.contains("=> upstream"), "{stdout}");
 
     let (_, stdout, _) = run(&["explain", "-c", "config/banyan.toml", "GET", "/api/users/7"]);
-    assert!(stdout.contains("YES  route \"user-profile\" matches"), "{stdout}");
-    assert!(stdout.contains("path rewritten to /v1/profiles/7"), "{stdout}");
+    assert!(
+        stdout.contains("YES  route \"user-profile\" matches"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("path rewritten to /v1/profiles/7"),
+        "{stdout}"
+    );
     assert!(stdout.contains("=> upstream users-svc"), "{stdout}");
 
     let (_, stdout, _) = run(&["explain", "-c", "config/banyan.toml", "POST", "/checkout"]);

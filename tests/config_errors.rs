@@ -1,6 +1,8 @@
 //! Every kind of invalid config is refused with the line it is on and a plain sentence;
 //! an unreachable route is a warning.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use banyan::config::{Config, ConfigError, Source};
 
@@ -20,7 +22,7 @@ fn cases() -> Vec<(String, &'static str)> {
         ("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://x:1\" \"http://y:1\"] # HERE\n".to_string(), "expected"),
         ("default = = \"legacy\" # HERE\n".to_string(), "expected"),
         (format!("default = \"legacy\"\n{UPSTREAMS}\nlisten = 1 # HERE\n"), "unknown field"),
-        (format!("default = \"legacy\"\n[upstreams.legacy]\nendpoint = [\"http://x:1\"] # HERE\n"), "unknown field `endpoint`"),
+        ("default = \"legacy\"\n[upstreams.legacy]\nendpoint = [\"http://x:1\"] # HERE\n".to_string(), "unknown field `endpoint`"),
         (format!("default = \"monolith\" # HERE\n{UPSTREAMS}"), "not defined"),
         (route("action = \"forward\"\nupstream = \"itemz\" # HERE"), "\"itemz\", which is not defined"),
         (route("action = \"split\"\nsplit = { to = \"nope\", percent = 5, key = \"client_ip\" } # HERE"), "\"nope\", which is not defined"),
@@ -33,10 +35,10 @@ fn cases() -> Vec<(String, &'static str)> {
         (route("match = { path = { template = \"/items/{id\" } } # HERE\naction = \"forward\"\nupstream = \"new\""), "template"),
         (route("match = { path = { template = \"/items/{id}\" } }\naction = \"forward\"\nupstream = \"new\"\nrewrite = { template = \"/v2/{sku}\" } # HERE"), "does not capture"),
         (route("match = { path = { exact = \"/a\" } }\naction = \"forward\"\nupstream = \"new\"\nrewrite = { prefix = \"/b/\" } # HERE"), "needs the route to match a path prefix"),
-        (format!("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"127.0.0.1:8001\"] # HERE\n"), "scheme"),
-        (format!("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://127.0.0.1:8001/api\"] # HERE\n"), "has a path"),
-        (format!("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [] # HERE\n"), "no endpoints"),
-        (format!("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://a:1\"]\nconnect_timeout = \"soon\" # HERE\n"), "not a duration"),
+        ("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"127.0.0.1:8001\"] # HERE\n".to_string(), "scheme"),
+        ("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://127.0.0.1:8001/api\"] # HERE\n".to_string(), "has a path"),
+        ("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [] # HERE\n".to_string(), "no endpoints"),
+        ("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://a:1\"]\nconnect_timeout = \"soon\" # HERE\n".to_string(), "not a duration"),
         (route("action = \"split\" # HERE\nupstream = \"legacy\""), "no split table"),
         (route("action = \"forward\" # HERE"), "names no upstream"),
         (route("action = \"teleport\" # HERE\nupstream = \"new\""), "unknown variant"),
@@ -48,7 +50,10 @@ fn cases() -> Vec<(String, &'static str)> {
 }
 
 fn marked_line(text: &str) -> usize {
-    text.lines().position(|l| l.contains("# HERE")).expect("case marks its line") + 1
+    text.lines()
+        .position(|l| l.contains("# HERE"))
+        .expect("case marks its line")
+        + 1
 }
 
 #[test]
@@ -75,8 +80,14 @@ fn all_errors_are_reported_at_once() {
     let err = Config::parse(&Source::new("bad.toml", text)).unwrap_err();
     assert_eq!(err.diagnostics().len(), 2, "{err}");
     let rendered = err.to_string();
-    assert!(rendered.contains("bad.toml:11:12: error: route \"a\""), "{rendered}");
-    assert!(rendered.contains("bad.toml:15:12: error: route \"b\""), "{rendered}");
+    assert!(
+        rendered.contains("bad.toml:11:12: error: route \"a\""),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("bad.toml:15:12: error: route \"b\""),
+        "{rendered}"
+    );
 }
 
 #[test]
@@ -102,9 +113,15 @@ action = \"forward\"
 upstream = \"legacy\"
 "
     );
-    let config = Config::parse(&Source::new("w.toml", text.as_str())).expect("warnings do not refuse");
+    let config =
+        Config::parse(&Source::new("w.toml", text.as_str())).expect("warnings do not refuse");
     assert_eq!(config.warnings.len(), 1, "{:#?}", config.warnings);
     let w = &config.warnings[0];
     assert_eq!(w.line, marked_line(&text));
-    assert!(w.message.contains("\"items\" is unreachable: route \"api\""), "{}", w.message);
+    assert!(
+        w.message
+            .contains("\"items\" is unreachable: route \"api\""),
+        "{}",
+        w.message
+    );
 }

@@ -1,5 +1,7 @@
 //! The demo: its backends behind banyan with config/demo.toml, reached as the config says.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use banyan::demo::{serve, Backend as DemoBackend};
 use common::*;
@@ -12,14 +14,24 @@ async fn demo_traffic_reaches_both_backends_as_configured() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml"))
         .unwrap()
         .replace("127.0.0.1:18081", &legacy.local_addr().unwrap().to_string())
-        .replace("127.0.0.1:18082", &catalog.local_addr().unwrap().to_string())
+        .replace(
+            "127.0.0.1:18082",
+            &catalog.local_addr().unwrap().to_string(),
+        )
         .replace("127.0.0.1:8080", "127.0.0.1:0")
         .replace("127.0.0.1:9090", "127.0.0.1:0");
-    assert_eq!(text, banyan::demo::DEMO_TOML
-        .replace("127.0.0.1:18081", &legacy.local_addr().unwrap().to_string())
-        .replace("127.0.0.1:18082", &catalog.local_addr().unwrap().to_string())
-        .replace("127.0.0.1:8080", "127.0.0.1:0")
-        .replace("127.0.0.1:9090", "127.0.0.1:0"), "the built-in demo config is config/demo.toml");
+    assert_eq!(
+        text,
+        banyan::demo::DEMO_TOML
+            .replace("127.0.0.1:18081", &legacy.local_addr().unwrap().to_string())
+            .replace(
+                "127.0.0.1:18082",
+                &catalog.local_addr().unwrap().to_string()
+            )
+            .replace("127.0.0.1:8080", "127.0.0.1:0")
+            .replace("127.0.0.1:9090", "127.0.0.1:0"),
+        "the built-in demo config is config/demo.toml"
+    );
     tokio::spawn(serve(legacy, DemoBackend::Legacy));
     tokio::spawn(serve(catalog, DemoBackend::Catalog));
     let b = banyan::server::start(config(&text)).await.unwrap();
@@ -30,11 +42,18 @@ async fn demo_traffic_reaches_both_backends_as_configured() {
     assert_eq!(side(&users), "catalog");
     let product = get(p, "/api/products/2", &[]).await;
     assert_eq!(side(&product), "catalog");
-    assert!(product.text().contains("\"title\":\"Oak table\""), "{}", product.text());
+    assert!(
+        product.text().contains("\"title\":\"Oak table\""),
+        "{}",
+        product.text()
+    );
     let search = get(p, "/api/search?q=lamp", &[]).await;
     assert_eq!(side(&search), "legacy");
     assert!(search.text().contains("Desk lamp"));
-    assert_eq!(side(&get(p, "/api/items", &[("x-preview", "1")]).await), "catalog");
+    assert_eq!(
+        side(&get(p, "/api/items", &[("x-preview", "1")]).await),
+        "catalog"
+    );
     assert_eq!(side(&get(p, "/api/items", &[]).await), "legacy");
 
     // The 50% split by session: both sides serve some sessions, each session one side.

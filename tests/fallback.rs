@@ -1,12 +1,19 @@
 //! Fallback to the monolith when the new service fails, and banyan's own errors when
 //! there is nothing to fall back to.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::*;
 use std::time::Duration;
 
 /// Metrics are process-wide: each test names its route apart.
-fn config_with(route_name: &str, new_endpoint: &str, legacy: &Backend, route_extra: &str) -> String {
+fn config_with(
+    route_name: &str,
+    new_endpoint: &str,
+    legacy: &Backend,
+    route_extra: &str,
+) -> String {
     format!(
         r#"default = "legacy"
 [upstreams.legacy]
@@ -31,22 +38,55 @@ upstream = "new"
 async fn dead_new_service_falls_back_to_legacy_and_is_counted() {
     let legacy = Backend::start("legacy").await;
     let dead = dead_addr().await;
-    let b = banyan(&config_with("dead", &format!("http://{dead}"), &legacy, "fallback = \"legacy\"")).await;
-    let before = metric(b.admin_addr, "banyan_fallbacks_total{reason=\"connect_failed\",route=\"dead\"}").await;
+    let b = banyan(&config_with(
+        "dead",
+        &format!("http://{dead}"),
+        &legacy,
+        "fallback = \"legacy\"",
+    ))
+    .await;
+    let before = metric(
+        b.admin_addr,
+        "banyan_fallbacks_total{reason=\"connect_failed\",route=\"dead\"}",
+    )
+    .await;
     for path in ["/api/a", "/api/b?x=1"] {
         let got = get(b.proxy_addr, path, &[]).await;
         assert_eq!(got.status, 200);
         assert_eq!(got.backend(), Some("legacy"));
     }
     let c = client();
-    let put = send(&c, "PUT", &format!("http://{}/api/doc", b.proxy_addr), &[], "payload").await;
-    assert_eq!(put.backend(), Some("legacy"), "PUT is idempotent: falls back");
+    let put = send(
+        &c,
+        "PUT",
+        &format!("http://{}/api/doc", b.proxy_addr),
+        &[],
+        "payload",
+    )
+    .await;
+    assert_eq!(
+        put.backend(),
+        Some("legacy"),
+        "PUT is idempotent: falls back"
+    );
     let seen = legacy.requests();
-    assert_eq!(seen.last().unwrap().body.as_ref(), b"payload", "the buffered body is resent");
+    assert_eq!(
+        seen.last().unwrap().body.as_ref(),
+        b"payload",
+        "the buffered body is resent"
+    );
     assert_eq!(seen[1].uri.to_string(), "/api/b?x=1");
-    let after = metric(b.admin_addr, "banyan_fallbacks_total{reason=\"connect_failed\",route=\"dead\"}").await;
+    let after = metric(
+        b.admin_addr,
+        "banyan_fallbacks_total{reason=\"connect_failed\",route=\"dead\"}",
+    )
+    .await;
     assert_eq!(after - before, 3.0);
-    let served = metric(b.admin_addr, "banyan_requests_total{route=\"dead\",status_class=\"2xx\",upstream=\"legacy\"}").await;
+    let served = metric(
+        b.admin_addr,
+        "banyan_requests_total{route=\"dead\",status_class=\"2xx\",upstream=\"legacy\"}",
+    )
+    .await;
     assert_eq!(served, 3.0);
 }
 
@@ -61,7 +101,13 @@ async fn gateway_statuses_and_timeouts_fall_back_but_post_does_not() {
         _ => Reply::ok("new"),
     })
     .await;
-    let b = banyan(&config_with("gateway", &new.url(), &legacy, "fallback = \"legacy\"")).await;
+    let b = banyan(&config_with(
+        "gateway",
+        &new.url(),
+        &legacy,
+        "fallback = \"legacy\"",
+    ))
+    .await;
     for (path, want) in [
         ("/api/503", "legacy"),
         ("/api/504", "legacy"),
@@ -73,11 +119,25 @@ async fn gateway_statuses_and_timeouts_fall_back_but_post_does_not() {
         assert_eq!(got.backend(), Some(want), "{path}");
     }
     let c = client();
-    let post = send(&c, "POST", &format!("http://{}/api/503", b.proxy_addr), &[], "order").await;
-    assert_eq!(post.status, 503, "a POST is not idempotent: never sent twice");
+    let post = send(
+        &c,
+        "POST",
+        &format!("http://{}/api/503", b.proxy_addr),
+        &[],
+        "order",
+    )
+    .await;
+    assert_eq!(
+        post.status, 503,
+        "a POST is not idempotent: never sent twice"
+    );
     assert_eq!(post.backend(), Some("new"));
     assert!(legacy.requests().iter().all(|s| s.method != "POST"));
-    let timeouts = metric(b.admin_addr, "banyan_fallbacks_total{reason=\"timeout\",route=\"gateway\"}").await;
+    let timeouts = metric(
+        b.admin_addr,
+        "banyan_fallbacks_total{reason=\"timeout\",route=\"gateway\"}",
+    )
+    .await;
     assert_eq!(timeouts, 1.0);
 }
 
@@ -86,7 +146,13 @@ async fn the_fallback_gets_the_original_path_not_the_rewrite() {
     let legacy = Backend::start("legacy").await;
     let dead = dead_addr().await;
     let extra = "fallback = \"legacy\"\nrewrite = { prefix = \"/v2/\", set_headers = { \"x-new\" = \"1\" } }";
-    let b = banyan(&config_with("rewrite", &format!("http://{dead}"), &legacy, extra)).await;
+    let b = banyan(&config_with(
+        "rewrite",
+        &format!("http://{dead}"),
+        &legacy,
+        extra,
+    ))
+    .await;
     get(b.proxy_addr, "/api/items?id=3", &[]).await;
     let seen = &legacy.requests()[0];
     assert_eq!(seen.uri.to_string(), "/api/items?id=3");
@@ -97,13 +163,23 @@ async fn the_fallback_gets_the_original_path_not_the_rewrite() {
 async fn without_fallback_banyan_answers_502_and_504_with_a_cause() {
     let legacy = Backend::start("legacy").await;
     let dead = dead_addr().await;
-    let b = banyan(&config_with("nofallback", &format!("http://{dead}"), &legacy, "")).await;
+    let b = banyan(&config_with(
+        "nofallback",
+        &format!("http://{dead}"),
+        &legacy,
+        "",
+    ))
+    .await;
     let got = get(b.proxy_addr, "/api/x", &[]).await;
     assert_eq!(got.status, 502);
-    assert_eq!(got.header("x-banyan-error"), Some("upstream_connect_failed"));
+    assert_eq!(
+        got.header("x-banyan-error"),
+        Some("upstream_connect_failed")
+    );
     assert!(got.text().contains("new"), "{}", got.text());
 
-    let slow = Backend::with_handler("slow", |_| Reply::ok("late").delay(Duration::from_secs(2))).await;
+    let slow =
+        Backend::with_handler("slow", |_| Reply::ok("late").delay(Duration::from_secs(2))).await;
     let b = banyan(&config_with("nofallback2", &slow.url(), &legacy, "")).await;
     let got = get(b.proxy_addr, "/api/x", &[]).await;
     assert_eq!(got.status, 504);

@@ -1,5 +1,7 @@
 //! Header hygiene, request ids, Host, HTTP/2 downstream and websocket upgrades.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,14 +39,20 @@ async fn forwarded_headers_request_id_and_hop_by_hop() {
     )
     .await;
     assert_eq!(got.status, 200);
-    assert!(got.headers.get("x-internal").is_none(), "named by Connection: removed");
+    assert!(
+        got.headers.get("x-internal").is_none(),
+        "named by Connection: removed"
+    );
     assert!(got.headers.get("keep-alive").is_none());
 
     let seen = &legacy.requests()[0];
     let h = &seen.headers;
     assert_eq!(h["host"], "shop.example", "Host passes through");
     assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
-    assert_eq!(h["x-forwarded-proto"], "http", "not trusted: banyan's own scheme");
+    assert_eq!(
+        h["x-forwarded-proto"], "http",
+        "not trusted: banyan's own scheme"
+    );
     assert_eq!(h["x-forwarded-host"], "shop.example");
     assert_eq!(h["x-end-to-end"], "kept");
     for gone in ["x-hop", "te", "proxy-authorization"] {
@@ -54,9 +62,17 @@ async fn forwarded_headers_request_id_and_hop_by_hop() {
     assert_eq!(id.len(), 36, "a UUID is generated: {id}");
 
     get(b.proxy_addr, "/p", &[("x-request-id", "req-123")]).await;
-    assert_eq!(legacy.requests()[1].headers["x-request-id"], "req-123", "kept when sent");
+    assert_eq!(
+        legacy.requests()[1].headers["x-request-id"],
+        "req-123",
+        "kept when sent"
+    );
     get(b.proxy_addr, "/p", &[]).await;
-    assert_ne!(legacy.requests()[2].headers["x-request-id"], id, "a fresh id per request");
+    assert_ne!(
+        legacy.requests()[2].headers["x-request-id"],
+        id,
+        "a fresh id per request"
+    );
 }
 
 #[tokio::test]

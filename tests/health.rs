@@ -1,6 +1,8 @@
 //! Round-robin over healthy endpoints; active health checks take a failing endpoint out
 //! and bring it back.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,18 +33,31 @@ async fn failing_endpoint_is_ejected_and_readmitted() {
         let mut counts = std::collections::HashMap::new();
         for _ in 0..n {
             let got = get(b.proxy_addr, "/x", &[]).await;
-            *counts.entry(got.backend().unwrap().to_string()).or_insert(0) += 1;
+            *counts
+                .entry(got.backend().unwrap().to_string())
+                .or_insert(0) += 1;
         }
         counts
     };
     let both = spread(20).await;
-    assert_eq!((both["good"], both["flaky"]), (10, 10), "round-robin: {both:?}");
+    assert_eq!(
+        (both["good"], both["flaky"]),
+        (10, 10),
+        "round-robin: {both:?}"
+    );
 
     sick.store(true, Ordering::SeqCst);
-    let gauge = format!("banyan_upstream_healthy{{endpoint=\"{}\",upstream=\"pool\"}}", flaky.url());
+    let gauge = format!(
+        "banyan_upstream_healthy{{endpoint=\"{}\",upstream=\"pool\"}}",
+        flaky.url()
+    );
     wait_for(|| async { metric(b.admin_addr, &gauge).await == 0.0 }).await;
     let counts = spread(20).await;
-    assert_eq!(counts.get("flaky"), None, "an ejected endpoint got traffic: {counts:?}");
+    assert_eq!(
+        counts.get("flaky"),
+        None,
+        "an ejected endpoint got traffic: {counts:?}"
+    );
 
     sick.store(false, Ordering::SeqCst);
     wait_for(|| async { metric(b.admin_addr, &gauge).await == 1.0 }).await;
@@ -65,10 +80,16 @@ async fn when_every_endpoint_fails_its_check_traffic_still_flows() {
         backend.url()
     ))
     .await;
-    let gauge = format!("banyan_upstream_healthy{{endpoint=\"{}\",upstream=\"solo\"}}", backend.url());
+    let gauge = format!(
+        "banyan_upstream_healthy{{endpoint=\"{}\",upstream=\"solo\"}}",
+        backend.url()
+    );
     wait_for(|| async { metric(b.admin_addr, &gauge).await == 0.0 }).await;
     let got = get(b.proxy_addr, "/x", &[]).await;
-    assert_eq!(got.status, 200, "panic mode: a failing health check alone does not refuse traffic");
+    assert_eq!(
+        got.status, 200,
+        "panic mode: a failing health check alone does not refuse traffic"
+    );
 }
 
 async fn wait_for<F, Fut>(mut condition: F)

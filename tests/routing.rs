@@ -1,5 +1,7 @@
 //! Every matcher and rewrite, through a real banyan to real backends.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::*;
 
@@ -44,7 +46,11 @@ async fn path_matchers() {
         ),
         (
             "{ path = { template = \"/items/{id}\" } }",
-            &[("/items/42", "new"), ("/items/42/x", "legacy"), ("/items", "legacy")],
+            &[
+                ("/items/42", "new"),
+                ("/items/42/x", "legacy"),
+                ("/items", "legacy"),
+            ],
         ),
         (
             "{ path = { template = \"/static/{*rest}\" } }",
@@ -52,7 +58,11 @@ async fn path_matchers() {
         ),
         (
             "{ path = { regex = \"/v[0-9]+/orders/[0-9]+\" } }",
-            &[("/v2/orders/17", "new"), ("/v2/orders/x", "legacy"), ("/x/v2/orders/1", "legacy")],
+            &[
+                ("/v2/orders/17", "new"),
+                ("/v2/orders/x", "legacy"),
+                ("/x/v2/orders/1", "legacy"),
+            ],
         ),
     ];
     for (m, expectations) in cases {
@@ -88,19 +98,33 @@ async fn host_method_header_query_cookie_matchers() {
         ),
         (
             "{ headers = [{ name = \"x-tenant\", equals = \"acme\" }] }",
-            &[("/", &[("x-tenant", "acme")], "new"), ("/", &[("x-tenant", "acme2")], "legacy")],
+            &[
+                ("/", &[("x-tenant", "acme")], "new"),
+                ("/", &[("x-tenant", "acme2")], "legacy"),
+            ],
         ),
         (
             "{ headers = [{ name = \"user-agent\", regex = \".*Mobile.*\" }] }",
-            &[("/", &[("user-agent", "X Mobile Y")], "new"), ("/", &[("user-agent", "Desktop")], "legacy")],
+            &[
+                ("/", &[("user-agent", "X Mobile Y")], "new"),
+                ("/", &[("user-agent", "Desktop")], "legacy"),
+            ],
         ),
         (
             "{ query = [{ name = \"v\", equals = \"2\" }] }",
-            &[("/s?a=1&v=2", "new", ), ("/s?v=3", "legacy"), ("/s", "legacy")].map(|(p, w)| (p, &[][..], w)),
+            &[
+                ("/s?a=1&v=2", "new"),
+                ("/s?v=3", "legacy"),
+                ("/s", "legacy"),
+            ]
+            .map(|(p, w)| (p, &[][..], w)),
         ),
         (
             "{ query = [{ name = \"q\", regex = \"red .*\" }] }",
-            &[("/s?q=red%20shoes", &[], "new"), ("/s?q=blue", &[], "legacy")],
+            &[
+                ("/s?q=red%20shoes", &[], "new"),
+                ("/s?q=blue", &[], "legacy"),
+            ],
         ),
         (
             "{ cookies = [{ name = \"beta\", equals = \"on\" }] }",
@@ -114,7 +138,11 @@ async fn host_method_header_query_cookie_matchers() {
     for (m, expectations) in cases {
         let (b, _l, _n) = one_route(m).await;
         for (path, headers, want) in *expectations {
-            assert_eq!(lands(&b, path, headers).await, *want, "{m} on {path} {headers:?}");
+            assert_eq!(
+                lands(&b, path, headers).await,
+                *want,
+                "{m} on {path} {headers:?}"
+            );
         }
         b.shutdown().await;
     }
@@ -125,7 +153,12 @@ async fn methods_match() {
     let (b, _l, _n) = one_route("{ methods = [\"POST\", \"PUT\"] }").await;
     let c = client();
     let url = format!("http://{}/x", b.proxy_addr);
-    for (method, want) in [("POST", "new"), ("PUT", "new"), ("GET", "legacy"), ("DELETE", "legacy")] {
+    for (method, want) in [
+        ("POST", "new"),
+        ("PUT", "new"),
+        ("GET", "legacy"),
+        ("DELETE", "legacy"),
+    ] {
         let got = send(&c, method, &url, &[], "body").await;
         assert_eq!(got.backend(), Some(want), "{method}");
     }
@@ -189,7 +222,12 @@ rewrite = {{ prefix = "/internal/" }}
         upstreams(&legacy, &new)
     );
     let b = banyan(&text).await;
-    get(b.proxy_addr, "/items/42/reviews/page/2?sort=new", &[("x-debug", "1"), ("x-migrated", "no")]).await;
+    get(
+        b.proxy_addr,
+        "/items/42/reviews/page/2?sort=new",
+        &[("x-debug", "1"), ("x-migrated", "no")],
+    )
+    .await;
     get(b.proxy_addr, "/api/v1/orders?id=7", &[]).await;
     let seen = new.requests();
     assert_eq!(seen[0].uri.to_string(), "/v2/products/42/r/page/2?sort=new");

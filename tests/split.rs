@@ -1,6 +1,8 @@
 //! Sticky splits through a real banyan: the share of 10,000 users, stickiness, and a
 //! ramp that never moves a user back.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use common::*;
 use futures_util::StreamExt;
@@ -73,20 +75,30 @@ async fn ten_thousand_users_split_within_two_points_and_ramp_only_forward() {
     let moved_forward = (0..10_000)
         .filter(|u| at_10[u] == "legacy" && at_20[u] == "new")
         .count();
-    assert!(moved_forward > 500, "only {moved_forward} users moved to new");
+    assert!(
+        moved_forward > 500,
+        "only {moved_forward} users moved to new"
+    );
 }
 
 #[tokio::test]
 async fn cookie_query_and_client_ip_keys_are_sticky() {
     let (legacy, new) = (Backend::start("legacy").await, Backend::start("new").await);
     for (key, header, path) in [
-        ("{ cookie = \"sid\" }", Some(("cookie", "sid=abc")), "/items/1"),
+        (
+            "{ cookie = \"sid\" }",
+            Some(("cookie", "sid=abc")),
+            "/items/1",
+        ),
         ("{ query = \"uid\" }", None, "/items/1?uid=77"),
         ("\"client_ip\"", None, "/items/1"),
     ] {
         let b = banyan(&split_config(&legacy, &new, 50.0, key)).await;
         let headers: Vec<(&str, &str)> = header.into_iter().collect();
-        let first = get(b.proxy_addr, path, &headers).await.backend().map(String::from);
+        let first = get(b.proxy_addr, path, &headers)
+            .await
+            .backend()
+            .map(String::from);
         for _ in 0..20 {
             let again = get(b.proxy_addr, path, &headers).await;
             assert_eq!(again.backend().map(String::from), first, "{key}");
@@ -99,7 +111,13 @@ async fn cookie_query_and_client_ip_keys_are_sticky() {
 async fn zero_and_hundred_percent_are_absolute() {
     let (legacy, new) = (Backend::start("legacy").await, Backend::start("new").await);
     for (percent, want) in [(0.0, "legacy"), (100.0, "new")] {
-        let b = banyan(&split_config(&legacy, &new, percent, "{ header = \"x-user-id\" }")).await;
+        let b = banyan(&split_config(
+            &legacy,
+            &new,
+            percent,
+            "{ header = \"x-user-id\" }",
+        ))
+        .await;
         let seen = sides(b.proxy_addr, 300).await;
         assert!(seen.values().all(|s| s == want), "{percent}%");
         b.shutdown().await;

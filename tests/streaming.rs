@@ -1,6 +1,8 @@
 //! 50 MB up and 50 MB down through a banyan process, streamed: its peak memory stays far
 //! below the size of the bodies.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 use bytes::Bytes;
 use common::*;
@@ -38,9 +40,12 @@ async fn fifty_megabytes_each_way_without_buffering() {
     // Download: count the frames as they come, keep none.
     let resp = client
         .request(
-            http::Request::get(format!("http://{}/download?bytes={SIZE}", banyan.proxy_addr))
-                .body(http_body_util::Empty::new().boxed())
-                .unwrap(),
+            http::Request::get(format!(
+                "http://{}/download?bytes={SIZE}",
+                banyan.proxy_addr
+            ))
+            .body(http_body_util::Empty::new().boxed())
+            .unwrap(),
         )
         .await
         .unwrap();
@@ -52,7 +57,11 @@ async fn fifty_megabytes_each_way_without_buffering() {
     assert_eq!(received, SIZE);
 
     let peak = banyan.peak_rss();
-    eprintln!("banyan peak RSS: {} KiB (baseline {} KiB)", peak / 1024, baseline / 1024);
+    eprintln!(
+        "banyan peak RSS: {} KiB (baseline {} KiB)",
+        peak / 1024,
+        baseline / 1024
+    );
     let grew = peak.saturating_sub(baseline);
     assert!(
         peak < 30 * 1024 * 1024 && grew < 10 * 1024 * 1024,

@@ -146,18 +146,22 @@ impl Compiler<'_> {
         raw: &std::collections::BTreeMap<String, RawUpstream>,
     ) -> Vec<UpstreamSpec> {
         if raw.is_empty() {
-            self.error(0..0, "no upstreams are defined: define at least the monolith, as [upstreams.legacy]");
+            self.error(
+                0..0,
+                "no upstreams are defined: define at least the monolith, as [upstreams.legacy]",
+            );
         }
-        raw.iter()
-            .map(|(name, u)| self.upstream(name, u))
-            .collect()
+        raw.iter().map(|(name, u)| self.upstream(name, u)).collect()
     }
 
     fn upstream(&mut self, name: &str, raw: &RawUpstream) -> UpstreamSpec {
         // Tables written as [headers] carry no span of their own: point at the endpoints.
         let span = raw.endpoints.span();
         if !is_name(name) {
-            self.error(span.clone(), format!("upstream name {name:?} may hold only letters, digits, '-', '_' and '.'"));
+            self.error(
+                span.clone(),
+                format!("upstream name {name:?} may hold only letters, digits, '-', '_' and '.'"),
+            );
         }
         if raw.endpoints.get_ref().is_empty() {
             self.error(
@@ -177,16 +181,26 @@ impl Compiler<'_> {
                 }
             })
             .collect();
-        let host = raw.host.as_ref().and_then(|h| {
-            match HeaderValue::from_str(h.get_ref()) {
+        let host = raw
+            .host
+            .as_ref()
+            .and_then(|h| match HeaderValue::from_str(h.get_ref()) {
                 Ok(v) if !h.get_ref().is_empty() => Some(v),
                 _ => {
-                    self.error(h.span(), format!("upstream {name:?}: host {:?} is not a valid Host header", h.get_ref()));
+                    self.error(
+                        h.span(),
+                        format!(
+                            "upstream {name:?}: host {:?} is not a valid Host header",
+                            h.get_ref()
+                        ),
+                    );
                     None
                 }
-            }
-        });
-        let health_check = raw.health_check.as_ref().map(|h| self.health_check(name, h));
+            });
+        let health_check = raw
+            .health_check
+            .as_ref()
+            .map(|h| self.health_check(name, h));
         UpstreamSpec {
             name: name.to_string(),
             endpoints,
@@ -203,7 +217,11 @@ impl Compiler<'_> {
     fn health_check(&mut self, upstream: &str, raw: &Spanned<RawHealthCheck>) -> HealthCheckSpec {
         let raw = raw.get_ref();
         if !raw.path.get_ref().starts_with('/')
-            || raw.path.get_ref().parse::<http::uri::PathAndQuery>().is_err()
+            || raw
+                .path
+                .get_ref()
+                .parse::<http::uri::PathAndQuery>()
+                .is_err()
         {
             self.error(
                 raw.path.span(),
@@ -262,7 +280,13 @@ impl Compiler<'_> {
         for r in raw {
             let name = &r.get_ref().name;
             if !is_name(name.get_ref()) {
-                self.error(name.span(), format!("route name {:?} may hold only letters, digits, '-', '_' and '.'", name.get_ref()));
+                self.error(
+                    name.span(),
+                    format!(
+                        "route name {:?} may hold only letters, digits, '-', '_' and '.'",
+                        name.get_ref()
+                    ),
+                );
             }
             if let Some(first) = seen.insert(name.get_ref(), name.span().start) {
                 let (line, _) = self.src.line_column(first);
@@ -318,7 +342,12 @@ impl Compiler<'_> {
                     self.error(split.span(), format!("route {name:?} has a split table but its action is \"forward\": set action = \"split\" or remove the table"));
                 }
                 let Some(upstream) = &raw.upstream else {
-                    self.error(raw.action.span(), format!("route {name:?} forwards but names no upstream: add upstream = \"...\""));
+                    self.error(
+                        raw.action.span(),
+                        format!(
+                            "route {name:?} forwards but names no upstream: add upstream = \"...\""
+                        ),
+                    );
                     return None;
                 };
                 self.upstream_ref(ids, upstream, &role).map(Action::Forward)
@@ -336,11 +365,20 @@ impl Compiler<'_> {
                 let to = self.upstream_ref(ids, &split.to, &format!("route {name:?}: split.to"));
                 let percent = *split.percent.get_ref();
                 if !(0.0..=100.0).contains(&percent) {
-                    self.error(split.percent.span(), format!("route {name:?}: split percent {percent} is outside 0-100"));
+                    self.error(
+                        split.percent.span(),
+                        format!("route {name:?}: split percent {percent} is outside 0-100"),
+                    );
                 }
                 if let (Some(b), Some(t)) = (base, to) {
                     if b == t {
-                        self.error(split.to.span(), format!("route {name:?} splits to {:?}, which is already its base upstream", split.to.get_ref()));
+                        self.error(
+                            split.to.span(),
+                            format!(
+                                "route {name:?} splits to {:?}, which is already its base upstream",
+                                split.to.get_ref()
+                            ),
+                        );
                     }
                 }
                 let key = self.split_key(name, &split.key)?;
@@ -357,13 +395,15 @@ impl Compiler<'_> {
 
     fn split_key(&mut self, route: &str, raw: &Spanned<RawSplitKey>) -> Option<SplitKey> {
         Some(match raw.get_ref() {
-            RawSplitKey::Header(h) => match HeaderName::from_bytes(h.as_bytes()) {
-                Ok(name) => SplitKey::Header(name),
-                Err(_) => {
-                    self.error(raw.span(), format!("route {route:?}: split key header {h:?} is not a valid header name"));
-                    return None;
+            RawSplitKey::Header(h) => {
+                match HeaderName::from_bytes(h.as_bytes()) {
+                    Ok(name) => SplitKey::Header(name),
+                    Err(_) => {
+                        self.error(raw.span(), format!("route {route:?}: split key header {h:?} is not a valid header name"));
+                        return None;
+                    }
                 }
-            },
+            }
             RawSplitKey::Cookie(c) => SplitKey::Cookie(c.clone()),
             RawSplitKey::Query(q) => SplitKey::Query(q.clone()),
             RawSplitKey::ClientIp => SplitKey::ClientIp,
@@ -411,7 +451,13 @@ impl Compiler<'_> {
                 let name = match HeaderName::from_bytes(h.get_ref().name.as_bytes()) {
                     Ok(n) => n,
                     Err(_) => {
-                        self.error(h.span(), format!("route {route:?}: {:?} is not a valid header name", h.get_ref().name));
+                        self.error(
+                            h.span(),
+                            format!(
+                                "route {route:?}: {:?} is not a valid header name",
+                                h.get_ref().name
+                            ),
+                        );
                         return None;
                     }
                 };
@@ -435,7 +481,10 @@ impl Compiler<'_> {
         raw.iter()
             .filter_map(|p| {
                 if p.get_ref().name.is_empty() {
-                    self.error(p.span(), format!("route {route:?}: a {what} condition needs a name"));
+                    self.error(
+                        p.span(),
+                        format!("route {route:?}: a {what} condition needs a name"),
+                    );
                     return None;
                 }
                 let value = self.value_match(route, what, p)?;
@@ -447,15 +496,32 @@ impl Compiler<'_> {
             .collect()
     }
 
-    fn value_match(&mut self, route: &str, what: &str, raw: &Spanned<RawKeyMatch>) -> Option<ValueMatch> {
+    fn value_match(
+        &mut self,
+        route: &str,
+        what: &str,
+        raw: &Spanned<RawKeyMatch>,
+    ) -> Option<ValueMatch> {
         let m = raw.get_ref();
-        let given = usize::from(m.present.is_some()) + usize::from(m.equals.is_some()) + usize::from(m.regex.is_some());
+        let given = usize::from(m.present.is_some())
+            + usize::from(m.equals.is_some())
+            + usize::from(m.regex.is_some());
         if given != 1 {
-            self.error(raw.span(), format!("route {route:?}: {what} {:?} needs exactly one of present, equals or regex", m.name));
+            self.error(
+                raw.span(),
+                format!(
+                    "route {route:?}: {what} {:?} needs exactly one of present, equals or regex",
+                    m.name
+                ),
+            );
             return None;
         }
         if let Some(present) = m.present {
-            return Some(if present { ValueMatch::Present } else { ValueMatch::Absent });
+            return Some(if present {
+                ValueMatch::Present
+            } else {
+                ValueMatch::Absent
+            });
         }
         if let Some(v) = &m.equals {
             return Some(ValueMatch::Equals(v.clone()));
@@ -464,7 +530,14 @@ impl Compiler<'_> {
         match full_match_regex(pattern) {
             Ok(re) => Some(ValueMatch::Regex(re)),
             Err(e) => {
-                self.error(raw.span(), format!("route {route:?}: {what} {:?} has a bad regex: {}", m.name, one_line(&e.to_string())));
+                self.error(
+                    raw.span(),
+                    format!(
+                        "route {route:?}: {what} {:?} has a bad regex: {}",
+                        m.name,
+                        one_line(&e.to_string())
+                    ),
+                );
                 None
             }
         }
@@ -475,7 +548,10 @@ impl Compiler<'_> {
         let start_slash = |p: &str| p.starts_with('/');
         match raw.get_ref() {
             RawPath::Exact(p) | RawPath::Prefix(p) if !start_slash(p) => {
-                self.error(span, format!("route {route:?}: path {p:?} must start with '/'"));
+                self.error(
+                    span,
+                    format!("route {route:?}: path {p:?} must start with '/'"),
+                );
                 None
             }
             RawPath::Exact(p) => Some(PathMatch::Exact(p.clone())),
@@ -490,27 +566,49 @@ impl Compiler<'_> {
             RawPath::Regex(p) => match full_match_regex(p) {
                 Ok(re) => Some(PathMatch::Regex(re)),
                 Err(e) => {
-                    self.error(span, format!("route {route:?}: path regex {p:?} does not compile: {}", one_line(&e.to_string())));
+                    self.error(
+                        span,
+                        format!(
+                            "route {route:?}: path regex {p:?} does not compile: {}",
+                            one_line(&e.to_string())
+                        ),
+                    );
                     None
                 }
             },
         }
     }
 
-    fn rewrite(&mut self, route: &str, raw: &Spanned<RawRewrite>, path: Option<&PathMatch>) -> Rewrite {
+    fn rewrite(
+        &mut self,
+        route: &str,
+        raw: &Spanned<RawRewrite>,
+        path: Option<&PathMatch>,
+    ) -> Rewrite {
         let rw = raw.get_ref();
         let path_rewrite = match (&rw.prefix, &rw.template) {
             (Some(_), Some(t)) => {
-                self.error(t.span(), format!("route {route:?}: rewrite has both prefix and template: keep one"));
+                self.error(
+                    t.span(),
+                    format!("route {route:?}: rewrite has both prefix and template: keep one"),
+                );
                 PathRewrite::Keep
             }
             (Some(p), None) => match path {
-                Some(PathMatch::Prefix(from)) if p.get_ref().starts_with('/') => PathRewrite::Prefix {
-                    from: from.clone(),
-                    to: p.get_ref().clone(),
-                },
+                Some(PathMatch::Prefix(from)) if p.get_ref().starts_with('/') => {
+                    PathRewrite::Prefix {
+                        from: from.clone(),
+                        to: p.get_ref().clone(),
+                    }
+                }
                 Some(PathMatch::Prefix(_)) => {
-                    self.error(p.span(), format!("route {route:?}: rewrite prefix {:?} must start with '/'", p.get_ref()));
+                    self.error(
+                        p.span(),
+                        format!(
+                            "route {route:?}: rewrite prefix {:?} must start with '/'",
+                            p.get_ref()
+                        ),
+                    );
                     PathRewrite::Keep
                 }
                 _ => {
@@ -523,10 +621,21 @@ impl Compiler<'_> {
         };
         let mut set_headers = Vec::new();
         for (name, value) in &rw.set_headers {
-            match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value.get_ref())) {
+            match (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value.get_ref()),
+            ) {
                 (Ok(n), Ok(v)) => set_headers.push((n, v)),
-                (Err(_), _) => self.error(value.span(), format!("route {route:?}: {name:?} is not a valid header name")),
-                (_, Err(_)) => self.error(value.span(), format!("route {route:?}: the value of header {name:?} is not a valid header value")),
+                (Err(_), _) => self.error(
+                    value.span(),
+                    format!("route {route:?}: {name:?} is not a valid header name"),
+                ),
+                (_, Err(_)) => self.error(
+                    value.span(),
+                    format!(
+                        "route {route:?}: the value of header {name:?} is not a valid header value"
+                    ),
+                ),
             }
         }
         let remove_headers = rw
@@ -535,7 +644,13 @@ impl Compiler<'_> {
             .filter_map(|h| match HeaderName::from_bytes(h.get_ref().as_bytes()) {
                 Ok(n) => Some(n),
                 Err(_) => {
-                    self.error(h.span(), format!("route {route:?}: {:?} is not a valid header name", h.get_ref()));
+                    self.error(
+                        h.span(),
+                        format!(
+                            "route {route:?}: {:?} is not a valid header name",
+                            h.get_ref()
+                        ),
+                    );
                     None
                 }
             })
@@ -547,7 +662,12 @@ impl Compiler<'_> {
         }
     }
 
-    fn template_rewrite(&mut self, route: &str, raw: &Spanned<String>, path: Option<&PathMatch>) -> PathRewrite {
+    fn template_rewrite(
+        &mut self,
+        route: &str,
+        raw: &Spanned<String>,
+        path: Option<&PathMatch>,
+    ) -> PathRewrite {
         let Some(PathMatch::Template(from)) = path else {
             self.error(raw.span(), format!("route {route:?}: a template rewrite needs the route to match a path template (match.path = {{ template = \"...\" }})"));
             return PathRewrite::Keep;
@@ -555,7 +675,10 @@ impl Compiler<'_> {
         let to = match Template::parse(raw.get_ref()) {
             Ok(t) => t,
             Err(e) => {
-                self.error(raw.span(), format!("route {route:?}: rewrite template {:?}: {e}", raw.get_ref()));
+                self.error(
+                    raw.span(),
+                    format!("route {route:?}: rewrite template {:?}: {e}", raw.get_ref()),
+                );
                 return PathRewrite::Keep;
             }
         };
@@ -564,12 +687,18 @@ impl Compiler<'_> {
             self.error(raw.span(), format!("route {route:?}: rewrite template uses {{{missing}}}, which the path template {:?} does not capture", from.pattern()));
             return PathRewrite::Keep;
         }
-        PathRewrite::Template { from: from.clone(), to }
+        PathRewrite::Template {
+            from: Box::new(from.clone()),
+            to: Box::new(to),
+        }
     }
 }
 
 fn is_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn one_line(s: &str) -> String {

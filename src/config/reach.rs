@@ -37,14 +37,18 @@ fn covers(a: &RawMatch, b: &RawMatch) -> bool {
         a.is_empty() || (!b.is_empty() && values(b).iter().all(|x| values(a).contains(x)))
     };
     let conditions_within = |a: &[Spanned<RawKeyMatch>], b: &[Spanned<RawKeyMatch>]| {
-        a.iter().all(|x| b.iter().any(|y| x.get_ref() == y.get_ref()))
+        a.iter()
+            .all(|x| b.iter().any(|y| x.get_ref() == y.get_ref()))
     };
     subset(&a.hosts, &b.hosts)
         && subset(&a.methods, &b.methods)
         && conditions_within(&a.headers, &b.headers)
         && conditions_within(&a.query, &b.query)
         && conditions_within(&a.cookies, &b.cookies)
-        && path_covers(a.path.as_ref().map(Spanned::get_ref), b.path.as_ref().map(Spanned::get_ref))
+        && path_covers(
+            a.path.as_ref().map(Spanned::get_ref),
+            b.path.as_ref().map(Spanned::get_ref),
+        )
 }
 
 fn path_covers(a: Option<&RawPath>, b: Option<&RawPath>) -> bool {
@@ -59,9 +63,7 @@ fn path_covers(a: Option<&RawPath>, b: Option<&RawPath>) -> bool {
             let literal = t.split('{').next().unwrap_or("");
             literal.starts_with(p.as_str())
         }
-        (RawPath::Template(t), RawPath::Exact(q)) => {
-            Template::parse(t).is_ok_and(|t| t.matches(q))
-        }
+        (RawPath::Template(t), RawPath::Exact(q)) => Template::parse(t).is_ok_and(|t| t.matches(q)),
         (RawPath::Regex(r), RawPath::Exact(q)) => full_match_regex(r).is_ok_and(|r| r.is_match(q)),
         _ => false,
     }
@@ -88,7 +90,11 @@ mod tests {
             (p("prefix", "/api/v2/"), p("prefix", "/api/"), false),
             (p("prefix", "/items/"), p("template", "/items/{id}"), true),
             (p("template", "/items/{id}"), p("exact", "/items/7"), true),
-            (p("template", "/items/{id}"), p("exact", "/items/7/x"), false),
+            (
+                p("template", "/items/{id}"),
+                p("exact", "/items/7/x"),
+                false,
+            ),
             (p("regex", "/v[0-9]/.*"), p("exact", "/v1/a"), true),
             (p("exact", "/a"), p("prefix", "/a"), false),
         ];

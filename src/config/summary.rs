@@ -9,7 +9,11 @@ use std::fmt::Write;
 pub fn summary(config: &Config) -> String {
     let mut out = String::new();
     let name = |id: usize| config.upstreams[id].name.as_str();
-    let _ = writeln!(out, "listen {}, admin {}", config.server.listen, config.admin.listen);
+    let _ = writeln!(
+        out,
+        "listen {}, admin {}",
+        config.server.listen, config.admin.listen
+    );
     let _ = writeln!(out, "upstreams: {}", config.upstreams.len());
     for u in &config.upstreams {
         let endpoints: Vec<String> = u.endpoints.iter().map(ToString::to_string).collect();
@@ -18,11 +22,18 @@ pub fn summary(config: &Config) -> String {
             "  {:<20} {}{}",
             u.name,
             endpoints.join(", "),
-            if u.health_check.is_some() { "  (health checked)" } else { "" }
+            if u.health_check.is_some() {
+                "  (health checked)"
+            } else {
+                ""
+            }
         );
     }
     let routes = config.routes.routes();
-    let splits = routes.iter().filter(|r| matches!(r.action, Action::Split(_))).count();
+    let splits = routes
+        .iter()
+        .filter(|r| matches!(r.action, Action::Split(_)))
+        .count();
     let _ = writeln!(
         out,
         "routes: {} ({} forward, {} split)",
@@ -31,9 +42,20 @@ pub fn summary(config: &Config) -> String {
         splits
     );
     for (i, r) in routes.iter().enumerate() {
-        let _ = writeln!(out, "  {:>3}. {:<24} {:<40} {}", i + 1, r.name, describe_match(&r.matches), describe_action(r, name));
+        let _ = writeln!(
+            out,
+            "  {:>3}. {:<24} {:<40} {}",
+            i + 1,
+            r.name,
+            describe_match(&r.matches),
+            describe_action(r, name)
+        );
     }
-    let _ = writeln!(out, "  ---  unmatched requests go to {}", name(config.routes.default_upstream()));
+    let _ = writeln!(
+        out,
+        "  ---  unmatched requests go to {}",
+        name(config.routes.default_upstream())
+    );
     out
 }
 
@@ -41,7 +63,13 @@ pub fn summary(config: &Config) -> String {
 pub fn describe_match(m: &RouteMatch) -> String {
     let mut parts = Vec::new();
     if !m.methods.is_empty() {
-        parts.push(m.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","));
+        parts.push(
+            m.methods
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     }
     if !m.hosts.is_empty() {
         parts.push(

@@ -38,10 +38,34 @@ struct Item {
 }
 
 const ITEMS: [Item; 4] = [
-    Item { id: 1, name: "Desk lamp", cents: 1999, stock: 12, tags: ["lighting", "home"] },
-    Item { id: 2, name: "Oak table", cents: 24900, stock: 3, tags: ["furniture", "wood"] },
-    Item { id: 3, name: "Wool rug", cents: 8950, stock: 7, tags: ["textile", "home"] },
-    Item { id: 4, name: "Ceramic mug", cents: 725, stock: 40, tags: ["kitchen", "gift"] },
+    Item {
+        id: 1,
+        name: "Desk lamp",
+        cents: 1999,
+        stock: 12,
+        tags: ["lighting", "home"],
+    },
+    Item {
+        id: 2,
+        name: "Oak table",
+        cents: 24900,
+        stock: 3,
+        tags: ["furniture", "wood"],
+    },
+    Item {
+        id: 3,
+        name: "Wool rug",
+        cents: 8950,
+        stock: 7,
+        tags: ["textile", "home"],
+    },
+    Item {
+        id: 4,
+        name: "Ceramic mug",
+        cents: 725,
+        stock: 40,
+        tags: ["kitchen", "gift"],
+    },
 ];
 
 /// Serve a backend on a listener until the task is dropped.
@@ -50,7 +74,8 @@ pub async fn serve(listener: TcpListener, backend: Backend) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let service = service_fn(move |req| async move { Ok::<_, Infallible>(answer(backend, req).await) });
+        let service =
+            service_fn(move |req| async move { Ok::<_, Infallible>(answer(backend, req).await) });
         tokio::spawn(async move {
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -63,7 +88,12 @@ async fn answer(backend: Backend, req: Request<Incoming>) -> Response<Full<Bytes
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (status, value) = match (backend, &method, segments.as_slice()) {
         (_, &Method::GET, ["health"]) => (StatusCode::OK, json!({"status": "ok"})),
@@ -76,20 +106,32 @@ async fn answer(backend: Backend, req: Request<Incoming>) -> Response<Full<Bytes
             }
         }
         (_, &Method::GET, ["api", "users", id]) => match id.parse::<u64>() {
-            Ok(n) => (StatusCode::OK, json!({"id": n, "name": format!("User {n}"), "country": "DE", "member_since": "2019-04-01"})),
-            Err(_) => (StatusCode::BAD_REQUEST, json!({"error": "user ids are numbers"})),
+            Ok(n) => (
+                StatusCode::OK,
+                json!({"id": n, "name": format!("User {n}"), "country": "DE", "member_since": "2019-04-01"}),
+            ),
+            Err(_) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "user ids are numbers"}),
+            ),
         },
         (Backend::Legacy, &Method::GET, ["api", "search"]) => (StatusCode::OK, search(&query)),
         (Backend::Legacy, &Method::POST, ["api", "cart"]) => (
             StatusCode::CREATED,
             json!({"ok": true, "received_bytes": body.len()}),
         ),
-        _ => (StatusCode::NOT_FOUND, json!({"error": "not found", "path": path})),
+        _ => (
+            StatusCode::NOT_FOUND,
+            json!({"error": "not found", "path": path}),
+        ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert("x-demo-backend", HeaderValue::from_static(backend.label()));
     resp
 }

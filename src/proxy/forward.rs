@@ -52,7 +52,10 @@ impl Outgoing {
 }
 
 /// Send one request to a pool and wait for the response headers.
-pub async fn send(pool: &Pool, req: Request<RequestBody>) -> Result<Response<Incoming>, ProxyError> {
+pub async fn send(
+    pool: &Pool,
+    req: Request<RequestBody>,
+) -> Result<Response<Incoming>, ProxyError> {
     pool.client()
         .request(req)
         .await

@@ -176,7 +176,10 @@ mod tests {
     #[test]
     fn upgrade_survives_hygiene() {
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
-        assert_eq!(upgrade_request(&h), Some(HeaderValue::from_static("websocket")));
+        assert_eq!(
+            upgrade_request(&h),
+            Some(HeaderValue::from_static("websocket"))
+        );
         forward_request_headers(
             &mut h,
             &ClientContext {

@@ -56,14 +56,10 @@ pub async fn handle(
     };
     let route = route_index.map(|i| &snap.config.routes.routes()[i]);
 
-    let client_host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| {
-            let authority = parts.uri.authority()?;
-            HeaderValue::from_str(authority.as_str()).ok()
-        });
+    let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        let authority = parts.uri.authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    });
     headers::forward_request_headers(
         &mut parts.headers,
         &ClientContext {
@@ -96,7 +92,13 @@ pub async fn handle(
             match with_query(path, parts.uri.query()) {
                 Some(pq) => outgoing.path_and_query = pq,
                 None => {
-                    return finish(&snap, route_index, upstream, started, Err(ProxyError::BadRequest))
+                    return finish(
+                        &snap,
+                        route_index,
+                        upstream,
+                        started,
+                        Err(ProxyError::BadRequest),
+                    )
                 }
             }
         }
@@ -104,7 +106,9 @@ pub async fn handle(
 
     let max_buffer = snap.config.server.fallback_max_body;
     let (result, answered_by) = match fallback.zip(fallback_request) {
-        Some((fallback, fallback_request)) if client_upgrade.is_none() && fits(&body, max_buffer) => {
+        Some((fallback, fallback_request))
+            if client_upgrade.is_none() && fits(&body, max_buffer) =>
+        {
             let bytes = match buffer(body, max_buffer).await {
                 Ok(b) => b,
                 Err(e) => return finish(&snap, route_index, upstream, started, Err(e)),
@@ -153,9 +157,11 @@ fn finish(
         }
         Err(e) => e.response(snap.pool(upstream).name()),
     };
-    if let Some(m) = snap.route_metrics(route).for_upstream(upstream) {
+    let route_metrics = snap.route_metrics(route);
+    if let Some(m) = route_metrics.for_upstream(upstream) {
         m.observe(resp.status(), started.elapsed().as_secs_f64());
     }
+    crate::metrics::live().observe(route_metrics.live_key, resp.status());
     *resp.version_mut() = Version::HTTP_11;
     resp
 }

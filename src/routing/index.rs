@@ -149,15 +149,23 @@ mod tests {
 
     fn paths() -> Vec<Option<PathMatch>> {
         vec![
-            Some(PathMatch::Exact("/a".into())),                              // 0
-            Some(PathMatch::Prefix("/api/".into())),                          // 1
-            Some(PathMatch::Template(Template::parse("/items/{id}").expect("t"))), // 2
-            Some(PathMatch::Template(Template::parse("/items/new").expect("t"))),  // 3
-            Some(PathMatch::Regex(full_match_regex("/v[0-9]/.*").expect("re"))),   // 4
-            None,                                                             // 5
-            Some(PathMatch::Prefix("/api/v2/".into())),                       // 6
-            Some(PathMatch::Template(Template::parse("/items/{sku}").expect("t"))), // 7
-            Some(PathMatch::Exact("/a".into())),                              // 8
+            Some(PathMatch::Exact("/a".into())),     // 0
+            Some(PathMatch::Prefix("/api/".into())), // 1
+            Some(PathMatch::Template(
+                Template::parse("/items/{id}").expect("t"),
+            )), // 2
+            Some(PathMatch::Template(
+                Template::parse("/items/new").expect("t"),
+            )), // 3
+            Some(PathMatch::Regex(
+                full_match_regex("/v[0-9]/.*").expect("re"),
+            )), // 4
+            None,                                    // 5
+            Some(PathMatch::Prefix("/api/v2/".into())), // 6
+            Some(PathMatch::Template(
+                Template::parse("/items/{sku}").expect("t"),
+            )), // 7
+            Some(PathMatch::Exact("/a".into())),     // 8
         ]
     }
 
@@ -182,7 +190,16 @@ mod tests {
     fn candidates_agree_with_a_linear_scan() {
         let p = paths();
         let index = PathIndex::build(p.iter().map(Option::as_ref));
-        for path in ["/a", "/a/", "/api/", "/api", "/items/", "/items/1/2", "/v9/", "/x"] {
+        for path in [
+            "/a",
+            "/a/",
+            "/api/",
+            "/api",
+            "/items/",
+            "/items/1/2",
+            "/v9/",
+            "/x",
+        ] {
             let linear: Vec<usize> = p
                 .iter()
                 .enumerate()

@@ -12,7 +12,10 @@ pub enum PathRewrite {
     /// Replace the matched prefix `from` with `to`.
     Prefix { from: String, to: String },
     /// Fill `to` with the parameters `from` captured.
-    Template { from: Template, to: Template },
+    Template {
+        from: Box<Template>,
+        to: Box<Template>,
+    },
 }
 
 /// Everything a route changes in the request it forwards.
@@ -79,12 +82,15 @@ mod tests {
         assert_eq!(prefix.path("/api/items/1").as_deref(), Some("/v2/items/1"));
         let template = Rewrite {
             path: PathRewrite::Template {
-                from: Template::parse("/items/{id}").expect("t"),
-                to: Template::parse("/v2/products/{id}").expect("t"),
+                from: Box::new(Template::parse("/items/{id}").expect("t")),
+                to: Box::new(Template::parse("/v2/products/{id}").expect("t")),
             },
             ..Default::default()
         };
-        assert_eq!(template.path("/items/42").as_deref(), Some("/v2/products/42"));
+        assert_eq!(
+            template.path("/items/42").as_deref(),
+            Some("/v2/products/42")
+        );
         assert_eq!(Rewrite::default().path("/x"), None);
     }
 

@@ -26,10 +26,7 @@ impl SplitKey {
     /// request without the key is still sticky per client.
     pub fn value<'a>(&self, req: &RequestView<'a>) -> (Cow<'a, [u8]>, bool) {
         let found: Option<Cow<'a, [u8]>> = match self {
-            SplitKey::Header(name) => req
-                .headers
-                .get(name)
-                .map(|v| Cow::Borrowed(v.as_bytes())),
+            SplitKey::Header(name) => req.headers.get(name).map(|v| Cow::Borrowed(v.as_bytes())),
             SplitKey::Cookie(name) => req.cookie(name).map(|v| Cow::Borrowed(v.as_bytes())),
             SplitKey::Query(name) => req.query_param(name).map(|v| match v {
                 Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),

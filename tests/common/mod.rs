@@ -297,7 +297,14 @@ pub async fn send(
 
 /// GET through banyan.
 pub async fn get(proxy: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Got {
-    send(&client(), "GET", &format!("http://{proxy}{path}"), headers, Bytes::new()).await
+    send(
+        &client(),
+        "GET",
+        &format!("http://{proxy}{path}"),
+        headers,
+        Bytes::new(),
+    )
+    .await
 }
 
 /// The value of one sample in banyan's /metrics, 0 if absent.
@@ -339,7 +346,10 @@ impl Process {
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                for (what, marker) in [("proxy", "proxy listening addr="), ("admin", "admin listening addr=")] {
+                for (what, marker) in [
+                    ("proxy", "proxy listening addr="),
+                    ("admin", "admin listening addr="),
+                ] {
                     if let Some(rest) = line.split(marker).nth(1) {
                         let addr: SocketAddr = rest.trim().parse().unwrap();
                         let _ = tx.send((what, addr));
