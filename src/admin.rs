@@ -2,15 +2,15 @@
 //! on loopback by default.
 
 use crate::body::ResponseBody;
-use crate::metrics;
 use crate::config::summary::{describe_action, describe_match};
+use crate::metrics;
 use crate::proxy::SharedSnapshot;
 use crate::snapshot::Snapshot;
-use serde_json::json;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use serde_json::json;
 use std::convert::Infallible;
 use tokio::net::TcpListener;
 use tokio::sync::watch;

@@ -1,11 +1,11 @@
 //! Every metric family banyan exports, in one place, in the prometheus default registry.
 //! Labels are bounded: route and upstream names from the config, status classes, reasons.
 
+use pingora_limits::rate::Rate;
 use prometheus::{
     register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, Encoder, Histogram,
     HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
 };
-use pingora_limits::rate::Rate;
 use std::sync::LazyLock;
 use std::time::Duration;
 

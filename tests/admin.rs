@@ -28,8 +28,13 @@ async fn health_metrics_and_live_route_traffic() {
         metrics.contains("banyan_requests_total{route=\"admin-orders\",status_class=\"5xx\",upstream=\"new\"} 30"),
         "{metrics}"
     );
-    assert!(metrics.contains("banyan_request_duration_seconds_count{route=\"admin-orders\",upstream=\"new\"} 30"));
-    assert!(!metrics.contains("/orders/"), "a raw path leaked into a label");
+    assert!(metrics.contains(
+        "banyan_request_duration_seconds_count{route=\"admin-orders\",upstream=\"new\"} 30"
+    ));
+    assert!(
+        !metrics.contains("/orders/"),
+        "a raw path leaked into a label"
+    );
 
     // The live rate covers the last full second: keep traffic flowing until one has passed.
     let mut routes = serde_json::Value::Null;

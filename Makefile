@@ -1,0 +1,37 @@
+# banyan: the two set-up commands are `make demo` and `make test`. Each installs what the
+# build needs when it is missing (a C compiler for ring), so both work on a fresh machine.
+
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps build release test lint unit demo clean
+
+deps:
+	@command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
+	@command -v cc >/dev/null 2>&1 || { \
+		echo "installing a C compiler (ring builds C)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq build-essential; }
+
+build: deps
+	$(CARGO) build --locked
+
+release: deps
+	$(CARGO) build --release --locked
+
+# Formatting, lints, unit and integration tests (real sockets, loopback only).
+test: deps lint
+	$(CARGO) test --locked
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+unit: deps
+	$(CARGO) test --locked --lib
+
+# Two demo backends and banyan in front of them, on 127.0.0.1:8080 (admin :9090).
+demo: release
+	./target/release/banyan demo
+
+clean:
+	$(CARGO) clean
