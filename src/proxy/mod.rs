@@ -45,16 +45,54 @@ pub async fn handle(
     let client_upgrade = (req.version() == Version::HTTP_11
         && headers::upgrade_request(req.headers()).is_some())
     .then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
-
-    let (route_index, upstream, new_path) = {
-        let view = RequestView::new(&parts.method, &parts.uri, &parts.headers, client.addr.ip());
-        let decision = snap.config.routes.decide(&view);
-        let route = decision.route.map(|i| &snap.config.routes.routes()[i]);
-        let new_path = route.and_then(|r| r.rewrite.path(view.path));
-        (decision.route, decision.upstream, new_path)
+    let (parts, body) = req.into_parts();
+    let plan = plan(&snap, client, parts);
+    let (route, upstream) = (plan.route, plan.upstream);
+    let (result, answered_by) = match plan.requests {
+        Err(e) => (Err(e), upstream),
+        Ok(requests) => {
+            send(
+                &snap,
+                route,
+                upstream,
+                requests,
+                body,
+                client_upgrade.is_some(),
+            )
+            .await
+        }
     };
-    let route = route_index.map(|i| &snap.config.routes.routes()[i]);
+    let result = match (result, client_upgrade) {
+        (Ok(resp), Some(client_side)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            Ok(tunnel::start(client_side, resp))
+        }
+        (result, _) => result.map(|resp| resp.map(|body| ResponseBody::Upstream { body })),
+    };
+    finish(&snap, route, answered_by, started, result)
+}
+
+/// Where a request goes and what is sent there.
+struct Plan {
+    route: Option<usize>,
+    upstream: UpstreamId,
+    requests: Result<Requests, ProxyError>,
+}
+
+/// The request for the route's upstream and, when the route has a fallback that may take
+/// it, the request for the fallback.
+struct Requests {
+    primary: Outgoing,
+    fallback: Option<(UpstreamId, Outgoing)>,
+}
+
+/// Route the request and prepare what goes upstream: header hygiene, then the route's
+/// rewrite (which the fallback does not get).
+fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Plan {
+    let view = RequestView::new(&parts.method, &parts.uri, &parts.headers, client.addr.ip());
+    let decision = snap.config.routes.decide(&view);
+    let route = decision.route.map(|i| &snap.config.routes.routes()[i]);
+    let new_path = route.and_then(|r| r.rewrite.path(view.path));
+    let (route_index, upstream) = (decision.route, decision.upstream);
 
     let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
         let authority = parts.uri.authority()?;
@@ -69,7 +107,7 @@ pub async fn handle(
             trust_forwarded: snap.config.server.trust_forwarded_headers,
         },
     );
-    let original = Outgoing {
+    let mut primary = Outgoing {
         method: parts.method,
         path_and_query: parts
             .uri
@@ -79,45 +117,49 @@ pub async fn handle(
         headers: parts.headers,
         client_host,
     };
-    // The fallback (the monolith) gets the request as the client sent it; the route's
-    // rewrite describes what the route's own upstream expects.
     let fallback = route
         .and_then(|r| r.fallback)
-        .filter(|f| *f != upstream && forward::is_idempotent(&original.method));
-    let fallback_request = fallback.map(|_| original.clone());
-    let mut outgoing = original;
+        .filter(|f| *f != upstream && forward::is_idempotent(&primary.method))
+        .map(|f| (f, primary.clone()));
+    let mut requests = Ok(());
     if let Some(route) = route {
-        route.rewrite.apply_headers(&mut outgoing.headers);
+        route.rewrite.apply_headers(&mut primary.headers);
         if let Some(path) = new_path {
             match with_query(path, parts.uri.query()) {
-                Some(pq) => outgoing.path_and_query = pq,
-                None => {
-                    return finish(
-                        &snap,
-                        route_index,
-                        upstream,
-                        started,
-                        Err(ProxyError::BadRequest),
-                    )
-                }
+                Some(pq) => primary.path_and_query = pq,
+                None => requests = Err(ProxyError::BadRequest),
             }
         }
     }
+    Plan {
+        route: route_index,
+        upstream,
+        requests: requests.map(|()| Requests { primary, fallback }),
+    }
+}
 
+/// Send the request: with a second chance at the fallback when the route has one and the
+/// body can be buffered, else streamed. Returns the result and who answered.
+async fn send(
+    snap: &Snapshot,
+    route: Option<usize>,
+    upstream: UpstreamId,
+    requests: Requests,
+    body: Incoming,
+    upgrade: bool,
+) -> (Result<Response<Incoming>, ProxyError>, UpstreamId) {
     let max_buffer = snap.config.server.fallback_max_body;
-    let (result, answered_by) = match fallback.zip(fallback_request) {
-        Some((fallback, fallback_request))
-            if client_upgrade.is_none() && fits(&body, max_buffer) =>
-        {
+    match requests.fallback {
+        Some((fallback, fallback_request)) if !upgrade && fits(&body, max_buffer) => {
             let bytes = match buffer(body, max_buffer).await {
                 Ok(b) => b,
-                Err(e) => return finish(&snap, route_index, upstream, started, Err(e)),
+                Err(e) => return (Err(e), upstream),
             };
-            let route_name = snap.route_metrics(route_index).name.as_str();
+            let route_name = snap.route_metrics(route).name.as_str();
             let (result, fell_back) = forward::send_with_fallback(
                 snap.pool(upstream),
                 snap.pool(fallback),
-                outgoing,
+                requests.primary,
                 fallback_request,
                 bytes,
                 |reason| crate::metrics::fallback(route_name, reason).inc(),
@@ -127,18 +169,12 @@ pub async fn handle(
         }
         _ => {
             let pool = snap.pool(upstream);
-            let req = outgoing.into_request(pool, RequestBody::Streaming { body });
+            let req = requests
+                .primary
+                .into_request(pool, RequestBody::Streaming { body });
             (forward::send(pool, req).await, upstream)
         }
-    };
-
-    let result = match (result, client_upgrade) {
-        (Ok(resp), Some(client_side)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
-            Ok(tunnel::start(client_side, resp))
-        }
-        (result, _) => result.map(|resp| resp.map(|body| ResponseBody::Upstream { body })),
-    };
-    finish(&snap, route_index, answered_by, started, result)
+    }
 }
 
 /// Count the response and turn an error into banyan's own answer.
