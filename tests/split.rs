@@ -123,3 +123,23 @@ async fn zero_and_hundred_percent_are_absolute() {
         b.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_client_ip_splits_use_forwarded_for() {
+    let (legacy, new) = (Backend::start("legacy").await, Backend::start("new").await);
+    let text = format!(
+        "{}\n[server]\nlisten = \"127.0.0.1:0\"\ntrust_forwarded_headers = true\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        split_config(&legacy, &new, 50.0, "\"client_ip\"")
+    );
+    let b = banyan::server::start(config(&text)).await.unwrap();
+    let mut sides = std::collections::HashSet::new();
+    for i in 0..200 {
+        let xff = format!("10.9.{}.{}, 192.0.2.{}", i / 250, i % 250, i % 250);
+        let first = get(b.proxy_addr, "/items/1", &[("x-forwarded-for", &xff)]).await;
+        let again = get(b.proxy_addr, "/items/1", &[("x-forwarded-for", &xff)]).await;
+        assert_eq!(first.backend(), again.backend(), "{xff}");
+        sides.insert(first.backend().unwrap().to_string());
+    }
+    // All from one TCP peer, yet both sides serve: the forwarded address is the key.
+    assert_eq!(sides.len(), 2, "{sides:?}");
+}

@@ -107,6 +107,22 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
     }
 }
 
+/// The client's address for routing (client-IP split keys): the TCP peer, or, behind a
+/// trusted proxy, the address that proxy appended last to X-Forwarded-For.
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trust_forwarded: bool) -> IpAddr {
+    if !trust_forwarded {
+        return peer;
+    }
+    headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
 /// A fresh random request id (UUID v4).
 pub fn new_request_id() -> HeaderValue {
     let mut buf = uuid::Uuid::encode_buffer();
@@ -171,6 +187,17 @@ mod tests {
         );
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-request-id"], "abc");
+    }
+
+    #[test]
+    fn client_ip_from_forwarded_for_only_when_trusted() {
+        let peer: IpAddr = [10, 0, 0, 1].into();
+        let h = map(&[("x-forwarded-for", "203.0.113.9, 198.51.100.7")]);
+        assert_eq!(client_ip(&h, peer, false), peer);
+        assert_eq!(client_ip(&h, peer, true), IpAddr::from([198, 51, 100, 7]));
+        let junk = map(&[("x-forwarded-for", "not-an-ip")]);
+        assert_eq!(client_ip(&junk, peer, true), peer);
+        assert_eq!(client_ip(&HeaderMap::new(), peer, true), peer);
     }
 
     #[test]

@@ -88,7 +88,9 @@ struct Requests {
 /// Route the request and prepare what goes upstream: header hygiene, then the route's
 /// rewrite (which the fallback does not get).
 fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Plan {
-    let view = RequestView::new(&parts.method, &parts.uri, &parts.headers, client.addr.ip());
+    let trust_forwarded = snap.config.server.trust_forwarded_headers;
+    let client_ip = headers::client_ip(&parts.headers, client.addr.ip(), trust_forwarded);
+    let view = RequestView::new(&parts.method, &parts.uri, &parts.headers, client_ip);
     let decision = snap.config.routes.decide(&view);
     let route = decision.route.map(|i| &snap.config.routes.routes()[i]);
     let new_path = route.and_then(|r| r.rewrite.path(view.path));
@@ -104,7 +106,7 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
             ip: client.addr.ip(),
             scheme: client.scheme,
             host: client_host.as_ref(),
-            trust_forwarded: snap.config.server.trust_forwarded_headers,
+            trust_forwarded,
         },
     );
     let mut primary = Outgoing {
