@@ -1,7 +1,7 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/api/routes`. Apart from proxied traffic and
 //! on loopback by default.
 
-use crate::body::ResponseBody;
+use crate::body::{self, ResponseBody};
 use crate::config::summary::{describe_action, describe_match};
 use crate::metrics;
 use crate::proxy::SharedSnapshot;
@@ -66,7 +66,7 @@ fn route(snapshot: &SharedSnapshot, req: &Request<Incoming>) -> Response<Respons
 }
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<ResponseBody> {
-    let mut resp = Response::new(ResponseBody::local(body));
+    let mut resp = Response::new(body::full(body));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

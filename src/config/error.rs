@@ -79,7 +79,7 @@ impl fmt::Display for Diagnostic {
 /// Why a config could not become a snapshot.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}", path = .path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,

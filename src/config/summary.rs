@@ -1,7 +1,7 @@
 //! A plain-text summary of a valid config, for `banyan check`.
 
 use super::Config;
-use crate::routing::matcher::{HostMatch, RouteMatch};
+use crate::routing::matcher::RouteMatch;
 use crate::routing::split::BUCKETS;
 use crate::routing::{Action, Route};
 use std::fmt::Write;
@@ -75,10 +75,7 @@ pub fn describe_match(m: &RouteMatch) -> String {
         parts.push(
             m.hosts
                 .iter()
-                .map(|h| match h {
-                    HostMatch::Exact(h) => h.clone(),
-                    HostMatch::Wildcard(s) => format!("*{s}"),
-                })
+                .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
         );

@@ -1,6 +1,6 @@
 //! Errors banyan answers itself: one status and one `x-banyan-error` cause each, here only.
 
-use crate::body::ResponseBody;
+use crate::body::{self, ResponseBody};
 use http::{HeaderValue, Response, StatusCode};
 
 /// The header that names why banyan, not the upstream, produced a response.
@@ -66,7 +66,7 @@ impl ProxyError {
             status.canonical_reason().unwrap_or(""),
             self.sentence()
         );
-        let mut resp = Response::new(ResponseBody::local(body));
+        let mut resp = Response::new(body::full(body));
         *resp.status_mut() = status;
         let headers = resp.headers_mut();
         headers.insert(ERROR_HEADER, HeaderValue::from_static(self.cause()));

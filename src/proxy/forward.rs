@@ -1,7 +1,7 @@
 //! Sending a prepared request to an upstream pool, and the fallback to legacy.
 
 use super::error::ProxyError;
-use crate::body::RequestBody;
+use crate::body::{self, RequestBody};
 use crate::upstream::Pool;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
@@ -102,17 +102,17 @@ pub async fn send_with_fallback(
 ) -> (Result<Response<Incoming>, ProxyError>, bool) {
     if primary.all_unhealthy() {
         count("unhealthy");
-        let req = fallback_request.into_request(fallback, RequestBody::buffered(body));
+        let req = fallback_request.into_request(fallback, body::full(body));
         return (send(fallback, req).await, true);
     }
-    let first = outgoing.into_request(primary, RequestBody::buffered(body.clone()));
+    let first = outgoing.into_request(primary, body::full(body.clone()));
     let result = send(primary, first).await;
     match fallback_reason(&result) {
         None => (result, false),
         Some(reason) => {
             count(reason);
             drop(result);
-            let req = fallback_request.into_request(fallback, RequestBody::buffered(body));
+            let req = fallback_request.into_request(fallback, body::full(body));
             (send(fallback, req).await, true)
         }
     }

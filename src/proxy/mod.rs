@@ -6,7 +6,7 @@ pub mod forward;
 pub mod headers;
 mod tunnel;
 
-use crate::body::{RequestBody, ResponseBody};
+use crate::body::{self, ResponseBody};
 use crate::routing::{RequestView, UpstreamId};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
@@ -66,7 +66,7 @@ pub async fn handle(
         (Ok(resp), Some(client_side)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
             Ok(tunnel::start(client_side, resp))
         }
-        (result, _) => result.map(|resp| resp.map(|body| ResponseBody::Upstream { body })),
+        (result, _) => result.map(|resp| resp.map(body::streamed)),
     };
     finish(&snap, route, answered_by, started, result)
 }
@@ -171,9 +171,7 @@ async fn send(
         }
         _ => {
             let pool = snap.pool(upstream);
-            let req = requests
-                .primary
-                .into_request(pool, RequestBody::Streaming { body });
+            let req = requests.primary.into_request(pool, body::streamed(body));
             (forward::send(pool, req).await, upstream)
         }
     }

@@ -1,7 +1,7 @@
 //! Protocol upgrades (websockets): once both sides agreed to switch, copy bytes both
 //! ways until either side closes.
 
-use crate::body::ResponseBody;
+use crate::body::{self, ResponseBody};
 use http::Response;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -24,5 +24,5 @@ pub fn start(client: OnUpgrade, mut upstream: Response<Incoming>) -> Response<Re
             tracing::debug!(error = %e, "upgraded connection ended with an error");
         }
     });
-    upstream.map(|_| ResponseBody::empty())
+    upstream.map(|_| body::full(bytes::Bytes::new()))
 }

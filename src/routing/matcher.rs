@@ -35,6 +35,15 @@ impl HostMatch {
     }
 }
 
+impl std::fmt::Display for HostMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostMatch::Exact(h) => f.write_str(h),
+            HostMatch::Wildcard(suffix) => write!(f, "*{suffix}"),
+        }
+    }
+}
+
 /// A condition on one value (a header, a query parameter, a cookie).
 #[derive(Debug, Clone)]
 pub enum ValueMatch {
@@ -194,10 +203,7 @@ impl RouteMatch {
                 req.host.unwrap_or(""),
                 self.hosts
                     .iter()
-                    .map(|h| match h {
-                        HostMatch::Exact(h) => h.clone(),
-                        HostMatch::Wildcard(s) => format!("*{s}"),
-                    })
+                    .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

@@ -2,7 +2,7 @@
 
 use super::pool::Pool;
 use super::spec::HealthCheckSpec;
-use crate::body::RequestBody;
+use crate::body;
 use bytes::Bytes;
 use std::sync::Weak;
 use std::time::Duration;
@@ -79,7 +79,7 @@ async fn probe(pool: &Pool, index: usize, spec: &HealthCheckSpec) -> bool {
         req = req.header(http::header::HOST, host.clone());
     }
     req = req.header(http::header::USER_AGENT, "banyan-health-check");
-    let Ok(req) = req.body(RequestBody::buffered(Bytes::new())) else {
+    let Ok(req) = req.body(body::full(Bytes::new())) else {
         return false;
     };
     let call = pool.client().request(req);
