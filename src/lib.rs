@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod snapshot;

@@ -37,6 +37,10 @@ enum Command {
     Check {
         #[arg(short, long)]
         config: PathBuf,
+        /// Also print, route by route, what the file would change in the banyan running
+        /// with this admin address, such as http://127.0.0.1:9090.
+        #[arg(long, value_name = "ADMIN_URL")]
+        against: Option<String>,
     },
     /// Show which route a request takes, why earlier routes did not match, and where it goes.
     Explain {
@@ -66,7 +70,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let outcome = match cli.command {
         Command::Run { config } => run(&config),
-        Command::Check { config } => check(&config),
+        Command::Check { config, against } => check(&config, against.as_deref()),
         Command::Explain {
             config,
             method,
@@ -133,7 +137,7 @@ fn run(path: &Path) -> Result<ExitCode> {
     let config = load(path)?;
     print_warnings(&config);
     runtime()?.block_on(async {
-        let running = banyan::server::start(config).await?;
+        let running = banyan::server::start_with_file(config, Some(path.to_path_buf())).await?;
         wait_for_shutdown().await;
         tracing::info!("shutting down: draining in-flight requests");
         running.shutdown().await;
@@ -156,7 +160,7 @@ async fn wait_for_shutdown() {
     }
 }
 
-fn check(path: &Path) -> Result<ExitCode> {
+fn check(path: &Path, against: Option<&str>) -> Result<ExitCode> {
     let config = load(path)?;
     println!("{}: valid", path.display());
     print!("{}", banyan::config::summary::summary(&config));
@@ -164,7 +168,39 @@ fn check(path: &Path) -> Result<ExitCode> {
     if !config.warnings.is_empty() {
         println!("{} warning(s)", config.warnings.len());
     }
+    if let Some(admin) = against {
+        let diff = runtime()?.block_on(remote_diff(admin, &config.source.text))?;
+        println!("\ndifference from the config running at {admin}:");
+        print!("{diff}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ask a running banyan what `text` would change (`PUT /api/config?dry_run=true`).
+async fn remote_diff(admin: &str, text: &str) -> Result<banyan::config::diff::ConfigDiff> {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let url = format!("{}/api/config?dry_run=true", admin.trim_end_matches('/'));
+    let mut req = http::Request::put(&url).header("content-type", "application/toml");
+    if let Ok(token) = std::env::var(banyan::admin::TOKEN_ENV) {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let req = req
+        .body(Full::new(bytes::Bytes::from(text.to_string())))
+        .with_context(|| format!("{url:?} is not a URL"))?;
+    let resp = client
+        .request(req)
+        .await
+        .with_context(|| format!("cannot reach the admin API at {admin}"))?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    let answer: serde_json::Value = serde_json::from_slice(&body)
+        .with_context(|| format!("{admin} answered {status} with something other than JSON"))?;
+    if !status.is_success() && answer.get("diff").is_none_or(|d| d.is_null()) {
+        bail!("{admin} answered {status}: {}", answer["error"]);
+    }
+    Ok(serde_json::from_value(answer["diff"].clone()).context("the admin API sent no diff")?)
 }
 
 fn explain_request(

@@ -3,8 +3,9 @@
 
 use pingora_limits::rate::Rate;
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge_vec, Encoder, Histogram,
-    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+    register_gauge, register_histogram, register_histogram_vec, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec, Encoder, Gauge, Histogram, HistogramVec,
+    IntCounter, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
 };
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -17,6 +18,10 @@ pub struct Metrics {
     pub request_duration_seconds: HistogramVec,
     pub upstream_healthy: IntGaugeVec,
     pub fallbacks_total: IntCounterVec,
+    pub config_reloads_total: IntCounterVec,
+    pub config_version: IntGauge,
+    pub config_last_reload_timestamp_seconds: Gauge,
+    pub config_reload_duration_seconds: Histogram,
 }
 
 // Registration fails only on a duplicate name, a programming error caught by any test.
@@ -47,6 +52,28 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         &["route", "reason"]
     )
     .expect("register banyan_fallbacks_total"),
+    config_reloads_total: register_int_counter_vec!(
+        "banyan_config_reloads_total",
+        "Config reloads by what triggered them (file, signal, api) and result (success, failure).",
+        &["source", "result"]
+    )
+    .expect("register banyan_config_reloads_total"),
+    config_version: register_int_gauge!(
+        "banyan_config_version",
+        "The version number of the running config (1 at start, +1 per applied change)."
+    )
+    .expect("register banyan_config_version"),
+    config_last_reload_timestamp_seconds: register_gauge!(
+        "banyan_config_last_reload_timestamp_seconds",
+        "When the running config was applied, in seconds since the Unix epoch."
+    )
+    .expect("register banyan_config_last_reload_timestamp_seconds"),
+    config_reload_duration_seconds: register_histogram!(
+        "banyan_config_reload_duration_seconds",
+        "Time from a reload's start (text in hand) to the swap of the new snapshot.",
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
+    )
+    .expect("register banyan_config_reload_duration_seconds"),
 });
 
 pub fn metrics() -> &'static Metrics {
@@ -83,6 +110,26 @@ impl RouteUpstreamMetrics {
         self.by_class[if class < 6 { class } else { 0 }].inc();
         self.duration.observe(seconds);
     }
+}
+
+/// Count an applied config.
+pub fn config_applied(source: &str, version: u64, seconds: f64) {
+    let m = metrics();
+    m.config_reloads_total
+        .with_label_values(&[source, "success"])
+        .inc();
+    m.config_version.set(i64::try_from(version).unwrap_or(i64::MAX));
+    m.config_last_reload_timestamp_seconds
+        .set(crate::reload::history::unix_seconds(std::time::SystemTime::now()));
+    m.config_reload_duration_seconds.observe(seconds);
+}
+
+/// Count a refused config.
+pub fn config_rejected(source: &str) {
+    metrics()
+        .config_reloads_total
+        .with_label_values(&[source, "failure"])
+        .inc();
 }
 
 /// A fallback counter for a route and reason.

@@ -3,6 +3,8 @@
 
 use crate::config::Config;
 use crate::proxy::{self, Client, SharedSnapshot};
+use crate::reload::watch::FileWatch;
+use crate::reload::Reloader;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use hyper::service::service_fn;
@@ -11,6 +13,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -28,56 +31,79 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot watch the config file: {0}")]
+    Watch(String),
+    #[error("cannot handle SIGHUP")]
+    Signal(#[source] std::io::Error),
 }
 
-/// A running banyan: proxy and admin listeners, the live snapshot.
+/// A running banyan: proxy and admin listeners, the live snapshot and its reloader.
 pub struct Running {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub snapshot: SharedSnapshot,
+    pub reloader: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
+    /// Listener tasks: they end on shutdown, after draining.
     tasks: Vec<JoinHandle<()>>,
+    /// Reload triggers: stopped on shutdown.
+    _triggers: Triggers,
 }
 
-/// Bind both listeners and start serving `config`.
+#[derive(Default)]
+struct Triggers {
+    file: Option<FileWatch>,
+    signal: Option<JoinHandle<()>>,
+}
+
+impl Drop for Triggers {
+    fn drop(&mut self) {
+        if let Some(t) = &self.signal {
+            t.abort();
+        }
+    }
+}
+
+/// Bind both listeners and start serving `config`, which came from no file.
 pub async fn start(config: Config) -> Result<Running, ServerError> {
+    start_with_file(config, None).await
+}
+
+/// Bind both listeners and start serving `config`. With the file it came from, changes
+/// to the file and SIGHUP reload it.
+pub async fn start_with_file(config: Config, path: Option<PathBuf>) -> Result<Running, ServerError> {
     let proxy_listener = bind(config.server.listen).await?;
     let admin_listener = bind(config.admin.listen).await?;
     let proxy_addr = local_addr(&proxy_listener, config.server.listen);
     let admin_addr = local_addr(&admin_listener, config.admin.listen);
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None)));
+    let reloader = Arc::new(Reloader::new(snapshot.clone(), path.clone()));
     let (shutdown, watch_rx) = watch::channel(false);
     let tasks = vec![
-        tokio::spawn(serve_proxy(
-            proxy_listener,
-            snapshot.clone(),
-            watch_rx.clone(),
-        )),
-        tokio::spawn(crate::admin::serve(
-            admin_listener,
-            snapshot.clone(),
-            watch_rx,
-        )),
+        tokio::spawn(serve_proxy(proxy_listener, snapshot.clone(), watch_rx.clone())),
+        tokio::spawn(crate::admin::serve(admin_listener, reloader.clone(), watch_rx)),
     ];
+    let mut triggers = Triggers::default();
+    if path.is_some() {
+        triggers.file = crate::reload::watch::watch_file(reloader.clone())
+            .map_err(|e| ServerError::Watch(e.to_string()))?;
+        triggers.signal =
+            Some(crate::reload::watch::on_sighup(reloader.clone()).map_err(ServerError::Signal)?);
+    }
     tracing::info!(addr = %proxy_addr, "proxy listening");
     tracing::info!(addr = %admin_addr, "admin listening");
     Ok(Running {
         proxy_addr,
         admin_addr,
         snapshot,
+        reloader,
         shutdown,
         tasks,
+        _triggers: triggers,
     })
 }
 
 impl Running {
-    /// Replace the live config. Pools whose definition did not change are kept.
-    pub fn apply(&self, config: Config) {
-        let current = self.snapshot.load();
-        let next = Snapshot::build(config, Some(&current));
-        self.snapshot.store(Arc::new(next));
-    }
-
     /// Stop accepting, let in-flight requests finish (up to the drain period), return.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);

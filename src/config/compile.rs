@@ -3,7 +3,7 @@
 use super::error::{ConfigError, Diagnostic, Source};
 use super::raw::*;
 use super::reach::unreachable_routes;
-use super::{AdminSettings, Config, ServerSettings, DEFAULT_FALLBACK_MAX_BODY};
+use super::{AdminSettings, Config, Secret, ServerSettings, DEFAULT_FALLBACK_MAX_BODY};
 use crate::routing::matcher::{
     full_match_regex, HeaderMatch, HostMatch, ParamMatch, PathMatch, RouteMatch, ValueMatch,
 };
@@ -53,6 +53,7 @@ impl Compiler<'_> {
         let server = self.server(&raw.server);
         let admin = AdminSettings {
             listen: self.socket_addr(raw.admin.listen.as_ref(), DEFAULT_ADMIN_LISTEN),
+            token: raw.admin.token_file.as_ref().and_then(|f| self.token(f)),
         };
         let upstreams = self.upstreams(&raw.upstreams);
         let ids: HashMap<&str, UpstreamId> = upstreams
@@ -67,6 +68,7 @@ impl Compiler<'_> {
             .map(|(span, message)| self.src.diagnostic(span, message))
             .collect();
         Some(Config {
+            source: std::sync::Arc::new(self.src.clone()),
             server,
             admin,
             upstreams,
@@ -88,6 +90,20 @@ impl Compiler<'_> {
             listen: self.socket_addr(raw.listen.as_ref(), DEFAULT_LISTEN),
             trust_forwarded_headers: raw.trust_forwarded_headers,
             fallback_max_body,
+        }
+    }
+
+    fn token(&mut self, file: &Spanned<String>) -> Option<Secret> {
+        match std::fs::read_to_string(file.get_ref()) {
+            Ok(text) if !text.trim().is_empty() => Some(Secret(text.trim().to_string())),
+            Ok(_) => {
+                self.error(file.span(), format!("admin token file {:?} is empty", file.get_ref()));
+                None
+            }
+            Err(e) => {
+                self.error(file.span(), format!("cannot read admin token file {:?}: {e}", file.get_ref()));
+                None
+            }
         }
     }
 

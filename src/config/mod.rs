@@ -1,6 +1,7 @@
 //! The config: the TOML file (raw), its validation, and the compiled, immutable result.
 
 mod compile;
+pub mod diff;
 pub mod error;
 pub mod raw;
 mod reach;
@@ -12,6 +13,7 @@ use crate::routing::RouteTable;
 use crate::upstream::spec::UpstreamSpec;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Largest request body buffered so a failed request can go to the fallback, by default.
 pub const DEFAULT_FALLBACK_MAX_BODY: u64 = 64 * 1024;
@@ -19,6 +21,8 @@ pub const DEFAULT_FALLBACK_MAX_BODY: u64 = 64 * 1024;
 /// A validated, compiled config: everything a request needs, apart from live connections.
 #[derive(Debug)]
 pub struct Config {
+    /// The text it was compiled from, for history, diffs and rollback.
+    pub source: Arc<Source>,
     pub server: ServerSettings,
     pub admin: AdminSettings,
     pub upstreams: Vec<UpstreamSpec>,
@@ -37,10 +41,22 @@ pub struct ServerSettings {
     pub fallback_max_body: u64,
 }
 
-/// The admin listener (metrics, health).
+/// The admin listener (metrics, health, the config API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
+    /// The token from `token_file`, if set; `BANYAN_ADMIN_TOKEN` takes precedence.
+    pub token: Option<Secret>,
+}
+
+/// A secret that never shows in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 impl Config {

@@ -33,6 +33,8 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Option<Spanned<String>>,
+    /// A file holding the bearer token mutating admin calls need.
+    pub token_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

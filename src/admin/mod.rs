@@ -1,0 +1,154 @@
+//! The admin listener, apart from proxied traffic and on loopback by default: health,
+//! metrics, the routes with live traffic, and the config API.
+
+mod auth;
+mod config_api;
+mod respond;
+
+use crate::body::ResponseBody;
+use crate::config::summary::{describe_action, describe_match};
+use crate::metrics;
+use crate::reload::Reloader;
+use crate::snapshot::Snapshot;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use respond::{error, json, text};
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use auth::TOKEN_ENV;
+
+/// Largest config accepted by `PUT /api/config`.
+const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
+
+struct Admin {
+    reloader: Arc<Reloader>,
+    env_token: Option<String>,
+}
+
+pub async fn serve(listener: TcpListener, reloader: Arc<Reloader>, mut stop: watch::Receiver<bool>) {
+    let admin = Arc::new(Admin {
+        reloader,
+        env_token: auth::from_env(),
+    });
+    let builder = crate::server::connection_builder();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let admin = admin.clone();
+                let service = service_fn(move |req| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, Infallible>(route(admin, req).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBody> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let reloader = &admin.reloader;
+    let mutating = matches!(*req.method(), Method::POST | Method::PUT | Method::DELETE)
+        && !(req.method() == Method::PUT && dry_run(&req));
+    if mutating {
+        let snap = reloader.snapshot().load();
+        let expected = auth::expected(admin.env_token.as_deref(), &snap.config.admin);
+        if !auth::authorized(req.headers(), expected) {
+            return respond::unauthorized();
+        }
+    }
+    match (req.method().clone(), segments.as_slice()) {
+        (Method::GET, ["metrics"]) => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::render(),
+        ),
+        (Method::GET, ["healthz"]) => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        (Method::GET, ["readyz"]) => {
+            let routes = reloader.snapshot().load().config.routes.routes().len();
+            text(StatusCode::OK, "text/plain", format!("ready: {routes} routes\n"))
+        }
+        (Method::GET, ["api", "routes"]) => json(StatusCode::OK, &routes_json(&reloader.snapshot().load())),
+        (Method::GET, ["api", "config"]) => config_api::current(reloader),
+        (Method::GET, ["api", "config", "status"]) => config_api::status(reloader),
+        (Method::GET, ["api", "config", "history"]) => config_api::history(reloader),
+        (Method::GET, ["api", "config", "versions", n]) => config_api::version(reloader, n),
+        (Method::POST, ["api", "config", "reload"]) => config_api::reload(reloader.clone()).await,
+        (Method::POST, ["api", "config", "rollback", n]) => {
+            let n = n.to_string();
+            config_api::rollback(reloader.clone(), &n).await
+        }
+        (Method::PUT, ["api", "config"]) => {
+            let dry = dry_run(&req);
+            match read_text(req).await {
+                Ok(body) => config_api::put(reloader.clone(), body, dry).await,
+                Err(resp) => resp,
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, format!("no such admin endpoint: {path}")),
+    }
+}
+
+fn dry_run<B>(req: &Request<B>) -> bool {
+    req.uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+        .any(|(k, v)| k == "dry_run" && (v == "true" || v == "1" || v.is_empty()))
+}
+
+async fn read_text(req: Request<Incoming>) -> Result<String, Response<ResponseBody>> {
+    let bytes = Limited::new(req.into_body(), MAX_CONFIG_BYTES)
+        .collect()
+        .await
+        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "the config must be at most 16 MiB"))?
+        .to_bytes();
+    String::from_utf8(bytes.to_vec()).map_err(|_| error(StatusCode::BAD_REQUEST, "the config must be UTF-8 TOML"))
+}
+
+/// Each route in order, then the default, with its live traffic.
+fn routes_json(snap: &Snapshot) -> serde_json::Value {
+    let config = &snap.config;
+    let name = |id: usize| config.upstreams[id].name.as_str();
+    let live = metrics::live();
+    let traffic = |route: &str| {
+        let key = metrics::live_key(route);
+        json!({
+            "requests_per_second": live.requests_per_second(key),
+            "server_errors_per_second": live.errors_per_second(key),
+        })
+    };
+    let mut routes: Vec<serde_json::Value> = config
+        .routes
+        .routes()
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "match": describe_match(&r.matches),
+                "action": describe_action(r, name),
+                "live": traffic(&r.name),
+            })
+        })
+        .collect();
+    routes.push(json!({
+        "name": metrics::DEFAULT_ROUTE,
+        "match": "anything no route matches",
+        "action": format!("-> {}", name(config.routes.default_upstream())),
+        "live": traffic(metrics::DEFAULT_ROUTE),
+    }));
+    json!({ "routes": routes })
+}
