@@ -118,9 +118,12 @@ pub fn config_applied(source: &str, version: u64, seconds: f64) {
     m.config_reloads_total
         .with_label_values(&[source, "success"])
         .inc();
-    m.config_version.set(i64::try_from(version).unwrap_or(i64::MAX));
+    m.config_version
+        .set(i64::try_from(version).unwrap_or(i64::MAX));
     m.config_last_reload_timestamp_seconds
-        .set(crate::reload::history::unix_seconds(std::time::SystemTime::now()));
+        .set(crate::reload::history::unix_seconds(
+            std::time::SystemTime::now(),
+        ));
     m.config_reload_duration_seconds.observe(seconds);
 }
 

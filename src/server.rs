@@ -71,7 +71,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
 
 /// Bind both listeners and start serving `config`. With the file it came from, changes
 /// to the file and SIGHUP reload it.
-pub async fn start_with_file(config: Config, path: Option<PathBuf>) -> Result<Running, ServerError> {
+pub async fn start_with_file(
+    config: Config,
+    path: Option<PathBuf>,
+) -> Result<Running, ServerError> {
     let proxy_listener = bind(config.server.listen).await?;
     let admin_listener = bind(config.admin.listen).await?;
     let proxy_addr = local_addr(&proxy_listener, config.server.listen);
@@ -80,8 +83,16 @@ pub async fn start_with_file(config: Config, path: Option<PathBuf>) -> Result<Ru
     let reloader = Arc::new(Reloader::new(snapshot.clone(), path.clone()));
     let (shutdown, watch_rx) = watch::channel(false);
     let tasks = vec![
-        tokio::spawn(serve_proxy(proxy_listener, snapshot.clone(), watch_rx.clone())),
-        tokio::spawn(crate::admin::serve(admin_listener, reloader.clone(), watch_rx)),
+        tokio::spawn(serve_proxy(
+            proxy_listener,
+            snapshot.clone(),
+            watch_rx.clone(),
+        )),
+        tokio::spawn(crate::admin::serve(
+            admin_listener,
+            reloader.clone(),
+            watch_rx,
+        )),
     ];
     let mut triggers = Triggers::default();
     if path.is_some() {

@@ -60,8 +60,14 @@ async fn ten_thousand_users_split_within_two_points_and_ramp_only_forward() {
     assert_eq!(again, at_10, "a user changed side without a config change");
 
     // Ramp to 20%: applied to the running proxy.
-    let ramp = format!("{}\n{}", split_config(&legacy, &new, 20.0, key), listeners());
-    b.reloader.apply(&ramp, "ramp", banyan::reload::history::Origin::Api).unwrap();
+    let ramp = format!(
+        "{}\n{}",
+        split_config(&legacy, &new, 20.0, key),
+        listeners()
+    );
+    b.reloader
+        .apply(&ramp, "ramp", banyan::reload::history::Origin::Api)
+        .unwrap();
     let at_20 = sides(b.proxy_addr, 10_000).await;
     let share = at_20.values().filter(|s| *s == "new").count() as f64 / 100.0;
     assert!((share - 20.0).abs() <= 2.0, "20% configured, {share}% seen");

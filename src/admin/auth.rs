@@ -14,7 +14,9 @@ pub fn expected<'a>(env_token: Option<&'a str>, settings: &'a AdminSettings) -> 
 
 /// The token from the environment, if set and not empty.
 pub fn from_env() -> Option<String> {
-    std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty())
+    std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
 }
 
 /// Whether the request may mutate: always when no token is set.

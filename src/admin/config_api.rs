@@ -14,7 +14,11 @@ use std::sync::Arc;
 /// `GET /api/config`: the running config's text.
 pub fn current(reloader: &Reloader) -> Response<ResponseBody> {
     let snap = reloader.snapshot().load();
-    text(StatusCode::OK, "application/toml", snap.config.source.text.clone())
+    text(
+        StatusCode::OK,
+        "application/toml",
+        snap.config.source.text.clone(),
+    )
 }
 
 /// `GET /api/config/status`.
@@ -40,7 +44,10 @@ pub fn history(reloader: &Reloader) -> Response<ResponseBody> {
 pub fn version(reloader: &Reloader, n: &str) -> Response<ResponseBody> {
     match n.parse().ok().and_then(|n| reloader.version(n)) {
         Some(v) => text(StatusCode::OK, "application/toml", v.text.to_string()),
-        None => error(StatusCode::NOT_FOUND, format!("no version {n} in the history (the last 50 are kept)")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no version {n} in the history (the last 50 are kept)"),
+        ),
     }
 }
 
@@ -89,13 +96,21 @@ pub async fn put(reloader: Arc<Reloader>, body: String, dry_run: bool) -> Respon
 /// `POST /api/config/rollback/{n}`: apply version n again, as a new version.
 pub async fn rollback(reloader: Arc<Reloader>, n: &str) -> Response<ResponseBody> {
     let Ok(number) = n.parse::<u64>() else {
-        return error(StatusCode::BAD_REQUEST, format!("{n:?} is not a version number"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{n:?} is not a version number"),
+        );
     };
     let running = reloader.snapshot().load().config.source.clone();
     let target = reloader.version(number);
-    let changes = target.as_ref().and_then(|v| diff(&running.text, &v.text).ok());
+    let changes = target
+        .as_ref()
+        .and_then(|v| diff(&running.text, &v.text).ok());
     match blocking(move || reloader.rollback(number)).await {
-        None => error(StatusCode::NOT_FOUND, format!("no version {number} in the history (the last 50 are kept)")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no version {number} in the history (the last 50 are kept)"),
+        ),
         Some(result) => outcome(result, changes),
     }
 }
@@ -105,7 +120,10 @@ fn outcome(
     changes: Option<crate::config::diff::ConfigDiff>,
 ) -> Response<ResponseBody> {
     match result {
-        Ok(applied) => json(StatusCode::OK, &json!({ "applied": applied, "diff": changes })),
+        Ok(applied) => json(
+            StatusCode::OK,
+            &json!({ "applied": applied, "diff": changes }),
+        ),
         Err(rejection) => json(StatusCode::UNPROCESSABLE_ENTITY, &rejection),
     }
 }

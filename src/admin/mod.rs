@@ -32,7 +32,11 @@ struct Admin {
     env_token: Option<String>,
 }
 
-pub async fn serve(listener: TcpListener, reloader: Arc<Reloader>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    reloader: Arc<Reloader>,
+    mut stop: watch::Receiver<bool>,
+) {
     let admin = Arc::new(Admin {
         reloader,
         env_token: auth::from_env(),
@@ -79,9 +83,15 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
         (Method::GET, ["healthz"]) => text(StatusCode::OK, "text/plain", "ok\n".into()),
         (Method::GET, ["readyz"]) => {
             let routes = reloader.snapshot().load().config.routes.routes().len();
-            text(StatusCode::OK, "text/plain", format!("ready: {routes} routes\n"))
+            text(
+                StatusCode::OK,
+                "text/plain",
+                format!("ready: {routes} routes\n"),
+            )
         }
-        (Method::GET, ["api", "routes"]) => json(StatusCode::OK, &routes_json(&reloader.snapshot().load())),
+        (Method::GET, ["api", "routes"]) => {
+            json(StatusCode::OK, &routes_json(&reloader.snapshot().load()))
+        }
         (Method::GET, ["api", "config"]) => config_api::current(reloader),
         (Method::GET, ["api", "config", "status"]) => config_api::status(reloader),
         (Method::GET, ["api", "config", "history"]) => config_api::history(reloader),
@@ -98,7 +108,10 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
                 Err(resp) => resp,
             }
         }
-        _ => error(StatusCode::NOT_FOUND, format!("no such admin endpoint: {path}")),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("no such admin endpoint: {path}"),
+        ),
     }
 }
 
@@ -114,9 +127,15 @@ async fn read_text(req: Request<Incoming>) -> Result<String, Response<ResponseBo
     let bytes = Limited::new(req.into_body(), MAX_CONFIG_BYTES)
         .collect()
         .await
-        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "the config must be at most 16 MiB"))?
+        .map_err(|_| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the config must be at most 16 MiB",
+            )
+        })?
         .to_bytes();
-    String::from_utf8(bytes.to_vec()).map_err(|_| error(StatusCode::BAD_REQUEST, "the config must be UTF-8 TOML"))
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| error(StatusCode::BAD_REQUEST, "the config must be UTF-8 TOML"))
 }
 
 /// Each route in order, then the default, with its live traffic.

@@ -4,7 +4,11 @@ use crate::body::{self, ResponseBody};
 use http::{header, HeaderValue, Response, StatusCode};
 use serde::Serialize;
 
-pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<ResponseBody> {
+pub fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response<ResponseBody> {
     let mut resp = Response::new(body::full(body));
     *resp.status_mut() = status;
     resp.headers_mut()
@@ -15,7 +19,8 @@ pub fn text(status: StatusCode, content_type: &'static str, body: String) -> Res
 }
 
 pub fn json(status: StatusCode, value: &impl Serialize) -> Response<ResponseBody> {
-    let body = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let body =
+        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     text(status, "application/json", body)
 }
 

@@ -62,17 +62,21 @@ impl Compiler<'_> {
             .map(|(i, u)| (u.name.as_str(), i))
             .collect();
         let default = self.upstream_ref(&ids, &raw.default, "the default upstream");
-        let routes = self.routes(&raw.routes, &ids, default);
-        let warnings = unreachable_routes(&raw.routes)
-            .into_iter()
-            .map(|(span, message)| self.src.diagnostic(span, message))
-            .collect();
+        let routes = RouteTable::new(self.routes(&raw.routes, &ids, default), default?);
+        let warnings = if self.errors.is_empty() {
+            unreachable_routes(&raw.routes, &routes)
+                .into_iter()
+                .map(|(span, message)| self.src.diagnostic(span, message))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Some(Config {
             source: std::sync::Arc::new(self.src.clone()),
             server,
             admin,
             upstreams,
-            routes: RouteTable::new(routes, default?),
+            routes,
             warnings,
         })
     }
@@ -97,11 +101,17 @@ impl Compiler<'_> {
         match std::fs::read_to_string(file.get_ref()) {
             Ok(text) if !text.trim().is_empty() => Some(Secret(text.trim().to_string())),
             Ok(_) => {
-                self.error(file.span(), format!("admin token file {:?} is empty", file.get_ref()));
+                self.error(
+                    file.span(),
+                    format!("admin token file {:?} is empty", file.get_ref()),
+                );
                 None
             }
             Err(e) => {
-                self.error(file.span(), format!("cannot read admin token file {:?}: {e}", file.get_ref()));
+                self.error(
+                    file.span(),
+                    format!("cannot read admin token file {:?}: {e}", file.get_ref()),
+                );
                 None
             }
         }

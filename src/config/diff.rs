@@ -58,8 +58,14 @@ pub fn diff(old: &str, new: &str) -> Result<ConfigDiff, toml::de::Error> {
     let new: toml::Table = toml::from_str(new)?;
     let (old_routes, old_order) = routes_by_name(&old);
     let (new_routes, new_order) = routes_by_name(&new);
-    let common_old: Vec<&String> = old_order.iter().filter(|n| new_routes.contains_key(*n)).collect();
-    let common_new: Vec<&String> = new_order.iter().filter(|n| old_routes.contains_key(*n)).collect();
+    let common_old: Vec<&String> = old_order
+        .iter()
+        .filter(|n| new_routes.contains_key(*n))
+        .collect();
+    let common_new: Vec<&String> = new_order
+        .iter()
+        .filter(|n| old_routes.contains_key(*n))
+        .collect();
     let mut settings = Vec::new();
     for key in ["default", "server", "admin"] {
         let mut a = BTreeMap::new();
@@ -184,7 +190,13 @@ fn field_changes(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> 
 impl fmt::Display for FieldChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
-        write!(f, "{}: {} -> {}", self.key, show(&self.from), show(&self.to))
+        write!(
+            f,
+            "{}: {} -> {}",
+            self.key,
+            show(&self.from),
+            show(&self.to)
+        )
     }
 }
 
@@ -253,7 +265,10 @@ upstream = "legacy"
             .replace("percent = 10", "percent = 20")
             .replace("http://b:1\"]", "http://b:1\", \"http://c:1\"]")
             .replace("name = \"gone\"", "name = \"fresh\"")
-            .replace("default = \"legacy\"", "default = \"legacy\"\n[server]\nlisten = \"0.0.0.0:80\"");
+            .replace(
+                "default = \"legacy\"",
+                "default = \"legacy\"\n[server]\nlisten = \"0.0.0.0:80\"",
+            );
         let d = diff(OLD, &new).expect("toml");
         assert_eq!(
             d.routes,
@@ -284,7 +299,10 @@ upstream = "legacy"
         assert_eq!(d.upstreams[0].fields[0].key, "endpoints");
         assert_eq!(d.settings[0].key, "server.listen");
         let text = d.to_string();
-        assert!(text.contains("~ items\n      split.percent: 10 -> 20"), "{text}");
+        assert!(
+            text.contains("~ items\n      split.percent: 10 -> 20"),
+            "{text}"
+        );
         assert!(text.contains("+ fresh (added)"), "{text}");
     }
 

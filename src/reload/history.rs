@@ -70,7 +70,9 @@ impl History {
             detail,
             text,
         });
-        self.versions.back().unwrap_or_else(|| unreachable!("just pushed"))
+        self.versions
+            .back()
+            .unwrap_or_else(|| unreachable!("just pushed"))
     }
 
     pub fn current(&self) -> Option<&Version> {

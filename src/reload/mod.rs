@@ -94,9 +94,11 @@ impl Reloader {
         let mut state = State::default();
         let current = shared.load();
         let source = &current.config.source;
-        state
-            .history
-            .push(Arc::from(source.text.as_str()), Origin::Startup, source.name.clone());
+        state.history.push(
+            Arc::from(source.text.as_str()),
+            Origin::Startup,
+            source.name.clone(),
+        );
         let reloader = Reloader {
             shared,
             path,
@@ -117,7 +119,9 @@ impl Reloader {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the history half-written: every
         // update is a single push or assignment. Keep serving with what is there.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Re-read the config file and apply it.

@@ -4,6 +4,7 @@
 //! templates, regexes one RegexSet pass.
 
 use super::matcher::PathMatch;
+use super::template::Template;
 use regex::RegexSet;
 use smallvec::SmallVec;
 use std::collections::HashMap;
@@ -24,10 +25,41 @@ pub struct PathIndex {
     any_path: Vec<usize>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Layer {
     router: matchit::Router<usize>,
-    members: Vec<usize>,
+    /// Members by their first segment when it is literal; only templates with the same
+    /// first literal (or a parameter there) can overlap, so only those are compared.
+    by_first: HashMap<String, Vec<Template>>,
+    /// Members whose first segment is a parameter.
+    open_first: Vec<Template>,
+}
+
+impl Layer {
+    fn overlaps(&self, t: &Template) -> bool {
+        let rivals: Box<dyn Iterator<Item = &Template>> = match t.first_literal() {
+            Some(first) => Box::new(
+                self.by_first
+                    .get(first)
+                    .into_iter()
+                    .flatten()
+                    .chain(&self.open_first),
+            ),
+            None => Box::new(self.by_first.values().flatten().chain(&self.open_first)),
+        };
+        rivals.into_iter().any(|other| other.overlaps(t))
+    }
+
+    fn add(&mut self, t: &Template) {
+        match t.first_literal() {
+            Some(first) => self
+                .by_first
+                .entry(first.to_string())
+                .or_default()
+                .push(t.clone()),
+            None => self.open_first.push(t.clone()),
+        }
+    }
 }
 
 impl PathIndex {
@@ -65,38 +97,24 @@ impl PathIndex {
                 Err(_) => index.any_path.extend(regexes.1),
             }
         }
-        for (i, template) in &templates {
-            index.add_template(*i, template, &templates);
+        for (i, template) in templates {
+            index.add_template(i, template);
         }
         index.any_path.sort_unstable();
         index
     }
 
-    fn add_template(
-        &mut self,
-        route: usize,
-        template: &super::template::Template,
-        all: &[(usize, &super::template::Template)],
-    ) {
-        let overlaps_layer = |layer: &Layer| {
-            layer.members.iter().any(|m| {
-                all.iter()
-                    .find(|(i, _)| i == m)
-                    .is_some_and(|(_, t)| t.overlaps(template))
-            })
-        };
+    fn add_template(&mut self, route: usize, template: &Template) {
         for layer in &mut self.template_layers {
-            if !overlaps_layer(layer) && layer.router.insert(template.pattern(), route).is_ok() {
-                layer.members.push(route);
+            if !layer.overlaps(template) && layer.router.insert(template.pattern(), route).is_ok() {
+                layer.add(template);
                 return;
             }
         }
-        let mut router = matchit::Router::new();
-        if router.insert(template.pattern(), route).is_ok() {
-            self.template_layers.push(Layer {
-                router,
-                members: vec![route],
-            });
+        let mut layer = Layer::default();
+        if layer.router.insert(template.pattern(), route).is_ok() {
+            layer.add(template);
+            self.template_layers.push(layer);
         } else {
             // matchit refuses a few shapes our parser accepts; match those one by one.
             self.any_path.push(route);

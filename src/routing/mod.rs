@@ -94,6 +94,11 @@ impl RouteTable {
         self.default_upstream
     }
 
+    /// The routes whose path condition `path` may meet, in order (see PathIndex).
+    pub fn candidates(&self, path: &str) -> index::Candidates {
+        self.index.candidates(path)
+    }
+
     /// The first route the request matches.
     pub fn find(&self, req: &RequestView<'_>) -> Option<usize> {
         self.index.candidates(req.path).into_iter().find(|&i| {

@@ -88,6 +88,14 @@ impl Template {
         })
     }
 
+    /// The first segment, when it is literal text.
+    pub fn first_literal(&self) -> Option<&str> {
+        match self.segments.first() {
+            Some(Segment::Static(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Could some path match both templates? Conservative: says yes when unsure.
     pub fn overlaps(&self, other: &Template) -> bool {
         let (a, b) = (&self.segments, &other.segments);

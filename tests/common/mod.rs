@@ -74,6 +74,7 @@ pub struct Backend {
     pub name: &'static str,
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    record: Arc<Mutex<bool>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -88,6 +89,14 @@ impl Backend {
         Self::with_handler(name, move |_| Reply::ok(name)).await
     }
 
+    /// A backend that keeps no record of requests, for tests that measure memory.
+    pub async fn unrecorded(name: &'static str) -> Backend {
+        let b = Self::start(name).await;
+        b.seen.lock().unwrap().shrink_to(0);
+        *b.record.lock().unwrap() = false;
+        b
+    }
+
     pub async fn with_handler(
         name: &'static str,
         handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
@@ -95,17 +104,26 @@ impl Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::new(Mutex::new(true));
         let handler: Handler = Arc::new(handler);
         let log = seen.clone();
+        let recording = record.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (log, handler) = (log.clone(), handler.clone());
+                let (log, handler, recording) = (log.clone(), handler.clone(), recording.clone());
                 let service = service_fn(move |req| {
-                    let (log, handler) = (log.clone(), handler.clone());
-                    async move { Ok::<_, Infallible>(answer(name, req, &log, &handler).await) }
+                    let (log, handler, recording) =
+                        (log.clone(), handler.clone(), recording.clone());
+                    async move {
+                        let resp = answer(name, req, &log, &handler).await;
+                        if !*recording.lock().unwrap() {
+                            log.lock().unwrap().clear();
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 tokio::spawn(async move {
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -118,6 +136,7 @@ impl Backend {
             name,
             addr,
             seen,
+            record,
             task,
         }
     }
@@ -316,6 +335,42 @@ pub async fn metric(admin: SocketAddr, name_and_labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Send a request with a body to the admin API (or anywhere), read the whole answer.
+pub async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Got {
+    send(
+        &client(),
+        method,
+        &format!("http://{addr}{path}"),
+        headers,
+        body.to_string(),
+    )
+    .await
+}
+
+/// Poll until `condition` holds, for at most `limit`; true if it did.
+pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The path of the banyan binary cargo built for these tests.
 pub fn banyan_bin() -> &'static str {
     env!("CARGO_BIN_EXE_banyan")
@@ -327,17 +382,25 @@ pub struct Process {
     pub child: std::process::Child,
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    _config: tempfile::NamedTempFile,
+    /// The config file, alone in its own directory.
+    pub config_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Process {
     pub fn start(text: &str) -> Process {
-        use std::io::{BufRead, Write};
-        let mut file = tempfile::NamedTempFile::new().unwrap();
-        write!(file, "{text}\n{}", listeners()).unwrap();
+        Self::start_with_env(text, &[])
+    }
+
+    pub fn start_with_env(text: &str, env: &[(&str, &str)]) -> Process {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("banyan.toml");
+        std::fs::write(&config_path, format!("{text}\n{}", listeners())).unwrap();
         let mut child = std::process::Command::new(banyan_bin())
             .args(["run", "-c"])
-            .arg(file.path())
+            .arg(&config_path)
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("banyan runs");
@@ -373,7 +436,8 @@ impl Process {
             child,
             proxy_addr: proxy.unwrap(),
             admin_addr: admin.unwrap(),
-            _config: file,
+            config_path,
+            _dir: dir,
         }
     }
 

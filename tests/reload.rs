@@ -1,0 +1,439 @@
+//! Hot reload: under load nothing fails and every answer comes from an upstream that was
+//! configured while the request ran; invalid configs change nothing, however they arrive;
+//! ConfigMap symlink swaps land; history, rollback, dry runs, tokens; no leaks.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+use futures_util::future::join_all;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `/api/x` goes to `target`; everything else to `a`.
+fn two_way(a: &Backend, b: &Backend, target: &str) -> String {
+    format!(
+        "default = \"a\"\n[upstreams.a]\nendpoints = [\"{}\"]\n[upstreams.b]\nendpoints = [\"{}\"]\n\n[[routes]]\nname = \"x\"\nmatch = {{ path = {{ prefix = \"/api/x\" }} }}\naction = \"forward\"\nupstream = \"{target}\"\n",
+        a.url(),
+        b.url()
+    )
+}
+
+fn with_listeners(text: &str) -> String {
+    format!("{text}\n{}", listeners())
+}
+
+async fn status(admin: std::net::SocketAddr) -> Value {
+    serde_json::from_slice(&get(admin, "/api/config/status", &[]).await.body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_reloads_under_load_fail_nothing_and_route_only_to_configured_upstreams() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let running = banyan(&two_way(&a, &b, "a")).await;
+    let (proxy, admin) = (running.proxy_addr, running.admin_addr);
+    let started = Instant::now();
+    let load_for = Duration::from_millis(10_500);
+
+    // 64 keep-alive clients, each with its own connection, for 10.5 s.
+    let clients = (0..64).map(|_| {
+        tokio::spawn(async move {
+            let c = client();
+            let url = format!("http://{proxy}/api/x");
+            let mut seen = Vec::new();
+            while started.elapsed() < load_for {
+                let t0 = Instant::now();
+                let resp = c
+                    .request(http::Request::get(&url).body(Default::default()).unwrap())
+                    .await;
+                let outcome = match resp {
+                    Ok(r) if r.status() == 200 => {
+                        let backend = r.headers()["x-backend"].to_str().unwrap().to_string();
+                        http_body_util::BodyExt::collect(r.into_body())
+                            .await
+                            .map(|_| backend)
+                            .map_err(|e| e.to_string())
+                    }
+                    Ok(r) => Err(format!("status {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                };
+                seen.push((t0, Instant::now(), outcome));
+            }
+            seen
+        })
+    });
+    let clients: Vec<_> = clients.collect();
+
+    // 200 reloads through the admin API, alternating where /api/x goes.
+    let reloads = Arc::new(Mutex::new(Vec::new()));
+    for k in 1..=200 {
+        let target = if k % 2 == 1 { "b" } else { "a" };
+        let t0 = Instant::now();
+        let got = call(
+            admin,
+            "PUT",
+            "/api/config",
+            &[],
+            &with_listeners(&two_way(&a, &b, target)),
+        )
+        .await;
+        assert_eq!(got.status, 200, "reload {k}: {}", got.text());
+        reloads.lock().unwrap().push((t0, Instant::now(), target));
+        tokio::time::sleep(Duration::from_millis(45)).await;
+    }
+    let results: Vec<_> = join_all(clients)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    assert!(started.elapsed() >= Duration::from_secs(10));
+
+    // When could each target have been live? From the start of the call that applied it
+    // to the end of the call that replaced it.
+    let reloads = reloads.lock().unwrap().clone();
+    let far = started + Duration::from_secs(3600);
+    let mut windows = vec![(started - Duration::from_secs(1), reloads[0].1, "a")];
+    for (i, (t0, _, target)) in reloads.iter().enumerate() {
+        let end = reloads.get(i + 1).map_or(far, |next| next.1);
+        windows.push((*t0, end, target));
+    }
+    let failures: Vec<_> = results.iter().filter(|(_, _, r)| r.is_err()).collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        results.len(),
+        &failures[..failures.len().min(5)]
+    );
+    let mut counts = std::collections::HashMap::new();
+    for (s, e, r) in &results {
+        let backend = r.as_ref().unwrap();
+        *counts.entry(backend.clone()).or_insert(0) += 1;
+        let possible = windows
+            .iter()
+            .any(|(from, to, target)| *target == backend && *from <= *e && *s <= *to);
+        assert!(
+            possible,
+            "a request answered by {backend} while {backend} was never configured for it"
+        );
+    }
+    eprintln!(
+        "{} requests, by backend {counts:?}, 200 reloads, 0 failed",
+        results.len()
+    );
+    assert!(
+        counts.get("a").is_some_and(|n| *n > 100) && counts.get("b").is_some_and(|n| *n > 100),
+        "{counts:?}"
+    );
+    let history: Value =
+        serde_json::from_slice(&get(admin, "/api/config/history", &[]).await.body).unwrap();
+    assert_eq!(history["versions"][0]["number"], 201);
+    assert_eq!(history["versions"].as_array().unwrap().len(), 50);
+}
+
+#[tokio::test]
+async fn invalid_configs_by_file_signal_and_api_change_nothing_and_are_reported() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let banyan = Process::start(&two_way(&a, &b, "a"));
+    let (proxy, admin) = (banyan.proxy_addr, banyan.admin_addr);
+    let routed = || async move { get(proxy, "/api/x", &[]).await.backend().map(String::from) };
+    assert_eq!(routed().await.as_deref(), Some("a"));
+    let bad = with_listeners(&two_way(&a, &b, "nowhere"));
+    let bad_line = bad.lines().position(|l| l.contains("nowhere")).unwrap() + 1;
+
+    // By file.
+    std::fs::write(&banyan.config_path, &bad).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status(admin).await["last_error"]["source"] == "file"
+        })
+        .await
+    );
+    let s = status(admin).await;
+    assert_eq!(s["last_error"]["line"], bad_line);
+    assert!(
+        s["last_error"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("\"nowhere\", which is not defined"),
+        "{s}"
+    );
+    assert_eq!(s["version"]["number"], 1);
+    assert_eq!(routed().await.as_deref(), Some("a"));
+
+    // By SIGHUP (the file is still the bad one).
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &banyan.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            status(admin).await["last_error"]["source"] == "signal"
+        })
+        .await
+    );
+    assert_eq!(routed().await.as_deref(), Some("a"));
+
+    // By the API.
+    let put = call(admin, "PUT", "/api/config", &[], &bad).await;
+    assert_eq!(put.status, 422);
+    let body: Value = serde_json::from_slice(&put.body).unwrap();
+    assert_eq!(body["line"], bad_line);
+    assert!(body["column"].as_u64().unwrap() >= 1);
+    assert!(
+        body["error"].as_str().unwrap().contains("PUT /api/config:"),
+        "{body}"
+    );
+    assert_eq!(status(admin).await["last_error"]["source"], "api");
+    assert_eq!(routed().await.as_deref(), Some("a"));
+    let s = status(admin).await;
+    assert_eq!(s["reloads"]["rejected"], 3);
+    assert_eq!(s["version"]["number"], 1);
+    for source in ["file", "signal", "api"] {
+        let m = metric(
+            admin,
+            &format!("banyan_config_reloads_total{{result=\"failure\",source=\"{source}\"}}"),
+        )
+        .await;
+        assert_eq!(m, 1.0, "{source}");
+    }
+
+    // A good file is picked up after all that.
+    std::fs::write(&banyan.config_path, with_listeners(&two_way(&a, &b, "b"))).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            routed().await.as_deref() == Some("b")
+        })
+        .await
+    );
+    assert_eq!(metric(admin, "banyan_config_version").await, 2.0);
+    assert_eq!(
+        metric(
+            admin,
+            "banyan_config_reloads_total{result=\"success\",source=\"file\"}"
+        )
+        .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_configmap_symlink_swap_is_applied_within_a_second() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // The layout kubelet writes: config.toml -> ..data/config.toml, ..data -> ..<stamp>.
+    std::fs::create_dir(root.join("..2026_11_22_v1")).unwrap();
+    std::fs::write(
+        root.join("..2026_11_22_v1/config.toml"),
+        with_listeners(&two_way(&a, &b, "a")),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..2026_11_22_v1", root.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/config.toml", root.join("config.toml")).unwrap();
+    let path = root.join("config.toml");
+    let running =
+        banyan::server::start_with_file(banyan::config::Config::load(&path).unwrap(), Some(path))
+            .await
+            .unwrap();
+    let proxy = running.proxy_addr;
+    assert_eq!(get(proxy, "/api/x", &[]).await.backend(), Some("a"));
+
+    std::fs::create_dir(root.join("..2026_11_22_v2")).unwrap();
+    std::fs::write(
+        root.join("..2026_11_22_v2/config.toml"),
+        with_listeners(&two_way(&a, &b, "b")),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..2026_11_22_v2", root.join("..data_tmp")).unwrap();
+    let swapped_at = Instant::now();
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    let applied = eventually(Duration::from_secs(1), || async {
+        get(proxy, "/api/x", &[]).await.backend() == Some("b")
+    })
+    .await;
+    assert!(applied, "not applied within 1 s of the swap");
+    eprintln!("ConfigMap swap applied after {:?}", swapped_at.elapsed());
+    let s = status(running.admin_addr).await;
+    assert_eq!(s["version"]["source"], "file");
+}
+
+#[tokio::test]
+async fn history_versions_rollback_dry_run_and_the_token() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    let admin_section = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"{}\"\n",
+        token_file.display()
+    );
+    let cfg = |target: &str| format!("{}\n{admin_section}", two_way(&a, &b, target));
+    let running = banyan::server::start(config(&cfg("a"))).await.unwrap();
+    let (proxy, admin) = (running.proxy_addr, running.admin_addr);
+    let auth = [("authorization", "Bearer s3cret")];
+
+    // Without the token, nothing mutates.
+    assert_eq!(
+        call(admin, "PUT", "/api/config", &[], &cfg("b"))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        call(
+            admin,
+            "PUT",
+            "/api/config",
+            &[("authorization", "Bearer wrong")],
+            &cfg("b")
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
+        call(admin, "POST", "/api/config/rollback/1", &[], "")
+            .await
+            .status,
+        401
+    );
+    assert_eq!(get(proxy, "/api/x", &[]).await.backend(), Some("a"));
+
+    // A dry run needs no token, says what would change, and changes nothing.
+    let dry = call(admin, "PUT", "/api/config?dry_run=true", &[], &cfg("b")).await;
+    assert_eq!(dry.status, 200, "{}", dry.text());
+    let dry: Value = serde_json::from_slice(&dry.body).unwrap();
+    assert_eq!(dry["valid"], true);
+    assert_eq!(dry["diff"]["routes"][0]["name"], "x");
+    assert_eq!(dry["diff"]["routes"][0]["kind"], "changed");
+    assert_eq!(dry["diff"]["routes"][0]["fields"][0]["key"], "upstream");
+    assert_eq!(dry["diff"]["routes"][0]["fields"][0]["to"], "\"b\"");
+    assert_eq!(get(proxy, "/api/x", &[]).await.backend(), Some("a"));
+    let bad = call(admin, "PUT", "/api/config?dry_run=true", &[], &cfg("zzz")).await;
+    assert_eq!(bad.status, 422);
+
+    // Apply two versions, read the history, roll back to the first.
+    let put = call(admin, "PUT", "/api/config", &auth, &cfg("b")).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let v2: Value = serde_json::from_slice(&put.body).unwrap();
+    assert_eq!(v2["applied"]["version"], 2);
+    let same = call(admin, "PUT", "/api/config", &auth, &cfg("b")).await;
+    let same: Value = serde_json::from_slice(&same.body).unwrap();
+    assert_eq!(
+        same["applied"]["unchanged"], true,
+        "the same text is not a new version"
+    );
+    assert_eq!(get(proxy, "/api/x", &[]).await.backend(), Some("b"));
+
+    let history: Value =
+        serde_json::from_slice(&get(admin, "/api/config/history", &[]).await.body).unwrap();
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["number"], 2);
+    assert_eq!(versions[0]["source"], "api");
+    assert_eq!(versions[1]["source"], "startup");
+    assert_eq!(versions[0]["hash"].as_str().unwrap().len(), 32);
+    assert!(versions[0]["applied_at"].as_f64().unwrap() > 1.7e9);
+    assert_eq!(
+        get(admin, "/api/config/versions/1", &[]).await.text(),
+        cfg("a")
+    );
+    assert_eq!(get(admin, "/api/config/versions/9", &[]).await.status, 404);
+
+    let back = call(admin, "POST", "/api/config/rollback/1", &auth, "").await;
+    assert_eq!(back.status, 200, "{}", back.text());
+    let back: Value = serde_json::from_slice(&back.body).unwrap();
+    assert_eq!(back["applied"]["version"], 3);
+    assert_eq!(back["diff"]["routes"][0]["fields"][0]["to"], "\"a\"");
+    assert_eq!(get(proxy, "/api/x", &[]).await.backend(), Some("a"));
+    assert_eq!(get(admin, "/api/config", &[]).await.text(), cfg("a"));
+    assert_eq!(
+        call(admin, "POST", "/api/config/rollback/77", &auth, "")
+            .await
+            .status,
+        404
+    );
+
+    // Started without a file: a reload from disk is refused, and said so.
+    let reload = call(admin, "POST", "/api/config/reload", &auth, "").await;
+    assert_eq!(reload.status, 422);
+    assert!(
+        reload.text().contains("without a config file"),
+        "{}",
+        reload.text()
+    );
+}
+
+#[tokio::test]
+async fn the_environment_token_guards_the_process() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let banyan = Process::start_with_env(&two_way(&a, &b, "a"), &[("BANYAN_ADMIN_TOKEN", "t0k3n")]);
+    let admin = banyan.admin_addr;
+    let denied = call(admin, "POST", "/api/config/reload", &[], "").await;
+    assert_eq!(denied.status, 401);
+    assert_eq!(denied.header("www-authenticate"), Some("Bearer"));
+    let ok = call(
+        admin,
+        "POST",
+        "/api/config/reload",
+        &[("authorization", "Bearer t0k3n")],
+        "",
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(
+        get(admin, "/api/config/status", &[]).await.status,
+        200,
+        "reading needs no token"
+    );
+}
+
+#[tokio::test]
+async fn check_against_a_running_banyan_prints_the_route_differences() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let running = banyan(&two_way(&a, &b, "a")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("next.toml");
+    let next =
+        with_listeners(&two_way(&a, &b, "b")).replace("name = \"x\"", "name = \"x\"\n# moved to b");
+    let next = format!("{next}\n[[routes]]\nname = \"extra\"\nmatch = {{ path = {{ exact = \"/e\" }} }}\naction = \"forward\"\nupstream = \"b\"\n");
+    std::fs::write(&file, next).unwrap();
+    let admin_url = format!("http://{}", running.admin_addr);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(banyan_bin())
+            .args([
+                "check",
+                "-c",
+                file.to_str().unwrap(),
+                "--against",
+                &admin_url,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("difference from the config running at"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  ~ x\n      upstream: \"a\" -> \"b\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  + extra (added)"), "{stdout}");
+    assert_eq!(
+        get(running.proxy_addr, "/api/x", &[]).await.backend(),
+        Some("a"),
+        "check applies nothing"
+    );
+}
