@@ -437,3 +437,78 @@ async fn check_against_a_running_banyan_prints_the_route_differences() {
         "check applies nothing"
     );
 }
+
+#[tokio::test]
+async fn unchanged_pools_keep_their_health_and_removed_pools_stop_checking() {
+    let good = Backend::start("good").await;
+    let sick = Backend::with_handler("sick", |seen| {
+        if seen.uri.path() == "/health" {
+            Reply::status(500)
+        } else {
+            Reply::ok("sick")
+        }
+    })
+    .await;
+    let extra = Backend::start("extra").await;
+    let cfg = |route_path: &str, with_extra: bool| {
+        let mut text = format!(
+            "default = \"pool\"\n[upstreams.pool]\nendpoints = [\"{}\", \"{}\"]\nhealth_check = {{ path = \"/health\", interval = \"50ms\", unhealthy_threshold = 1 }}\n",
+            good.url(),
+            sick.url()
+        );
+        if with_extra {
+            text.push_str(&format!(
+                "[upstreams.extra]\nendpoints = [\"{}\"]\nhealth_check = {{ path = \"/health\", interval = \"20ms\" }}\n",
+                extra.url()
+            ));
+        }
+        text.push_str(&format!(
+            "[[routes]]\nname = \"r\"\nmatch = {{ path = {{ prefix = \"{route_path}\" }} }}\naction = \"forward\"\nupstream = \"pool\"\n"
+        ));
+        with_listeners(&text)
+    };
+    let running = banyan::server::start(config(&cfg("/a", true)))
+        .await
+        .unwrap();
+    let gauge = format!(
+        "banyan_upstream_healthy{{endpoint=\"{}\",upstream=\"pool\"}}",
+        sick.url()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            metric(running.admin_addr, &gauge).await == 0.0
+        })
+        .await
+    );
+
+    // A reload that changes a route but not the pool: the pool is the same one, so the
+    // sick endpoint is still known to be sick at once (a new pool would start healthy).
+    let applied = running
+        .reloader
+        .apply(
+            &cfg("/b", false),
+            "test",
+            banyan::reload::history::Origin::Api,
+        )
+        .unwrap();
+    assert!(!applied.unchanged);
+    for _ in 0..10 {
+        let got = get(running.proxy_addr, "/b", &[]).await;
+        assert_eq!(
+            got.backend(),
+            Some("good"),
+            "the reused pool kept its health state"
+        );
+    }
+    assert_eq!(metric(running.admin_addr, &gauge).await, 0.0);
+
+    // The removed upstream's health checks stop.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let checks = extra.count();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        extra.count(),
+        checks,
+        "a removed pool kept checking its endpoints"
+    );
+}
