@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod compare;
 pub mod config;
 pub mod demo;
 pub mod metrics;

@@ -1,0 +1,169 @@
+//! A route's comparison rules, compiled: which fields to ignore, which arrays are
+//! unordered (and by which key), numeric tolerance, null vs missing, text normalisers.
+
+use regex::{Regex, RegexSet};
+use std::collections::{HashMap, HashSet};
+
+/// Compiled rules; the default compares everything exactly.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    ignore: Option<RegexSet>,
+    /// Folded array paths compared as multisets.
+    pub unordered: HashSet<String>,
+    /// Folded array paths whose elements are matched by a key field.
+    pub unordered_by: HashMap<String, String>,
+    pub tolerance: Tolerance,
+    pub null_equals_missing: bool,
+    /// Headers of the default ignore set to compare anyway (`etag`...).
+    pub compare_headers: HashSet<String>,
+    /// Applied in order to text bodies before they are compared.
+    pub normalizers: Vec<(Regex, String)>,
+}
+
+/// Numbers closer than either bound are equal.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tolerance {
+    pub absolute: f64,
+    pub relative: f64,
+}
+
+impl Tolerance {
+    pub fn equal(&self, a: f64, b: f64) -> bool {
+        if a == b {
+            return true;
+        }
+        let diff = (a - b).abs();
+        diff <= self.absolute || diff <= self.relative * a.abs().max(b.abs())
+    }
+}
+
+/// Why a glob or normaliser was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RuleError(pub String);
+
+impl Rules {
+    /// Compile ignore globs: `$.meta.*`, `$.items[*].updated_at`, `$..timestamp`,
+    /// `header.x-*`. `*` stands for one name or index, `**` (or `..`) for any depth.
+    pub fn with_ignores(mut self, globs: &[String]) -> Result<Self, RuleError> {
+        if globs.is_empty() {
+            return Ok(self);
+        }
+        let patterns: Vec<String> = globs.iter().map(|g| glob_to_regex(g)).collect();
+        self.ignore = Some(RegexSet::new(&patterns).map_err(|e| RuleError(e.to_string()))?);
+        Ok(self)
+    }
+
+    pub fn with_normalizers(mut self, pairs: &[(String, String)]) -> Result<Self, RuleError> {
+        for (pattern, replacement) in pairs {
+            let re = Regex::new(pattern)
+                .map_err(|e| RuleError(format!("normalizer {pattern:?}: {e}")))?;
+            self.normalizers.push((re, replacement.clone()));
+        }
+        Ok(self)
+    }
+
+    /// Is this folded field path ignored?
+    pub fn ignores(&self, field: &str) -> bool {
+        self.ignore.as_ref().is_some_and(|set| set.is_match(field))
+    }
+
+    pub fn compares_header(&self, name: &str) -> bool {
+        self.compare_headers.contains(name)
+    }
+
+    pub fn normalize<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut out = std::borrow::Cow::Borrowed(text);
+        for (re, replacement) in &self.normalizers {
+            if let std::borrow::Cow::Owned(s) = re.replace_all(&out, replacement.as_str()) {
+                out = std::borrow::Cow::Owned(s);
+            }
+        }
+        out
+    }
+}
+
+/// `$.items[*].price` matches the folded path itself; `*` is one segment, `**` or `..`
+/// any number of them.
+pub fn glob_to_regex(glob: &str) -> String {
+    let mut out = String::from("^");
+    let g = glob.replace("..", ".**.");
+    let mut chars = g.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '[' if g_peek_is(&mut chars, "*]") => {
+                chars.next();
+                chars.next();
+                out.push_str(r"\[\*\]");
+            }
+            '*' if chars.peek() == Some(&'*') => {
+                chars.next();
+                out.push_str(".*");
+            }
+            '*' => out.push_str(r"[^.\[]*"),
+            c => out.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    // `$.**.x` also matches `$.x`.
+    out = out.replace(r"\..*\.", r"(?:\..*)?\.");
+    out.push('$');
+    out
+}
+
+fn g_peek_is(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, want: &str) -> bool {
+    let rest: String = chars.clone().take(want.len()).collect();
+    rest == want
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ignores(glob: &str, field: &str) -> bool {
+        Rules::default()
+            .with_ignores(&[glob.to_string()])
+            .expect("glob")
+            .ignores(field)
+    }
+
+    #[test]
+    fn globs() {
+        let cases = [
+            ("$.id", "$.id", true),
+            ("$.id", "$.idx", false),
+            ("$.items[*].price", "$.items[*].price", true),
+            ("$.items[*].price", "$.items[*].cost", false),
+            ("$.meta.*", "$.meta.generated_at", true),
+            ("$.meta.*", "$.meta.a.b", false),
+            ("$.meta.**", "$.meta.a.b", true),
+            ("$..timestamp", "$.a[*].b.timestamp", true),
+            ("$..timestamp", "$.timestamp", true),
+            ("header.x-*", "header.x-served-by", true),
+            ("header.x-*", "header.cache-control", false),
+        ];
+        for (glob, field, want) in cases {
+            assert_eq!(
+                ignores(glob, field),
+                want,
+                "{glob} on {field}: {}",
+                glob_to_regex(glob)
+            );
+        }
+    }
+
+    #[test]
+    fn tolerance_is_absolute_or_relative() {
+        let t = Tolerance {
+            absolute: 0.01,
+            relative: 0.0,
+        };
+        assert!(t.equal(19.99, 19.990000000000002));
+        assert!(!t.equal(19.99, 20.01));
+        let r = Tolerance {
+            absolute: 0.0,
+            relative: 0.01,
+        };
+        assert!(r.equal(1000.0, 1009.0));
+        assert!(!r.equal(1000.0, 1011.0));
+    }
+}
