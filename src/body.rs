@@ -3,12 +3,16 @@
 //! an answer banyan writes itself). An `Either`, not a boxed trait object: no allocation
 //! per request.
 
+use crate::shadow::capture::{Capture, Tap};
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-/// A streamed or in-memory body.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+/// Errors from either kind of body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A streamed or in-memory body. A streamed one may be copied for a shadow as it passes.
+pub type ProxyBody = Either<Tap<Incoming>, Full<Bytes>>;
 
 /// What goes upstream.
 pub type RequestBody = ProxyBody;
@@ -18,7 +22,12 @@ pub type ResponseBody = ProxyBody;
 
 /// A body streamed from a peer as it arrives.
 pub fn streamed(body: Incoming) -> ProxyBody {
-    Either::Left(body)
+    Either::Left(Tap::plain(body))
+}
+
+/// A body streamed from a peer, copied into `capture` as it passes.
+pub fn tapped(body: Incoming, capture: Capture) -> ProxyBody {
+    Either::Left(Tap::new(body, capture))
 }
 
 /// A body held whole in memory.

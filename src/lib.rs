@@ -11,5 +11,7 @@ pub mod proxy;
 pub mod reload;
 pub mod routing;
 pub mod server;
+pub mod shadow;
 pub mod snapshot;
+pub mod store;
 pub mod upstream;

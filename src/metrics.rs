@@ -22,11 +22,16 @@ pub struct Metrics {
     pub config_version: IntGauge,
     pub config_last_reload_timestamp_seconds: Gauge,
     pub config_reload_duration_seconds: Histogram,
+    pub shadow_requests_total: IntCounterVec,
+    pub shadow_field_diffs_total: IntCounterVec,
+    pub shadow_duration_seconds: HistogramVec,
+    pub shadow_samples_dropped_total: IntCounterVec,
 }
 
 // Registration fails only on a duplicate name, a programming error caught by any test.
 #[allow(clippy::expect_used)]
-static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    Metrics {
     requests_total: register_int_counter_vec!(
         "banyan_requests_total",
         "Requests proxied, by route, upstream that answered, and status class.",
@@ -74,6 +79,32 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
     )
     .expect("register banyan_config_reload_duration_seconds"),
+    shadow_requests_total: register_int_counter_vec!(
+        "banyan_shadow_requests_total",
+        "Shadowed requests by outcome: match, mismatch, error, timeout, dropped (a limit was full), skipped_body_too_large, skipped.",
+        &["route", "outcome"]
+    )
+    .expect("register banyan_shadow_requests_total"),
+    shadow_field_diffs_total: register_int_counter_vec!(
+        "banyan_shadow_field_diffs_total",
+        "Comparisons in which a field differed between primary and shadow, by field and kind (fields past the per-route cap count as _other).",
+        &["route", "field", "kind"]
+    )
+    .expect("register banyan_shadow_field_diffs_total"),
+    shadow_duration_seconds: register_histogram_vec!(
+        "banyan_shadow_duration_seconds",
+        "Time to response headers, by route and side (primary, shadow, secondary).",
+        &["route", "side"],
+        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    )
+    .expect("register banyan_shadow_duration_seconds"),
+    shadow_samples_dropped_total: register_int_counter_vec!(
+        "banyan_shadow_samples_dropped_total",
+        "Mismatch samples not stored because the store's queue was full or it is not open.",
+        &["route"]
+    )
+    .expect("register banyan_shadow_samples_dropped_total"),
+}
 });
 
 pub fn metrics() -> &'static Metrics {
@@ -125,6 +156,14 @@ pub fn config_applied(source: &str, version: u64, seconds: f64) {
             std::time::SystemTime::now(),
         ));
     m.config_reload_duration_seconds.observe(seconds);
+}
+
+/// Count a shadow outcome.
+pub fn shadow_outcome(route: &str, outcome: &str) {
+    metrics()
+        .shadow_requests_total
+        .with_label_values(&[route, outcome])
+        .inc();
 }
 
 /// Count a refused config.

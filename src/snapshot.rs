@@ -4,6 +4,8 @@
 use crate::config::Config;
 use crate::metrics::{RouteUpstreamMetrics, DEFAULT_ROUTE};
 use crate::routing::{Action, UpstreamId};
+use crate::shadow::limits::ShadowLimits;
+use crate::store::{Retention, Store};
 use crate::upstream::Pool;
 use smallvec::SmallVec;
 use std::sync::Arc;
@@ -14,6 +16,9 @@ pub struct Snapshot {
     pub pools: Vec<Arc<Pool>>,
     /// One per route, then one for the default upstream.
     route_metrics: Vec<RouteMetrics>,
+    pub shadow_limits: ShadowLimits,
+    /// Where mismatch samples go; open only when a route shadows.
+    pub store: Option<Arc<Store>>,
 }
 
 /// Metric handles of one route, for each upstream it can reach.
@@ -81,10 +86,28 @@ impl Snapshot {
             &[config.routes.default_upstream()],
             &config,
         ));
+        let shadowing: Vec<(String, Option<usize>)> = config
+            .routes
+            .routes()
+            .iter()
+            .map(|r| (r.name.clone(), r.shadow.as_ref().map(|s| s.max_in_flight)))
+            .collect();
+        let shadow_limits = ShadowLimits::new(
+            config.shadow.max_in_flight,
+            &shadowing,
+            previous.map(|p| &p.shadow_limits),
+        );
+        let store = shadowing
+            .iter()
+            .any(|(_, s)| s.is_some())
+            .then(|| open_store(&config, previous))
+            .flatten();
         Snapshot {
             config,
             pools,
             route_metrics,
+            shadow_limits,
+            store,
         }
     }
 
@@ -95,5 +118,28 @@ impl Snapshot {
 
     pub fn pool(&self, id: UpstreamId) -> &Pool {
         &self.pools[id]
+    }
+}
+
+/// The previous snapshot's store when the path is the same, else a new one. A store that
+/// cannot open is logged: shadows still compare and count, samples are not kept.
+fn open_store(config: &Config, previous: Option<&Snapshot>) -> Option<Arc<Store>> {
+    let settings = &config.shadow;
+    if let Some(store) = previous
+        .and_then(|p| p.store.as_ref())
+        .filter(|s| s.path() == settings.store)
+    {
+        return Some(store.clone());
+    }
+    let retention = Retention {
+        samples: settings.retention_samples,
+        age: settings.retention_age,
+    };
+    match Store::open(&settings.store, retention) {
+        Ok(store) => Some(Arc::new(store)),
+        Err(e) => {
+            tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "diff store unavailable; mismatch samples will not be kept");
+            None
+        }
     }
 }

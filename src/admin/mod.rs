@@ -92,6 +92,14 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
         (Method::GET, ["api", "routes"]) => {
             json(StatusCode::OK, &routes_json(&reloader.snapshot().load()))
         }
+        (Method::GET, ["api", "shadow"]) => {
+            let snap = reloader.snapshot().load();
+            let routes = crate::shadow::stats::report(&snap.config.shadow.thresholds);
+            json(
+                StatusCode::OK,
+                &json!({ "routes": routes, "in_flight": snap.shadow_limits.in_flight() }),
+            )
+        }
         (Method::GET, ["api", "config"]) => config_api::current(reloader),
         (Method::GET, ["api", "config", "status"]) => config_api::status(reloader),
         (Method::GET, ["api", "config", "history"]) => config_api::history(reloader),

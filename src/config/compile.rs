@@ -3,7 +3,10 @@
 use super::error::{ConfigError, Diagnostic, Source};
 use super::raw::*;
 use super::reach::unreachable_routes;
-use super::{AdminSettings, Config, Secret, ServerSettings, DEFAULT_FALLBACK_MAX_BODY};
+use super::{
+    AdminSettings, Config, Secret, ServerSettings, ShadowSettings, DEFAULT_FALLBACK_MAX_BODY,
+};
+use crate::compare::Rules;
 use crate::routing::matcher::{
     full_match_regex, HeaderMatch, HostMatch, ParamMatch, PathMatch, RouteMatch, ValueMatch,
 };
@@ -11,16 +14,19 @@ use crate::routing::rewrite::{PathRewrite, Rewrite};
 use crate::routing::split::{salt_for, threshold, SplitKey};
 use crate::routing::template::Template;
 use crate::routing::{Action, Route, RouteTable, Split, UpstreamId};
+use crate::shadow::spec::ShadowSpec;
 use crate::upstream::spec::{EndpointSpec, HealthCheckSpec, UpstreamSpec};
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+const DEFAULT_STORE: &str = "./data/banyan-diffs.sqlite";
 
 pub(super) fn compile(src: &Source) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(&src.text).map_err(|e| {
@@ -71,8 +77,10 @@ impl Compiler<'_> {
         } else {
             Vec::new()
         };
+        let shadow = self.shadow_settings(&raw.shadow);
         Some(Config {
             source: std::sync::Arc::new(self.src.clone()),
+            shadow,
             server,
             admin,
             upstreams,
@@ -345,12 +353,17 @@ impl Compiler<'_> {
             .fallback
             .as_ref()
             .and_then(|f| self.upstream_ref(ids, f, &format!("route {name:?}: fallback")));
+        let action = action?;
+        let shadow = self
+            .shadow(name, raw, ids, &action)
+            .map(std::sync::Arc::new);
         Some(Route {
             name: name.to_string(),
             matches,
-            action: action?,
+            action,
             rewrite,
             fallback,
+            shadow,
         })
     }
 
@@ -377,6 +390,15 @@ impl Compiler<'_> {
                     return None;
                 };
                 self.upstream_ref(ids, upstream, &role).map(Action::Forward)
+            }
+            RawAction::Shadow => {
+                if raw.shadow.is_none() {
+                    self.error(raw.action.span(), format!("route {name:?} shadows but has no shadow table: add shadow = {{ to = \"...\" }}"));
+                }
+                match &raw.upstream {
+                    Some(u) => self.upstream_ref(ids, u, &role).map(Action::Forward),
+                    None => default.map(Action::Forward),
+                }
             }
             RawAction::Split => {
                 let Some(split) = &raw.split else {
@@ -417,6 +439,220 @@ impl Compiler<'_> {
                 }))
             }
         }
+    }
+
+    fn shadow_settings(&mut self, raw: &RawShadowSettings) -> ShadowSettings {
+        let t = crate::compare::noise::Thresholds::default();
+        let fraction = |c: &mut Self, v: &Option<Spanned<f64>>, default: f64, what: &str| match v {
+            Some(x) if (0.0..=1.0).contains(x.get_ref()) => *x.get_ref(),
+            Some(x) => {
+                c.error(
+                    x.span(),
+                    format!("shadow.{what} must be a fraction between 0 and 1"),
+                );
+                default
+            }
+            None => default,
+        };
+        let relative = fraction(
+            self,
+            &raw.relative_threshold,
+            t.relative,
+            "relative_threshold",
+        );
+        let absolute = fraction(
+            self,
+            &raw.absolute_threshold,
+            t.absolute,
+            "absolute_threshold",
+        );
+        ShadowSettings {
+            max_in_flight: self.count(raw.max_in_flight.as_ref(), 256, "shadow.max_in_flight")
+                as usize,
+            max_body: self.count(raw.max_body.as_ref(), 1024 * 1024, "shadow.max_body") as usize,
+            store: raw.store.as_ref().map_or_else(
+                || PathBuf::from(DEFAULT_STORE),
+                |p| PathBuf::from(p.get_ref()),
+            ),
+            retention_samples: u64::from(self.count(
+                raw.retention_samples.as_ref(),
+                10_000,
+                "shadow.retention_samples",
+            )),
+            retention_age: self.duration(
+                raw.retention_age.as_ref(),
+                Duration::from_secs(7 * 24 * 3600),
+            ),
+            redact: self.globs(&raw.redact, "shadow.redact"),
+            thresholds: crate::compare::noise::Thresholds {
+                relative,
+                absolute,
+                min_samples: u64::from(self.count(
+                    raw.min_samples.as_ref(),
+                    t.min_samples as u32,
+                    "shadow.min_samples",
+                )),
+            },
+            max_fields: self.count(raw.max_fields.as_ref(), 50, "shadow.max_fields") as usize,
+        }
+    }
+
+    fn globs(&mut self, raw: &[Spanned<String>], what: &str) -> Vec<String> {
+        raw.iter()
+            .filter_map(|g| {
+                if g.get_ref().starts_with('$') || g.get_ref().starts_with("header.") || g.get_ref() == "status" || g.get_ref() == "body" {
+                    Some(g.get_ref().clone())
+                } else {
+                    self.error(g.span(), format!("{what}: {:?} is not a field path: write $.field, $.items[*].price, $..any_depth, header.name, status or body", g.get_ref()));
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn shadow(
+        &mut self,
+        route: &str,
+        raw: &RawRoute,
+        ids: &HashMap<&str, UpstreamId>,
+        action: &Action,
+    ) -> Option<ShadowSpec> {
+        let methods_given = !raw.shadow_methods.is_empty();
+        let spanned = raw.shadow.as_ref()?;
+        let sh = spanned.get_ref();
+        let to = self.upstream_ref(ids, &sh.to, &format!("route {route:?}: shadow.to"));
+        if let (Some(to), Action::Forward(primary)) = (to, action) {
+            if to == *primary {
+                self.error(sh.to.span(), format!("route {route:?} shadows to {:?}, which already serves it: shadow to the other side", sh.to.get_ref()));
+            }
+        }
+        let percent = sh.percent.as_ref().map_or(100.0, |p| *p.get_ref());
+        if let Some(p) = &sh.percent {
+            if !(0.0..=100.0).contains(p.get_ref()) {
+                self.error(
+                    p.span(),
+                    format!(
+                        "route {route:?}: shadow percent {} is outside 0-100",
+                        p.get_ref()
+                    ),
+                );
+            }
+        }
+        let key = match &sh.key {
+            Some(k) => Some(self.split_key(route, k)?),
+            None => None,
+        };
+        let noise = match &sh.noise {
+            None => false,
+            Some(n) if n.get_ref() == "secondary" => true,
+            Some(n) => {
+                self.error(
+                    n.span(),
+                    format!(
+                        "route {route:?}: noise = {:?} is not known: the one mode is \"secondary\"",
+                        n.get_ref()
+                    ),
+                );
+                false
+            }
+        };
+        let mut methods: Vec<Method> = crate::shadow::spec::SAFE_METHODS.to_vec();
+        for m in &raw.shadow_methods {
+            match Method::from_bytes(m.get_ref().as_bytes()) {
+                Ok(method) if m.get_ref().chars().all(|c| c.is_ascii_uppercase()) => {
+                    if !methods.contains(&method) {
+                        methods.push(method);
+                    }
+                }
+                _ => self.error(
+                    m.span(),
+                    format!(
+                        "route {route:?}: shadow method {:?} is not an HTTP method in upper case",
+                        m.get_ref()
+                    ),
+                ),
+            }
+        }
+        let _ = methods_given;
+        let (rules, redact) = self.compare_rules(route, raw.compare.as_ref());
+        Some(ShadowSpec {
+            to: to?,
+            threshold: threshold(percent),
+            key,
+            salt: salt_for(&format!("shadow:{route}"), None),
+            methods,
+            max_in_flight: self.count(sh.max_in_flight.as_ref(), 64, "shadow.max_in_flight")
+                as usize,
+            timeout: self.duration(sh.timeout.as_ref(), Duration::from_secs(10)),
+            max_body: match &sh.max_body {
+                Some(_) => self.count(sh.max_body.as_ref(), 0, "shadow.max_body") as usize,
+                None => 0,
+            },
+            noise,
+            rules: std::sync::Arc::new(rules),
+            redact,
+        })
+    }
+
+    fn compare_rules(
+        &mut self,
+        route: &str,
+        raw: Option<&Spanned<RawCompare>>,
+    ) -> (Rules, Vec<String>) {
+        let Some(raw) = raw else {
+            return (Rules::default(), Vec::new());
+        };
+        let (span, c) = (raw.span(), raw.get_ref());
+        let ignore = self.globs(&c.ignore, &format!("route {route:?}: compare.ignore"));
+        let mut rules = match Rules::default().with_ignores(&ignore) {
+            Ok(r) => r,
+            Err(e) => {
+                self.error(
+                    span.clone(),
+                    format!("route {route:?}: compare.ignore: {e}"),
+                );
+                Rules::default()
+            }
+        };
+        rules.unordered = c.unordered.iter().map(|u| u.get_ref().clone()).collect();
+        rules.unordered_by = c
+            .unordered_by
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect();
+        if let Some(t) = &c.tolerance {
+            if t.absolute < 0.0 || t.relative < 0.0 {
+                self.error(
+                    span.clone(),
+                    format!("route {route:?}: compare.tolerance must not be negative"),
+                );
+            }
+            rules.tolerance = crate::compare::rules::Tolerance {
+                absolute: t.absolute,
+                relative: t.relative,
+            };
+        }
+        rules.null_equals_missing = c.null_equals_missing;
+        rules.compare_headers = c
+            .headers
+            .iter()
+            .map(|h| h.get_ref().to_ascii_lowercase())
+            .collect();
+        let normalizers: Vec<(String, String)> = c
+            .normalize
+            .iter()
+            .map(|n| (n.get_ref().pattern.clone(), n.get_ref().replace.clone()))
+            .collect();
+        let rules = match rules.clone().with_normalizers(&normalizers) {
+            Ok(r) => r,
+            Err(e) => {
+                let at = c.normalize.first().map_or(span, |n| n.span());
+                self.error(at, format!("route {route:?}: compare.normalize: {e}"));
+                rules
+            }
+        };
+        let redact = self.globs(&c.redact, &format!("route {route:?}: compare.redact"));
+        (rules, redact)
     }
 
     fn split_key(&mut self, route: &str, raw: &Spanned<RawSplitKey>) -> Option<SplitKey> {

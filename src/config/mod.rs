@@ -12,7 +12,7 @@ pub use error::{ConfigError, Diagnostic, Source};
 use crate::routing::RouteTable;
 use crate::upstream::spec::UpstreamSpec;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Largest request body buffered so a failed request can go to the fallback, by default.
@@ -27,8 +27,27 @@ pub struct Config {
     pub admin: AdminSettings,
     pub upstreams: Vec<UpstreamSpec>,
     pub routes: RouteTable,
+    pub shadow: ShadowSettings,
     /// Findings that do not stop the config, such as unreachable routes.
     pub warnings: Vec<Diagnostic>,
+}
+
+/// `[shadow]`: limits and storage shared by every shadowing route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowSettings {
+    /// Shadow requests in flight across all routes.
+    pub max_in_flight: usize,
+    /// Default largest body captured per side.
+    pub max_body: usize,
+    /// The SQLite file mismatch samples go to.
+    pub store: PathBuf,
+    pub retention_samples: u64,
+    pub retention_age: std::time::Duration,
+    /// JSON paths redacted on every route.
+    pub redact: Vec<String>,
+    pub thresholds: crate::compare::noise::Thresholds,
+    /// Distinct fields counted per route; the rest are counted as `_other`.
+    pub max_fields: usize,
 }
 
 /// The proxy listener.

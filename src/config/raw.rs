@@ -18,6 +18,25 @@ pub struct RawConfig {
     pub upstreams: BTreeMap<String, RawUpstream>,
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub shadow: RawShadowSettings,
+}
+
+/// `[shadow]`: limits and storage shared by every shadowing route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShadowSettings {
+    pub max_in_flight: Option<Spanned<i64>>,
+    pub max_body: Option<Spanned<i64>>,
+    pub store: Option<Spanned<String>>,
+    pub retention_samples: Option<Spanned<i64>>,
+    pub retention_age: Option<Spanned<String>>,
+    #[serde(default)]
+    pub redact: Vec<Spanned<String>>,
+    pub relative_threshold: Option<Spanned<f64>>,
+    pub absolute_threshold: Option<Spanned<f64>>,
+    pub min_samples: Option<Spanned<i64>>,
+    pub max_fields: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +91,66 @@ pub struct RawRoute {
     pub split: Option<Spanned<RawSplit>>,
     pub rewrite: Option<Spanned<RawRewrite>>,
     pub fallback: Option<Spanned<String>>,
+    pub shadow: Option<Spanned<RawShadow>>,
+    /// Methods shadowed besides GET, HEAD and OPTIONS (a shadowed write runs twice).
+    #[serde(default)]
+    pub shadow_methods: Vec<Spanned<String>>,
+    pub compare: Option<Spanned<RawCompare>>,
+}
+
+/// `shadow = { to = "items-svc", percent = 100, ... }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShadow {
+    pub to: Spanned<String>,
+    pub percent: Option<Spanned<f64>>,
+    /// Sample by this key (sticky); at random when absent.
+    pub key: Option<Spanned<RawSplitKey>>,
+    pub max_in_flight: Option<Spanned<i64>>,
+    pub timeout: Option<Spanned<String>>,
+    pub max_body: Option<Spanned<i64>>,
+    /// `"secondary"`: a second copy to the primary tells noise from regressions.
+    pub noise: Option<Spanned<String>>,
+}
+
+/// `[routes.compare]`: how the two responses are compared.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompare {
+    #[serde(default)]
+    pub ignore: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub unordered: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub unordered_by: BTreeMap<String, Spanned<String>>,
+    pub tolerance: Option<RawTolerance>,
+    #[serde(default)]
+    pub null_equals_missing: bool,
+    /// Headers of the default ignore set to compare anyway, such as `etag`.
+    #[serde(default)]
+    pub headers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub normalize: Vec<Spanned<RawNormalizer>>,
+    /// JSON paths whose values are hashed before a sample is stored.
+    #[serde(default)]
+    pub redact: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTolerance {
+    #[serde(default)]
+    pub absolute: f64,
+    #[serde(default)]
+    pub relative: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNormalizer {
+    pub pattern: String,
+    #[serde(default)]
+    pub replace: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -79,6 +158,7 @@ pub struct RawRoute {
 pub enum RawAction {
     Forward,
     Split,
+    Shadow,
 }
 
 #[derive(Debug, Default, Deserialize)]

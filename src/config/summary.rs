@@ -100,6 +100,19 @@ pub fn describe_action<'a>(r: &Route, name: impl Fn(usize) -> &'a str) -> String
             name(sp.base)
         ),
     };
+    if let Some(shadow) = &r.shadow {
+        let _ = write!(
+            s,
+            ", shadow {}% to {}{}",
+            f64::from(shadow.threshold) * 100.0 / f64::from(BUCKETS),
+            name(shadow.to),
+            if shadow.noise {
+                " (noise: secondary)"
+            } else {
+                ""
+            }
+        );
+    }
     if !r.rewrite.is_noop() {
         s.push_str(", rewritten");
     }

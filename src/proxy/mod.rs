@@ -8,6 +8,7 @@ mod tunnel;
 
 use crate::body::{self, ResponseBody};
 use crate::routing::{RequestView, UpstreamId};
+use crate::shadow::{self, capture::Capture};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -48,25 +49,52 @@ pub async fn handle(
     let (parts, body) = req.into_parts();
     let plan = plan(&snap, client, parts);
     let (route, upstream) = (plan.route, plan.upstream);
-    let (result, answered_by) = match plan.requests {
-        Err(e) => (Err(e), upstream),
+    let (result, answered_by, mirror) = match plan.requests {
+        Err(e) => (Err(e), upstream, None),
         Ok(requests) => {
-            send(
+            // Shadowing costs the request path two taps and a spawn, nothing it waits on.
+            let mirror = route
+                .filter(|_| plan.shadow && client_upgrade.is_none())
+                .and_then(|r| {
+                    shadow::begin(
+                        &snap,
+                        r,
+                        upstream,
+                        &requests.primary,
+                        body.is_end_stream(),
+                        started,
+                    )
+                });
+            let (mirror_request, mirror_response) = match mirror {
+                Some(m) => (m.request, Some(m.response)),
+                None => (None, None),
+            };
+            let upgrade = client_upgrade.is_some();
+            let (result, answered_by) = send(
                 &snap,
                 route,
                 upstream,
                 requests,
                 body,
-                client_upgrade.is_some(),
+                upgrade,
+                mirror_request,
             )
-            .await
+            .await;
+            (result, answered_by, mirror_response)
         }
     };
     let result = match (result, client_upgrade) {
         (Ok(resp), Some(client_side)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
             Ok(tunnel::start(client_side, resp))
         }
-        (result, _) => result.map(|resp| resp.map(body::streamed)),
+        (Ok(resp), _) => Ok(match mirror {
+            Some(capture) => {
+                let capture = capture.with_head(resp.status(), resp.headers());
+                resp.map(|b| body::tapped(b, capture))
+            }
+            None => resp.map(body::streamed),
+        }),
+        (Err(e), _) => Err(e),
     };
     finish(&snap, route, answered_by, started, result)
 }
@@ -76,6 +104,8 @@ struct Plan {
     route: Option<usize>,
     upstream: UpstreamId,
     requests: Result<Requests, ProxyError>,
+    /// The route shadows this request (method, side and sample allow it).
+    shadow: bool,
 }
 
 /// The request for the route's upstream and, when the route has a fallback that may take
@@ -95,6 +125,9 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
     let route = decision.route.map(|i| &snap.config.routes.routes()[i]);
     let new_path = route.and_then(|r| r.rewrite.path(view.path));
     let (route_index, upstream) = (decision.route, decision.upstream);
+    let shadow = route
+        .and_then(|r| r.shadow.as_deref())
+        .is_some_and(|spec| shadow::wanted(spec, upstream, &view));
 
     let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
         let authority = parts.uri.authority()?;
@@ -137,6 +170,7 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
         route: route_index,
         upstream,
         requests: requests.map(|()| Requests { primary, fallback }),
+        shadow,
     }
 }
 
@@ -149,6 +183,7 @@ async fn send(
     requests: Requests,
     body: Incoming,
     upgrade: bool,
+    mirror: Option<Capture>,
 ) -> (Result<Response<Incoming>, ProxyError>, UpstreamId) {
     let max_buffer = snap.config.server.fallback_max_body;
     match requests.fallback {
@@ -157,6 +192,9 @@ async fn send(
                 Ok(b) => b,
                 Err(e) => return (Err(e), upstream),
             };
+            if let Some(capture) = mirror {
+                capture.finish_with(&bytes);
+            }
             let route_name = snap.route_metrics(route).name.as_str();
             let (result, fell_back) = forward::send_with_fallback(
                 snap.pool(upstream),
@@ -171,7 +209,11 @@ async fn send(
         }
         _ => {
             let pool = snap.pool(upstream);
-            let req = requests.primary.into_request(pool, body::streamed(body));
+            let body = match mirror {
+                Some(capture) => body::tapped(body, capture),
+                None => body::streamed(body),
+            };
+            let req = requests.primary.into_request(pool, body);
             (forward::send(pool, req).await, upstream)
         }
     }

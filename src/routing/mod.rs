@@ -26,6 +26,8 @@ pub struct Route {
     pub rewrite: Rewrite,
     /// Where a failed idempotent request to another upstream is retried.
     pub fallback: Option<UpstreamId>,
+    /// Mirror to another upstream and compare.
+    pub shadow: Option<std::sync::Arc<crate::shadow::spec::ShadowSpec>>,
 }
 
 /// What a route does with a request.
@@ -145,6 +147,7 @@ mod tests {
             action: Action::Forward(upstream),
             rewrite: Rewrite::default(),
             fallback: None,
+            shadow: None,
         }
     }
 

@@ -26,6 +26,9 @@ impl Endpoint {
 pub struct Pool {
     spec: UpstreamSpec,
     client: UpstreamClient,
+    /// Shadow copies have connections of their own: a slow shadow never holds a
+    /// connection live traffic to the same upstream needs.
+    shadow_client: UpstreamClient,
     endpoints: Vec<Endpoint>,
     next: AtomicUsize,
     health_task: Option<JoinHandle<()>>,
@@ -48,11 +51,13 @@ impl Pool {
             })
             .collect();
         let client = client::build(&spec);
+        let shadow_client = client::build(&spec);
         let health = spec.health_check.clone();
         Arc::new_cyclic(|weak| Pool {
             health_task: health.map(|h| tokio::spawn(health::run(weak.clone(), h))),
             spec,
             client,
+            shadow_client,
             endpoints,
             next: AtomicUsize::new(0),
         })
@@ -68,6 +73,10 @@ impl Pool {
 
     pub fn client(&self) -> &UpstreamClient {
         &self.client
+    }
+
+    pub fn shadow_client(&self) -> &UpstreamClient {
+        &self.shadow_client
     }
 
     pub fn endpoints(&self) -> &[Endpoint] {

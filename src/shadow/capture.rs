@@ -1,0 +1,199 @@
+//! Copies of bodies as they stream past, for the comparison. A `Tap` wraps a body and
+//! hands each chunk on unchanged and undelayed, keeping a reference-counted clone (no
+//! byte copy) up to a limit; at the end of the body the copy goes to the shadow task.
+
+use crate::body::BoxError;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// The status and headers of a captured response, and when they arrived.
+#[derive(Debug)]
+pub struct Head {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub at: Instant,
+}
+
+/// What a capture delivers.
+#[derive(Debug)]
+pub enum Captured {
+    Complete {
+        head: Option<Head>,
+        body: Vec<Bytes>,
+    },
+    /// The body passed the limit: no copy was kept.
+    TooLarge,
+    /// The body failed midway (the peer went away).
+    Failed,
+}
+
+/// The copying half: fills as the body streams, sends once at the end. Dropped before the
+/// end (the client went away), its receiver sees the channel closed.
+pub struct Capture {
+    chunks: Vec<Bytes>,
+    size: usize,
+    limit: usize,
+    too_large: bool,
+    head: Option<Head>,
+    done: Option<oneshot::Sender<Captured>>,
+}
+
+impl Capture {
+    pub fn new(limit: usize) -> (Capture, oneshot::Receiver<Captured>) {
+        let (tx, rx) = oneshot::channel();
+        let capture = Capture {
+            chunks: Vec::new(),
+            size: 0,
+            limit,
+            too_large: false,
+            head: None,
+            done: Some(tx),
+        };
+        (capture, rx)
+    }
+
+    /// Attach the response head this body belongs to.
+    pub fn with_head(mut self, status: StatusCode, headers: &HeaderMap) -> Self {
+        self.head = Some(Head {
+            status,
+            headers: headers.clone(),
+            at: Instant::now(),
+        });
+        self
+    }
+
+    fn push(&mut self, data: &Bytes) {
+        if self.too_large {
+            return;
+        }
+        self.size += data.len();
+        if self.size > self.limit {
+            self.too_large = true;
+            self.chunks = Vec::new();
+        } else {
+            self.chunks.push(data.clone());
+        }
+    }
+
+    /// Deliver what was kept: the body is over.
+    pub fn finish(&mut self) {
+        if let Some(tx) = self.done.take() {
+            let captured = if self.too_large {
+                Captured::TooLarge
+            } else {
+                Captured::Complete {
+                    head: self.head.take(),
+                    body: std::mem::take(&mut self.chunks),
+                }
+            };
+            let _ = tx.send(captured);
+        }
+    }
+
+    /// Deliver a body known whole in advance (a buffered request).
+    pub fn finish_with(mut self, body: &Bytes) {
+        self.push(body);
+        self.finish();
+    }
+
+    fn fail(&mut self) {
+        if let Some(tx) = self.done.take() {
+            let _ = tx.send(Captured::Failed);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A body passed through unchanged, copied into a `Capture` when one is attached.
+    pub struct Tap<B> {
+        #[pin]
+        inner: B,
+        capture: Option<Capture>,
+    }
+}
+
+impl<B: Body> Tap<B> {
+    /// No copy: a plain pass-through.
+    pub fn plain(inner: B) -> Self {
+        Tap {
+            inner,
+            capture: None,
+        }
+    }
+
+    /// Copy the body into `capture` as it streams.
+    pub fn new(inner: B, mut capture: Capture) -> Self {
+        if inner.is_end_stream() {
+            // Nobody will poll an empty body: its copy is complete now.
+            capture.finish();
+        }
+        Tap {
+            inner,
+            capture: Some(capture),
+        }
+    }
+}
+
+impl<B> Body for Tap<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let mut inner = this.inner;
+        let polled = inner.as_mut().poll_frame(cx);
+        let Some(capture) = this.capture.as_mut() else {
+            return polled.map_err(Into::into);
+        };
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    capture.push(data);
+                }
+                // hyper stops polling once the body says it has ended: finish here, as
+                // the final `None` may never be asked for.
+                if inner.is_end_stream() {
+                    capture.finish();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                capture.fail();
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                capture.finish();
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        // Dropped before its end (the client or upstream went away): say so, rather than
+        // hand on a truncated copy.
+        self.fail();
+    }
+}

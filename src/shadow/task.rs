@@ -1,0 +1,303 @@
+//! The shadow task: everything after the request path let go. Wait for the request body's
+//! copy, send it to the shadow (and, for noise, a second copy to the primary), wait for
+//! the primary's response copy, compare, count, and store a mismatch sample. Bounded by
+//! the route's shadow timeout, counted whatever happens.
+
+use super::capture::Captured;
+use super::spec::{ShadowSpec, SAFE_METHODS};
+use super::{stats, SHADOW_HEADER};
+use crate::body;
+use crate::compare::{compare, Difference, Response};
+use crate::metrics;
+use crate::proxy::error::ProxyError;
+use crate::proxy::forward::Outgoing;
+use crate::routing::UpstreamId;
+use crate::snapshot::Snapshot;
+use crate::store::redact::Redactor;
+use crate::store::Sample;
+use bytes::{Bytes, BytesMut};
+use http::HeaderValue;
+use http_body_util::{BodyExt, Limited};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+pub struct Job {
+    pub snap: Arc<Snapshot>,
+    pub route: usize,
+    pub spec: Arc<ShadowSpec>,
+    pub primary: UpstreamId,
+    pub shadow_request: Outgoing,
+    pub primary_request: Outgoing,
+    pub request_body: oneshot::Receiver<Captured>,
+    pub primary_response: oneshot::Receiver<Captured>,
+    pub started: Instant,
+    pub max_body: usize,
+    pub _permits: super::limits::Permits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Match,
+    Mismatch,
+    Error,
+    Timeout,
+    TooLarge,
+    Skipped,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Match => "match",
+            Outcome::Mismatch => "mismatch",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+            Outcome::TooLarge => "skipped_body_too_large",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+pub async fn run(mut job: Job) {
+    let name = job.snap.config.routes.routes()[job.route].name.clone();
+    let deadline = tokio::time::Instant::from_std(job.started + job.spec.timeout);
+    let outcome = tokio::time::timeout_at(deadline, compare_job(&mut job, &name))
+        .await
+        .unwrap_or(Outcome::Timeout);
+    metrics::shadow_outcome(&name, outcome.label());
+    if matches!(outcome, Outcome::Error | Outcome::Timeout) {
+        stats::record_error(&name);
+    }
+}
+
+/// A response read whole, and how long its headers took.
+struct Fetched {
+    response: Response,
+    latency: Duration,
+}
+
+enum FetchError {
+    Timeout,
+    Failed,
+    TooLarge,
+}
+
+async fn compare_job(job: &mut Job, name: &str) -> Outcome {
+    let body = match (&mut job.request_body).await {
+        Ok(Captured::Complete { body, .. }) => concat(body),
+        Ok(Captured::TooLarge) => return Outcome::TooLarge,
+        _ => return Outcome::Skipped,
+    };
+    let spec = job.spec.clone();
+    let snap = job.snap.clone();
+    let shadow = fetch(
+        snap.pool(spec.to),
+        job.shadow_request.clone(),
+        body.clone(),
+        job.max_body,
+    );
+    let with_secondary = spec.noise && SAFE_METHODS.contains(&job.primary_request.method);
+    let mut secondary_request = job.primary_request.clone();
+    secondary_request
+        .headers
+        .insert(SHADOW_HEADER, HeaderValue::from_static("secondary"));
+    let primary_pool = snap.pool(job.primary);
+    let max_body = job.max_body;
+    let secondary = async {
+        if with_secondary {
+            Some(fetch(primary_pool, secondary_request, body.clone(), max_body).await)
+        } else {
+            None
+        }
+    };
+    let (shadow, secondary) = tokio::join!(shadow, secondary);
+    let (primary, primary_latency) = match (&mut job.primary_response).await {
+        Ok(Captured::Complete {
+            head: Some(head),
+            body,
+        }) => (
+            Response {
+                status: head.status.as_u16(),
+                headers: head.headers,
+                body: concat(body),
+            },
+            head.at.duration_since(job.started),
+        ),
+        Ok(Captured::TooLarge) => return Outcome::TooLarge,
+        _ => return Outcome::Skipped,
+    };
+    let shadow = match shadow {
+        Ok(s) => s,
+        Err(FetchError::TooLarge) => return Outcome::TooLarge,
+        Err(FetchError::Timeout) => return Outcome::Timeout,
+        Err(FetchError::Failed) => return Outcome::Error,
+    };
+    let observe = |side: &str, d: Duration| {
+        metrics::metrics()
+            .shadow_duration_seconds
+            .with_label_values(&[name, side])
+            .observe(d.as_secs_f64());
+    };
+    observe("primary", primary_latency);
+    observe("shadow", shadow.latency);
+    if shadow.response.status >= 500 && primary.status < 500 {
+        return Outcome::Error;
+    }
+    let diffs = compare(&primary, &shadow.response, &spec.rules);
+    let noise: Vec<Difference> = match secondary {
+        Some(Ok(s)) => {
+            observe("secondary", s.latency);
+            compare(&primary, &s.response, &spec.rules)
+        }
+        _ => Vec::new(),
+    };
+    let settings = &snap.config.shadow;
+    let raw_fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
+    let noise_fields: Vec<&str> = noise.iter().map(|d| d.field.as_str()).collect();
+    stats::record(name, &raw_fields, &noise_fields, settings.max_fields);
+    let mut counted: Vec<(&str, &str)> = diffs
+        .iter()
+        .map(|d| (d.field.as_str(), d.kind.label()))
+        .collect();
+    counted.sort_unstable();
+    counted.dedup();
+    for (field, kind) in &counted {
+        let label = stats::field_label(name, field, settings.max_fields);
+        metrics::metrics()
+            .shadow_field_diffs_total
+            .with_label_values(&[name, &label, kind])
+            .inc();
+    }
+    if diffs.is_empty() {
+        return Outcome::Match;
+    }
+    store(
+        job,
+        name,
+        &body,
+        &primary,
+        primary_latency,
+        &shadow,
+        &diffs,
+        &counted,
+    );
+    Outcome::Mismatch
+}
+
+#[allow(clippy::too_many_arguments)]
+fn store(
+    job: &Job,
+    name: &str,
+    request_body: &Bytes,
+    primary: &Response,
+    primary_latency: Duration,
+    shadow: &Fetched,
+    diffs: &[Difference],
+    fields: &[(&str, &str)],
+) {
+    let Some(store) = job.snap.store.as_ref() else {
+        metrics::metrics()
+            .shadow_samples_dropped_total
+            .with_label_values(&[name])
+            .inc();
+        return;
+    };
+    let mut globs = job.snap.config.shadow.redact.clone();
+    globs.extend(job.spec.redact.iter().cloned());
+    let redactor = Redactor::new(&globs);
+    let response = |r: &Response| {
+        let decoded = crate::compare::body::decoded(r);
+        json!({
+            "status": r.status,
+            "headers": redactor.headers(&r.headers),
+            "body": redactor.body(&decoded),
+        })
+    };
+    let req = &job.shadow_request;
+    let signature_text = format!(
+        "{name}|{}",
+        serde_json::to_string(fields).unwrap_or_default()
+    );
+    let sample = Sample {
+        route: name.to_string(),
+        signature: format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(signature_text.as_bytes())
+        ),
+        fields: serde_json::to_string(fields).unwrap_or_default(),
+        at: crate::reload::history::unix_seconds(std::time::SystemTime::now()),
+        request: json!({
+            "method": req.method.as_str(),
+            "path": req.path_and_query.as_str(),
+            "headers": redactor.headers(&job.primary_request.headers),
+            "body": redactor.body(request_body),
+        }),
+        primary: response(primary),
+        shadow: response(&shadow.response),
+        differences: redactor.differences(diffs),
+        primary_ms: primary_latency.as_secs_f64() * 1e3,
+        shadow_ms: shadow.latency.as_secs_f64() * 1e3,
+    };
+    if !store.submit(sample) {
+        metrics::metrics()
+            .shadow_samples_dropped_total
+            .with_label_values(&[name])
+            .inc();
+    }
+}
+
+/// Send a copy and read its answer whole (up to `max_body`).
+async fn fetch(
+    pool: &crate::upstream::Pool,
+    outgoing: Outgoing,
+    body: Bytes,
+    max_body: usize,
+) -> Result<Fetched, FetchError> {
+    let sent = Instant::now();
+    let req = outgoing.into_request(pool, body::full(body));
+    let resp =
+        pool.shadow_client()
+            .request(req)
+            .await
+            .map_err(|e| match ProxyError::from_client(&e) {
+                ProxyError::UpstreamTimeout => FetchError::Timeout,
+                _ => FetchError::Failed,
+            })?;
+    let latency = sent.elapsed();
+    let (parts, incoming) = resp.into_parts();
+    let body = Limited::new(incoming, max_body)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                FetchError::TooLarge
+            } else {
+                FetchError::Failed
+            }
+        })?
+        .to_bytes();
+    Ok(Fetched {
+        response: Response {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        },
+        latency,
+    })
+}
+
+fn concat(chunks: Vec<Bytes>) -> Bytes {
+    match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.into_iter().next().unwrap_or_default(),
+        _ => {
+            let mut buf = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for c in chunks {
+                buf.extend_from_slice(&c);
+            }
+            buf.freeze()
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The diff store: mismatch samples in an embedded SQLite database, written by one
+//! thread in batches from a bounded channel (a full channel drops the sample and counts
+//! it: the request path never waits on the disk). Samples are grouped by signature so
+//! one bug is one group with N occurrences; retention by count and age.
+
+pub mod redact;
+
+use crate::compare::Difference;
+use rusqlite::{params, Connection};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+/// Samples waiting for the writer, at most.
+const QUEUE: usize = 1024;
+/// Rows written per transaction, at most.
+const BATCH: usize = 256;
+
+/// Errors opening the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the directory of the diff store {path}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the diff store {path}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+/// One mismatch, redacted, ready to store.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub route: String,
+    pub signature: String,
+    /// The (field, kind) pairs of the signature, as JSON.
+    pub fields: String,
+    pub at: f64,
+    pub request: serde_json::Value,
+    pub primary: serde_json::Value,
+    pub shadow: serde_json::Value,
+    pub differences: Vec<Difference>,
+    pub primary_ms: f64,
+    pub shadow_ms: f64,
+}
+
+/// How much the store keeps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retention {
+    pub samples: u64,
+    pub age: Duration,
+}
+
+/// The sending side; the writer thread stops when the last one is dropped.
+pub struct Store {
+    path: PathBuf,
+    tx: SyncSender<Sample>,
+}
+
+impl Store {
+    pub fn open(path: &Path, retention: Retention) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        let (tx, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("banyan-diff-store".into())
+            .spawn(move || write_loop(conn, rx, retention))
+            .map_err(|e| StoreError::Dir {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            tx,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queue a sample; false (and nothing waits) when the queue is full.
+    pub fn submit(&self, sample: Sample) -> bool {
+        match self.tx.try_send(sample) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS diff_groups (
+    signature TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS diff_samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    signature TEXT NOT NULL,
+    route TEXT NOT NULL,
+    at REAL NOT NULL,
+    request TEXT NOT NULL,
+    primary_response TEXT NOT NULL,
+    shadow_response TEXT NOT NULL,
+    differences TEXT NOT NULL,
+    primary_ms REAL NOT NULL,
+    shadow_ms REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS diff_samples_signature ON diff_samples (signature);
+CREATE INDEX IF NOT EXISTS diff_samples_route_at ON diff_samples (route, at);
+";
+
+fn write_loop(mut conn: Connection, rx: Receiver<Sample>, retention: Retention) {
+    let mut last_trim = Instant::now();
+    loop {
+        let first = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(s) => Some(s),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let mut batch: Vec<Sample> = first.into_iter().collect();
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            if let Err(e) = write_batch(&mut conn, &batch) {
+                tracing::error!(error = %e, samples = batch.len(), "diff store write failed; samples lost");
+            }
+        }
+        if last_trim.elapsed() > Duration::from_secs(1) {
+            last_trim = Instant::now();
+            if let Err(e) = trim(&conn, retention) {
+                tracing::warn!(error = %e, "diff store retention failed");
+            }
+        }
+    }
+}
+
+fn write_batch(conn: &mut Connection, batch: &[Sample]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for s in batch {
+        let json = |v: &serde_json::Value| v.to_string();
+        tx.execute(
+            "INSERT INTO diff_samples (signature, route, at, request, primary_response, shadow_response, differences, primary_ms, shadow_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                s.signature,
+                s.route,
+                s.at,
+                json(&s.request),
+                json(&s.primary),
+                json(&s.shadow),
+                serde_json::to_string(&s.differences).unwrap_or_default(),
+                s.primary_ms,
+                s.shadow_ms
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO diff_groups (signature, route, fields, count, first_seen, last_seen) VALUES (?1, ?2, ?3, 1, ?4, ?4)
+             ON CONFLICT (signature) DO UPDATE SET count = count + 1, last_seen = excluded.last_seen",
+            params![s.signature, s.route, s.fields, s.at],
+        )?;
+    }
+    tx.commit()
+}
+
+fn trim(conn: &Connection, retention: Retention) -> rusqlite::Result<()> {
+    let cutoff = crate::reload::history::unix_seconds(std::time::SystemTime::now())
+        - retention.age.as_secs_f64();
+    conn.execute("DELETE FROM diff_samples WHERE at < ?1", params![cutoff])?;
+    conn.execute(
+        "DELETE FROM diff_samples WHERE id <= (SELECT id FROM diff_samples ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+        params![retention.samples as i64],
+    )?;
+    conn.execute(
+        "DELETE FROM diff_groups WHERE last_seen < ?1",
+        params![cutoff],
+    )?;
+    Ok(())
+}
