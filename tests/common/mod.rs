@@ -28,6 +28,8 @@ pub struct Seen {
     pub body_len: usize,
     /// The first 64 KiB of the body.
     pub body: Bytes,
+    /// xxh3 of the whole body.
+    pub body_hash: u64,
 }
 
 /// What a backend answers.
@@ -167,10 +169,12 @@ async fn answer(
     let (parts, mut body) = req.into_parts();
     let mut body_len = 0;
     let mut kept = Vec::new();
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else { break };
         if let Some(data) = frame.data_ref() {
             body_len += data.len();
+            hasher.update(data);
             if kept.len() < 65536 {
                 kept.extend_from_slice(&data[..data.len().min(65536 - kept.len())]);
             }
@@ -183,6 +187,7 @@ async fn answer(
         headers: parts.headers.clone(),
         body_len,
         body: Bytes::from(kept),
+        body_hash: hasher.digest(),
     };
     log.lock().unwrap().push(seen.clone());
     if let Some(on_upgrade) = on_upgrade {
