@@ -32,6 +32,11 @@ async fn demo_traffic_reaches_both_backends_as_configured() {
             .replace("127.0.0.1:9090", "127.0.0.1:0"),
         "the built-in demo config is config/demo.toml"
     );
+    let store = tempfile::tempdir().unwrap();
+    let text = text.replace(
+        "./data/banyan-diffs.sqlite",
+        &store.path().join("d.sqlite").display().to_string(),
+    );
     tokio::spawn(serve(legacy, DemoBackend::Legacy));
     tokio::spawn(serve(catalog, DemoBackend::Catalog));
     let b = banyan::server::start(config(&text)).await.unwrap();
@@ -66,4 +71,46 @@ async fn demo_traffic_reaches_both_backends_as_configured() {
         sides.insert(first);
     }
     assert_eq!(sides.len(), 2, "{sides:?}");
+
+    // The sessions served by the monolith are shadowed to the new service: its real
+    // differences are regressions, the per-request fields noise.
+    for s in 0..240 {
+        get(p, "/api/items/1", &[("cookie", &format!("session=t{s}"))]).await;
+    }
+    let report = || async {
+        let body = get(b.admin_addr, "/api/shadow", &[]).await.body;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        v["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["route"] == "item-detail")
+            .cloned()
+            .unwrap()
+    };
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || async {
+            report().await["compared"].as_u64() >= Some(60)
+        })
+        .await
+    );
+    let route = report().await;
+    let verdict = |field: &str| {
+        route["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == field)
+            .map(|f| f["verdict"].clone())
+    };
+    for regression in ["$.name", "$.title", "$.price", "$.tags", "$.generated_at"] {
+        assert_eq!(
+            verdict(regression),
+            Some("regression".into()),
+            "{regression}: {route:#}"
+        );
+    }
+    for noise in ["$.trace_id", "$.served_at"] {
+        assert_eq!(verdict(noise), Some("noise".into()), "{noise}: {route:#}");
+    }
 }

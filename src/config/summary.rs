@@ -34,12 +34,14 @@ pub fn summary(config: &Config) -> String {
         .iter()
         .filter(|r| matches!(r.action, Action::Split(_)))
         .count();
+    let shadowed = routes.iter().filter(|r| r.shadow.is_some()).count();
     let _ = writeln!(
         out,
-        "routes: {} ({} forward, {} split)",
+        "routes: {} ({} forward, {} split; {} shadowed)",
         routes.len(),
         routes.len() - splits,
-        splits
+        splits,
+        shadowed
     );
     for (i, r) in routes.iter().enumerate() {
         let _ = writeln!(

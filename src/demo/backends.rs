@@ -141,7 +141,21 @@ fn find(id: &str) -> Option<&'static Item> {
     ITEMS.iter().find(|i| i.id == id)
 }
 
+/// What changes on every answer of either side: a trace id and the time it was served.
+/// Two answers of the monolith itself differ here, so the shadow's noise check learns
+/// that these fields are noise.
+fn per_request() -> (String, String) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (
+        format!("{:016x}", rand::random::<u64>()),
+        format!("{}.{:06}", now.as_secs(), now.subsec_micros()),
+    )
+}
+
 fn item_json(backend: Backend, item: &Item) -> Value {
+    let (trace_id, served_at) = per_request();
     match backend {
         Backend::Legacy => json!({
             "id": item.id,
@@ -150,6 +164,8 @@ fn item_json(backend: Backend, item: &Item) -> Value {
             "currency": "EUR",
             "stock": item.stock,
             "tags": item.tags,
+            "trace_id": trace_id,
+            "served_at": served_at,
         }),
         // The new service renamed `name`, computes prices in floating point, sorts its
         // tags, and stamps when it built the answer.
@@ -164,6 +180,8 @@ fn item_json(backend: Backend, item: &Item) -> Value {
                 "stock": item.stock,
                 "tags": tags,
                 "generated_at": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                "trace_id": trace_id,
+                "served_at": served_at,
             })
         }
     }
