@@ -15,3 +15,4 @@ pub mod shadow;
 pub mod snapshot;
 pub mod store;
 pub mod upstream;
+pub mod window;

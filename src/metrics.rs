@@ -120,6 +120,7 @@ const STATUS_CLASSES: [&str; 6] = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
 pub struct RouteUpstreamMetrics {
     by_class: [IntCounter; 6],
     duration: Histogram,
+    window: std::sync::Arc<crate::window::Window>,
 }
 
 impl RouteUpstreamMetrics {
@@ -133,6 +134,7 @@ impl RouteUpstreamMetrics {
             duration: m
                 .request_duration_seconds
                 .with_label_values(&[route, upstream]),
+            window: crate::window::window(route, upstream),
         }
     }
 
@@ -140,6 +142,7 @@ impl RouteUpstreamMetrics {
         let class = usize::from(status.as_u16() / 100);
         self.by_class[if class < 6 { class } else { 0 }].inc();
         self.duration.observe(seconds);
+        self.window.record(seconds, status.is_server_error());
     }
 }
 

@@ -112,6 +112,21 @@ pub fn verdict(counts: FieldCounts, compared: u64, t: &Thresholds) -> Verdict {
     }
 }
 
+/// The 95% Wilson score interval of a proportion: sound for small counts and rates near
+/// 0 or 1, where the normal approximation is not.
+pub fn wilson(successes: u64, trials: u64) -> Option<(f64, f64)> {
+    if trials == 0 {
+        return None;
+    }
+    let z = 1.959_963_984_540_054_f64;
+    let n = trials as f64;
+    let p = successes as f64 / n;
+    let denom = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
+    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+}
+
 /// The rule that would silence a noisy field.
 pub fn suggested_ignore(field: &str) -> String {
     format!("compare.ignore = [\"{field}\"]")
@@ -143,6 +158,16 @@ mod tests {
             "0.001%: under the absolute bar"
         );
         assert_eq!(v(100, 0, 50), Verdict::InsufficientData);
+    }
+
+    #[test]
+    fn wilson_interval() {
+        let (lo, hi) = wilson(95, 100).expect("interval");
+        assert!((lo - 0.8883).abs() < 0.001 && (hi - 0.9785).abs() < 0.001, "{lo} {hi}");
+        let (lo, hi) = wilson(0, 10).expect("interval");
+        assert_eq!(lo, 0.0);
+        assert!((hi - 0.2775).abs() < 0.001, "{hi}");
+        assert_eq!(wilson(0, 0), None);
     }
 
     #[test]

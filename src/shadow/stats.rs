@@ -6,6 +6,12 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 
+/// Window names (see `window`): comparisons (a mismatch counts as an "error" there),
+/// failed shadows, and latency per side (`latency:primary`, `latency:shadow`).
+pub const COMPARISONS: &str = "shadow:comparisons";
+pub const SHADOW_ERRORS: &str = "shadow:errors";
+pub const LATENCY_PREFIX: &str = "shadow:latency:";
+
 static STATS: LazyLock<Mutex<HashMap<String, RouteCounts>>> = LazyLock::new(Default::default);
 
 fn with<T>(f: impl FnOnce(&mut HashMap<String, RouteCounts>) -> T) -> T {
