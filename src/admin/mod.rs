@@ -1,22 +1,20 @@
 //! The admin listener, apart from proxied traffic and on loopback by default: health,
 //! metrics, the routes with live traffic, and the config API.
 
+mod api;
 mod auth;
 mod config_api;
 mod respond;
 
 use crate::body::ResponseBody;
-use crate::config::summary::{describe_action, describe_match};
 use crate::metrics;
 use crate::reload::Reloader;
-use crate::snapshot::Snapshot;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use respond::{error, json, text};
-use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -89,16 +87,26 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
                 format!("ready: {routes} routes\n"),
             )
         }
+        (Method::GET, [] | ["index.html"]) => dashboard(),
+        (Method::GET, ["api", "openapi.json"]) => {
+            text(StatusCode::OK, "application/json", OPENAPI.into())
+        }
         (Method::GET, ["api", "routes"]) => {
-            json(StatusCode::OK, &routes_json(&reloader.snapshot().load()))
+            json(StatusCode::OK, &api::routes(&reloader.snapshot().load()))
         }
         (Method::GET, ["api", "shadow"]) => {
-            let snap = reloader.snapshot().load();
-            let routes = crate::shadow::stats::report(&snap.config.shadow.thresholds);
-            json(
-                StatusCode::OK,
-                &json!({ "routes": routes, "in_flight": snap.shadow_limits.in_flight() }),
-            )
+            let p = api::params(req.uri().query());
+            api::shadow(&reloader.snapshot().load(), p.get("window").map(String::as_str))
+        }
+        (Method::GET, ["api", "diffs"]) => {
+            api::diffs(&reloader.snapshot().load(), req.uri().query()).await
+        }
+        (Method::GET, ["api", "diffs", id]) => {
+            let id = id.to_string();
+            api::diff(&reloader.snapshot().load(), &id).await
+        }
+        (Method::POST, ["api", "diffs", "clear"]) => {
+            api::clear(&reloader.snapshot().load(), req.uri().query()).await
         }
         (Method::GET, ["api", "config"]) => config_api::current(reloader),
         (Method::GET, ["api", "config", "status"]) => config_api::status(reloader),
@@ -146,36 +154,12 @@ async fn read_text(req: Request<Incoming>) -> Result<String, Response<ResponseBo
         .map_err(|_| error(StatusCode::BAD_REQUEST, "the config must be UTF-8 TOML"))
 }
 
-/// Each route in order, then the default, with its live traffic.
-fn routes_json(snap: &Snapshot) -> serde_json::Value {
-    let config = &snap.config;
-    let name = |id: usize| config.upstreams[id].name.as_str();
-    let live = metrics::live();
-    let traffic = |route: &str| {
-        let key = metrics::live_key(route);
-        json!({
-            "requests_per_second": live.requests_per_second(key),
-            "server_errors_per_second": live.errors_per_second(key),
-        })
-    };
-    let mut routes: Vec<serde_json::Value> = config
-        .routes
-        .routes()
-        .iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "match": describe_match(&r.matches),
-                "action": describe_action(r, name),
-                "live": traffic(&r.name),
-            })
-        })
-        .collect();
-    routes.push(json!({
-        "name": metrics::DEFAULT_ROUTE,
-        "match": "anything no route matches",
-        "action": format!("-> {}", name(config.routes.default_upstream())),
-        "live": traffic(metrics::DEFAULT_ROUTE),
-    }));
-    json!({ "routes": routes })
+/// The OpenAPI description of this API.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// The dashboard: one page, no external resources, built into the binary.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+fn dashboard() -> Response<ResponseBody> {
+    text(StatusCode::OK, "text/html; charset=utf-8", DASHBOARD.into())
 }
