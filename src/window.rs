@@ -2,9 +2,9 @@
 //! per-minute slots, each with a request count, a 5xx count and a log-scale latency
 //! histogram. The admin API reads them for "the last 1 and 15 minutes".
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Minutes kept (one more than the longest window, for the minute in progress).
@@ -118,7 +118,11 @@ impl Window {
         }
         let seconds_covered = (minutes * 60) as f64;
         f.requests_per_second = f.requests as f64 / seconds_covered;
-        f.error_rate = if f.requests == 0 { 0.0 } else { f.errors as f64 / f.requests as f64 };
+        f.error_rate = if f.requests == 0 {
+            0.0
+        } else {
+            f.errors as f64 / f.requests as f64
+        };
         let total: u64 = hist.iter().sum();
         let quantile = |q: f64| -> Option<f64> {
             if total == 0 {
@@ -148,7 +152,10 @@ impl Window {
                 let m = now.saturating_sub(back);
                 let slot = &self.slots[(m % SLOTS as u64) as usize];
                 let (count, errors) = if slot.minute.load(Ordering::Relaxed) == m {
-                    (slot.count.load(Ordering::Relaxed), slot.errors.load(Ordering::Relaxed))
+                    (
+                        slot.count.load(Ordering::Relaxed),
+                        slot.errors.load(Ordering::Relaxed),
+                    )
                 } else {
                     (0, 0)
                 };
@@ -158,7 +165,8 @@ impl Window {
     }
 }
 
-static WINDOWS: LazyLock<Mutex<HashMap<(String, String), Arc<Window>>>> = LazyLock::new(Default::default);
+static WINDOWS: LazyLock<Mutex<HashMap<(String, String), Arc<Window>>>> =
+    LazyLock::new(Default::default);
 
 /// The window of a (route, side), shared by every snapshot, so a reload keeps the figures.
 pub fn window(route: &str, side: &str) -> Arc<Window> {
@@ -195,7 +203,11 @@ mod tests {
         assert_eq!(w.figures_at(1005, 15).requests, 101);
         assert_eq!(w.figures_at(1020, 15).requests, 0, "all expired");
         w.record_at(1000 + SLOTS as u64, 0.001, false);
-        assert_eq!(w.figures_at(1000 + SLOTS as u64, 1).requests, 1, "slot reused");
+        assert_eq!(
+            w.figures_at(1000 + SLOTS as u64, 1).requests,
+            1,
+            "slot reused"
+        );
         let series = w.series_at(1005, 6);
         assert_eq!(series.len(), 6);
         assert_eq!(series[5], (1, 0));

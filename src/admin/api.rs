@@ -38,14 +38,24 @@ pub fn routes(snap: &Snapshot) -> Value {
         for (label, minutes) in [("1m", 1), ("15m", 15)] {
             let mut sides = serde_json::Map::new();
             for &u in upstreams {
-                let f = window::existing(route, name(u)).map(|w| w.figures(minutes)).unwrap_or_default();
-                sides.insert(name(u).to_string(), serde_json::to_value(f).unwrap_or_default());
+                let f = window::existing(route, name(u))
+                    .map(|w| w.figures(minutes))
+                    .unwrap_or_default();
+                sides.insert(
+                    name(u).to_string(),
+                    serde_json::to_value(f).unwrap_or_default(),
+                );
             }
             traffic.insert(label.to_string(), Value::Object(sides));
         }
-        let fifteen = |u: usize| window::existing(route, name(u)).map_or(0, |w| w.figures(15).requests);
+        let fifteen =
+            |u: usize| window::existing(route, name(u)).map_or(0, |w| w.figures(15).requests);
         let total: u64 = upstreams.iter().map(|&u| fifteen(u)).sum();
-        let new: u64 = upstreams.iter().filter(|&&u| u != legacy).map(|&u| fifteen(u)).sum();
+        let new: u64 = upstreams
+            .iter()
+            .filter(|&&u| u != legacy)
+            .map(|&u| fifteen(u))
+            .sum();
         all += total;
         all_new += new;
         let key = metrics::live_key(route);
@@ -70,8 +80,20 @@ pub fn routes(snap: &Snapshot) -> Value {
         .iter()
         .map(|r| {
             let (kind, mut upstreams, split_percent) = match &r.action {
-                Action::Forward(u) => (if r.shadow.is_some() { "shadow" } else { "forward" }, vec![*u], None),
-                Action::Split(s) => ("split", vec![s.base, s.to], Some(f64::from(s.threshold) / 100.0)),
+                Action::Forward(u) => (
+                    if r.shadow.is_some() {
+                        "shadow"
+                    } else {
+                        "forward"
+                    },
+                    vec![*u],
+                    None,
+                ),
+                Action::Split(s) => (
+                    "split",
+                    vec![s.base, s.to],
+                    Some(f64::from(s.threshold) / 100.0),
+                ),
             };
             upstreams.extend(r.fallback.filter(|f| !upstreams.contains(f)));
             let shadow = r.shadow.as_ref().map(|s| {
@@ -109,6 +131,7 @@ pub fn routes(snap: &Snapshot) -> Value {
     ));
     json!({
         "routes": routes,
+        "proxy": config.server.listen.to_string(),
         "legacy": name(legacy),
         "share_new_15m": if all == 0 { Value::Null } else { json!(all_new as f64 / all as f64) },
     })
@@ -121,7 +144,12 @@ pub fn shadow(snap: &Snapshot, window_param: Option<&str>) -> Response<ResponseB
     let minutes = match window_param.unwrap_or("15m") {
         "1m" => 1,
         "15m" => 15,
-        other => return error(StatusCode::BAD_REQUEST, format!("window {other:?}: use 1m or 15m")),
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("window {other:?}: use 1m or 15m"),
+            )
+        }
     };
     let thresholds = &snap.config.shadow.thresholds;
     let reports = stats::report(thresholds);
@@ -179,7 +207,10 @@ pub fn shadow(snap: &Snapshot, window_param: Option<&str>) -> Response<ResponseB
             })
         })
         .collect();
-    json(StatusCode::OK, &json!({ "routes": routes, "in_flight": snap.shadow_limits.in_flight() }))
+    json(
+        StatusCode::OK,
+        &json!({ "routes": routes, "in_flight": snap.shadow_limits.in_flight() }),
+    )
 }
 
 fn store_path(snap: &Snapshot) -> Option<PathBuf> {
@@ -191,16 +222,25 @@ fn no_store() -> Response<ResponseBody> {
 }
 
 fn db_error(e: rusqlite::Error) -> Response<ResponseBody> {
-    error(StatusCode::SERVICE_UNAVAILABLE, format!("the diff store could not be read: {e}"))
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the diff store could not be read: {e}"),
+    )
 }
 
 /// `GET /api/diffs?route=&signature=&since=&limit=&cursor=`: groups (newest first), or,
 /// with `signature`, that group's samples. `cursor` comes from the previous page's
 /// `next_cursor`.
 pub async fn diffs(snap: &Snapshot, query: Option<&str>) -> Response<ResponseBody> {
-    let Some(path) = store_path(snap) else { return no_store() };
+    let Some(path) = store_path(snap) else {
+        return no_store();
+    };
     let p = params(query);
-    let limit = p.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).clamp(1, 500);
+    let limit = p
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(50usize)
+        .clamp(1, 500);
     let since: Option<f64> = p.get("since").and_then(|s| s.parse().ok());
     let route = p.get("route").cloned();
     let signature = p.get("signature").cloned();
@@ -229,9 +269,14 @@ pub async fn diffs(snap: &Snapshot, query: Option<&str>) -> Response<ResponseBod
 
 /// `GET /api/diffs/{id}`: one sample, redacted, with both responses and the differences.
 pub async fn diff(snap: &Snapshot, id: &str) -> Response<ResponseBody> {
-    let Some(path) = store_path(snap) else { return no_store() };
+    let Some(path) = store_path(snap) else {
+        return no_store();
+    };
     let Ok(id) = id.parse::<i64>() else {
-        return error(StatusCode::BAD_REQUEST, format!("{id:?} is not a sample id"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{id:?} is not a sample id"),
+        );
     };
     match tokio::task::spawn_blocking(move || query::sample(&path, id)).await {
         Ok(Ok(Some(v))) => json(StatusCode::OK, &v),
@@ -243,7 +288,9 @@ pub async fn diff(snap: &Snapshot, id: &str) -> Response<ResponseBody> {
 
 /// `POST /api/diffs/clear?route=`: forget the samples of a route (of all, without route).
 pub async fn clear(snap: &Snapshot, query: Option<&str>) -> Response<ResponseBody> {
-    let Some(path) = store_path(snap) else { return no_store() };
+    let Some(path) = store_path(snap) else {
+        return no_store();
+    };
     let route = params(query).get("route").cloned();
     match tokio::task::spawn_blocking(move || query::clear(&path, route.as_deref())).await {
         Ok(Ok(n)) => json(StatusCode::OK, &json!({ "deleted_samples": n })),

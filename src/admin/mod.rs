@@ -96,7 +96,10 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
         }
         (Method::GET, ["api", "shadow"]) => {
             let p = api::params(req.uri().query());
-            api::shadow(&reloader.snapshot().load(), p.get("window").map(String::as_str))
+            api::shadow(
+                &reloader.snapshot().load(),
+                p.get("window").map(String::as_str),
+            )
         }
         (Method::GET, ["api", "diffs"]) => {
             api::diffs(&reloader.snapshot().load(), req.uri().query()).await

@@ -163,7 +163,10 @@ mod tests {
     #[test]
     fn wilson_interval() {
         let (lo, hi) = wilson(95, 100).expect("interval");
-        assert!((lo - 0.8883).abs() < 0.001 && (hi - 0.9785).abs() < 0.001, "{lo} {hi}");
+        assert!(
+            (lo - 0.8883).abs() < 0.001 && (hi - 0.9785).abs() < 0.001,
+            "{lo} {hi}"
+        );
         let (lo, hi) = wilson(0, 10).expect("interval");
         assert_eq!(lo, 0.0);
         assert!((hi - 0.2775).abs() < 0.001, "{hi}");

@@ -68,9 +68,8 @@ pub async fn run(mut job: Job) {
         .unwrap_or(Outcome::Timeout);
     metrics::shadow_outcome(&name, outcome.label());
     match outcome {
-        Outcome::Match | Outcome::Mismatch => {
-            crate::window::window(&name, stats::COMPARISONS).record(0.0, outcome == Outcome::Mismatch)
-        }
+        Outcome::Match | Outcome::Mismatch => crate::window::window(&name, stats::COMPARISONS)
+            .record(0.0, outcome == Outcome::Mismatch),
         Outcome::Error | Outcome::Timeout => {
             stats::record_error(&name);
             crate::window::window(&name, stats::SHADOW_ERRORS).record(0.0, true);
@@ -146,7 +145,8 @@ async fn compare_job(job: &mut Job, name: &str) -> Outcome {
             .shadow_duration_seconds
             .with_label_values(&[name, side])
             .observe(d.as_secs_f64());
-        crate::window::window(name, &format!("{}{side}", stats::LATENCY_PREFIX)).record(d.as_secs_f64(), false);
+        crate::window::window(name, &format!("{}{side}", stats::LATENCY_PREFIX))
+            .record(d.as_secs_f64(), false);
     };
     observe("primary", primary_latency);
     observe("shadow", shadow.latency);

@@ -61,17 +61,20 @@ pub fn groups(
          WHERE (?1 IS NULL OR g.route = ?1) AND (?2 IS NULL OR g.last_seen >= ?2)
          ORDER BY g.last_seen DESC, g.signature LIMIT ?3 OFFSET ?4",
     )?;
-    let rows = stmt.query_map(params![route, since, (limit + 1) as i64, offset as i64], |r| {
-        Ok(Group {
-            signature: r.get(0)?,
-            route: r.get(1)?,
-            fields: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or(Value::Null),
-            count: r.get(3)?,
-            first_seen: r.get(4)?,
-            last_seen: r.get(5)?,
-            example_id: r.get(6)?,
-        })
-    })?;
+    let rows = stmt.query_map(
+        params![route, since, (limit + 1) as i64, offset as i64],
+        |r| {
+            Ok(Group {
+                signature: r.get(0)?,
+                route: r.get(1)?,
+                fields: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or(Value::Null),
+                count: r.get(3)?,
+                first_seen: r.get(4)?,
+                last_seen: r.get(5)?,
+                example_id: r.get(6)?,
+            })
+        },
+    )?;
     let mut out: Vec<Group> = rows.collect::<rusqlite::Result<_>>()?;
     let more = out.len() > limit;
     out.truncate(limit);
@@ -94,25 +97,29 @@ pub fn samples(
            AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR id < ?4)
          ORDER BY id DESC LIMIT ?5",
     )?;
-    let rows = stmt.query_map(params![signature, route, since, before, (limit + 1) as i64], |r| {
-        let request: Value = serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or(Value::Null);
-        let status = |s: String| {
-            serde_json::from_str::<Value>(&s)
-                .ok()
-                .and_then(|v| v["status"].as_i64())
-                .unwrap_or(0)
-        };
-        Ok(SampleSummary {
-            id: r.get(0)?,
-            at: r.get(1)?,
-            route: r.get(2)?,
-            signature: r.get(3)?,
-            method: request["method"].as_str().unwrap_or("").to_string(),
-            path: request["path"].as_str().unwrap_or("").to_string(),
-            primary_status: status(r.get(5)?),
-            shadow_status: status(r.get(6)?),
-        })
-    })?;
+    let rows = stmt.query_map(
+        params![signature, route, since, before, (limit + 1) as i64],
+        |r| {
+            let request: Value =
+                serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or(Value::Null);
+            let status = |s: String| {
+                serde_json::from_str::<Value>(&s)
+                    .ok()
+                    .and_then(|v| v["status"].as_i64())
+                    .unwrap_or(0)
+            };
+            Ok(SampleSummary {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                route: r.get(2)?,
+                signature: r.get(3)?,
+                method: request["method"].as_str().unwrap_or("").to_string(),
+                path: request["path"].as_str().unwrap_or("").to_string(),
+                primary_status: status(r.get(5)?),
+                shadow_status: status(r.get(6)?),
+            })
+        },
+    )?;
     let mut out: Vec<SampleSummary> = rows.collect::<rusqlite::Result<_>>()?;
     let next = (out.len() > limit).then(|| out[limit - 1].id);
     out.truncate(limit);
@@ -150,7 +157,13 @@ pub fn sample(path: &Path, id: i64) -> rusqlite::Result<Option<Value>> {
 /// Delete the samples and groups of a route (of all routes when None); how many samples.
 pub fn clear(path: &Path, route: Option<&str>) -> rusqlite::Result<usize> {
     let conn = open(path, true)?;
-    let n = conn.execute("DELETE FROM diff_samples WHERE ?1 IS NULL OR route = ?1", params![route])?;
-    conn.execute("DELETE FROM diff_groups WHERE ?1 IS NULL OR route = ?1", params![route])?;
+    let n = conn.execute(
+        "DELETE FROM diff_samples WHERE ?1 IS NULL OR route = ?1",
+        params![route],
+    )?;
+    conn.execute(
+        "DELETE FROM diff_groups WHERE ?1 IS NULL OR route = ?1",
+        params![route],
+    )?;
     Ok(n)
 }
