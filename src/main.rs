@@ -32,6 +32,9 @@ enum Command {
     Run {
         #[arg(short, long)]
         config: PathBuf,
+        /// Serve the admin API on a non-loopback address even without a token.
+        #[arg(long)]
+        insecure_admin: bool,
     },
     /// Validate a config file and print a summary; exit 1 if it is invalid.
     Check {
@@ -69,7 +72,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let outcome = match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run {
+            config,
+            insecure_admin,
+        } => run(&config, insecure_admin),
         Command::Check { config, against } => check(&config, against.as_deref()),
         Command::Explain {
             config,
@@ -133,9 +139,16 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn run(path: &Path) -> Result<ExitCode> {
+fn run(path: &Path, insecure_admin: bool) -> Result<ExitCode> {
     let config = load(path)?;
     print_warnings(&config);
+    let env_token = banyan::admin::token_from_env();
+    if let Some(warning) = banyan::admin::exposure_warning(&config.admin, env_token.as_deref()) {
+        if !insecure_admin {
+            bail!("{warning}; or run with --insecure-admin to accept the risk");
+        }
+        tracing::warn!("{warning} (--insecure-admin given)");
+    }
     runtime()?.block_on(async {
         let running = banyan::server::start_with_file(config, Some(path.to_path_buf())).await?;
         wait_for_shutdown().await;
@@ -165,8 +178,14 @@ fn check(path: &Path, against: Option<&str>) -> Result<ExitCode> {
     println!("{}: valid", path.display());
     print!("{}", banyan::config::summary::summary(&config));
     print_warnings(&config);
-    if !config.warnings.is_empty() {
-        println!("{} warning(s)", config.warnings.len());
+    let env_token = banyan::admin::token_from_env();
+    let exposure = banyan::admin::exposure_warning(&config.admin, env_token.as_deref());
+    if let Some(w) = &exposure {
+        eprintln!("{}: warning: {w}", path.display());
+    }
+    let warnings = config.warnings.len() + usize::from(exposure.is_some());
+    if warnings > 0 {
+        println!("{warnings} warning(s)");
     }
     if let Some(admin) = against {
         let diff = runtime()?.block_on(remote_diff(admin, &config.source.text))?;

@@ -113,3 +113,28 @@ fn explain_of_a_client_ip_split_uses_the_given_ip() {
     let (_, a, _) = run(&["explain", "-c", path, "GET", "/", "--client-ip", "10.0.0.1"]);
     assert!(a.contains("split by client IP = \"10.0.0.1\""), "{a}");
 }
+
+#[test]
+fn an_exposed_admin_without_a_token_is_a_warning_for_check_and_refused_by_run() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        file,
+        "default = \"legacy\"\n[admin]\nlisten = \"0.0.0.0:0\"\n[server]\nlisten = \"127.0.0.1:0\"\n[upstreams.legacy]\nendpoints = [\"http://127.0.0.1:1\"]\n"
+    )
+    .unwrap();
+    let path = file.path().to_str().unwrap();
+    let (code, stdout, stderr) = run(&["check", "-c", path]);
+    assert_eq!(code, 0, "a warning, not an error");
+    assert!(
+        stderr.contains("warning: admin listens on 0.0.0.0:0 (not loopback) with no token"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("1 warning(s)"), "{stdout}");
+    let out = Command::new(banyan_bin())
+        .args(["run", "-c", path])
+        .env_remove("BANYAN_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-admin"));
+}

@@ -10,7 +10,11 @@ use std::collections::BTreeSet;
 #[tokio::test]
 async fn every_metric_in_the_grafana_dashboard_is_exported() {
     let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/grafana/banyan.json")).unwrap(),
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/grafana/banyan.json"
+        ))
+        .unwrap(),
     )
     .unwrap();
     let mut exprs = Vec::new();
@@ -21,12 +25,21 @@ async fn every_metric_in_the_grafana_dashboard_is_exported() {
     }
     assert!(exprs.len() >= 15, "{} queries", exprs.len());
     let name = Regex::new(r"banyan_[a-z_]+").unwrap();
-    let used: BTreeSet<String> = exprs.iter().flat_map(|e| name.find_iter(e).map(|m| m.as_str().to_string())).collect();
+    let used: BTreeSet<String> = exprs
+        .iter()
+        .flat_map(|e| name.find_iter(e).map(|m| m.as_str().to_string()))
+        .collect();
 
     // Run a banyan that exercises every family: a fallback, a shadow mismatch (whose
     // sample cannot be stored: the store's directory cannot exist), health checks.
-    let legacy = Backend::with_handler("legacy", |_| Reply::ok(r#"{"a":1}"#).header("content-type", "application/json")).await;
-    let new = Backend::with_handler("new", |_| Reply::ok(r#"{"a":2}"#).header("content-type", "application/json")).await;
+    let legacy = Backend::with_handler("legacy", |_| {
+        Reply::ok(r#"{"a":1}"#).header("content-type", "application/json")
+    })
+    .await;
+    let new = Backend::with_handler("new", |_| {
+        Reply::ok(r#"{"a":2}"#).header("content-type", "application/json")
+    })
+    .await;
     let b = banyan(&format!(
         r#"default = "legacy"
 [upstreams.legacy]
@@ -70,6 +83,9 @@ fallback = "legacy"
             .find_map(|s| metric.strip_suffix(s))
             .filter(|base| families.contains(*base))
             .unwrap_or(metric);
-        assert!(families.contains(family), "{metric} is used by the dashboard but not exported; exported: {families:?}");
+        assert!(
+            families.contains(family),
+            "{metric} is used by the dashboard but not exported; exported: {families:?}"
+        );
     }
 }

@@ -19,6 +19,18 @@ pub fn from_env() -> Option<String> {
         .filter(|t| !t.trim().is_empty())
 }
 
+/// A warning when the admin listener is reachable beyond this machine and no token guards
+/// its mutating calls.
+pub fn exposure_warning(settings: &AdminSettings, env_token: Option<&str>) -> Option<String> {
+    let exposed = !settings.listen.ip().is_loopback();
+    (exposed && expected(env_token, settings).is_none()).then(|| {
+        format!(
+            "admin listens on {} (not loopback) with no token: anyone who reaches it can change the rules; set {TOKEN_ENV} or admin.token_file",
+            settings.listen
+        )
+    })
+}
+
 /// Whether the request may mutate: always when no token is set.
 pub fn authorized(headers: &HeaderMap, expected: Option<&str>) -> bool {
     let Some(expected) = expected else {
@@ -45,6 +57,18 @@ mod tests {
     use super::*;
     use crate::config::Secret;
     use http::HeaderValue;
+
+    #[test]
+    fn exposed_admin_without_a_token_is_flagged() {
+        let mut settings = AdminSettings {
+            listen: ([0, 0, 0, 0], 9090).into(),
+            token: None,
+        };
+        assert!(exposure_warning(&settings, None).is_some());
+        assert!(exposure_warning(&settings, Some("t")).is_none());
+        settings.listen = ([127, 0, 0, 1], 9090).into();
+        assert!(exposure_warning(&settings, None).is_none());
+    }
 
     #[test]
     fn bearer_token_checks() {

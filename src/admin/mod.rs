@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use auth::TOKEN_ENV;
+pub use auth::{exposure_warning, from_env as token_from_env, TOKEN_ENV};
 
 /// Largest config accepted by `PUT /api/config`.
 const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
