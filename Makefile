@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build release test lint unit demo clean
+.PHONY: deps browser-deps build release test lint unit demo clean
 
 deps:
 	@command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
@@ -12,14 +12,21 @@ deps:
 		echo "installing a C compiler (ring builds C)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq build-essential; }
 
+# Headless Chromium and its WebDriver, for the dashboard's browser tests.
+browser-deps:
+	@{ command -v chromedriver && command -v chromium; } >/dev/null 2>&1 || { \
+		echo "installing chromium and chromium-driver (dashboard browser tests)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+
 build: deps
 	$(CARGO) build --locked
 
 release: deps
 	$(CARGO) build --release --locked
 
-# Formatting, lints, unit and integration tests (real sockets, loopback only).
-test: deps lint
+# Formatting, lints, unit and integration tests (real sockets, loopback only), and the
+# dashboard's browser tests (screenshots under target/screenshots/).
+test: deps browser-deps lint
 	$(CARGO) test --locked
 
 lint: deps

@@ -1,0 +1,179 @@
+//! The dashboard in a real browser: headless Chromium, driven over WebDriver
+//! (chromedriver), against banyan in front of the demo backends with generated traffic.
+//! Each page is saved as a screenshot under target/.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use banyan::demo::{serve, Backend as DemoBackend};
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn browser() -> (Driver, Client) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver runs (make test installs Debian's chromium-driver)");
+    let driver = Driver(driver);
+    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--no-first-run", "--window-size=1400,1000"]
+        }
+    }))
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        if let Ok(client) = ClientBuilder::new(connector)
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await
+        {
+            return (driver, client);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot start a browser session on chromedriver");
+}
+
+/// The text of the first element matching `css`, waiting for it (the pages refresh
+/// themselves, so an element may be replaced under us: try again).
+async fn text_of(c: &Client, css: &str) -> String {
+    for _ in 0..100 {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            if let Ok(t) = e.text().await {
+                if !t.is_empty() {
+                    return t;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no element {css}");
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let png = c.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_routes_verdicts_and_highlighted_samples() {
+    let legacy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let catalog = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let text = banyan::demo::DEMO_TOML
+        .replace("127.0.0.1:18081", &legacy.local_addr().unwrap().to_string())
+        .replace(
+            "127.0.0.1:18082",
+            &catalog.local_addr().unwrap().to_string(),
+        )
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9090", "127.0.0.1:0")
+        .replace(
+            "./data/banyan-diffs.sqlite",
+            &store.path().join("d.sqlite").display().to_string(),
+        );
+    tokio::spawn(serve(legacy, DemoBackend::Legacy));
+    tokio::spawn(serve(catalog, DemoBackend::Catalog));
+    let b = banyan::server::start(config(&text)).await.unwrap();
+    let (proxy, admin) = (b.proxy_addr, b.admin_addr);
+    for s in 0..200 {
+        let cookie = format!("session=s{s}");
+        get(proxy, "/api/items/1", &[("cookie", &cookie)]).await;
+        get(proxy, "/api/users/7", &[]).await;
+        get(proxy, "/api/items", &[]).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let v: serde_json::Value =
+                serde_json::from_slice(&get(admin, "/api/shadow", &[]).await.body).unwrap();
+            v["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["route"] == "item-detail" && r["compared"].as_u64() >= Some(60))
+        })
+        .await
+    );
+
+    let (_driver, c) = browser().await;
+    let base = format!("http://{admin}/");
+
+    // Overview: every route, with a match rate where it shadows.
+    c.goto(&base).await.unwrap();
+    let rate = text_of(
+        &c,
+        "#routes-table tr[data-route=\"item-detail\"] .match-rate",
+    )
+    .await;
+    assert!(rate.contains('%'), "{rate}");
+    for route in [
+        "users",
+        "item-detail",
+        "products",
+        "items-preview",
+        "items-list",
+        "default",
+    ] {
+        text_of(&c, &format!("#routes-table tr[data-route=\"{route}\"] td")).await;
+    }
+    let share = text_of(&c, "#share-new").await;
+    assert!(share.ends_with('%') && share != "0.0%", "{share}");
+    screenshot(&c, "dashboard-overview").await;
+
+    // Route page: the renamed field is a regression, the per-request time is noise.
+    c.goto(&format!("{base}#/route/item-detail")).await.unwrap();
+    assert_eq!(
+        text_of(&c, "#fields-table tr[data-field=\"$.name\"] .verdict").await,
+        "regression"
+    );
+    assert_eq!(
+        text_of(&c, "#fields-table tr[data-field=\"$.served_at\"] .verdict").await,
+        "noise"
+    );
+    text_of(&c, "#groups-table .sample-link").await;
+    screenshot(&c, "dashboard-route").await;
+
+    // Sample page: the differing field is highlighted on both sides.
+    c.find(Locator::Css("#groups-table .sample-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let highlighted = text_of(&c, ".diff-highlight[data-path=\"$.name\"]").await;
+    assert!(highlighted.contains("name"), "{highlighted}");
+    text_of(&c, "#copy-curl").await;
+    screenshot(&c, "dashboard-sample").await;
+
+    // Config page: the running version.
+    c.goto(&format!("{base}#/config")).await.unwrap();
+    assert_eq!(text_of(&c, "#running-version").await, "1");
+    screenshot(&c, "dashboard-config").await;
+    c.close().await.unwrap();
+}
