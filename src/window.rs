@@ -165,8 +165,10 @@ impl Window {
     }
 }
 
-static WINDOWS: LazyLock<Mutex<HashMap<(String, String), Arc<Window>>>> =
-    LazyLock::new(Default::default);
+/// Windows by (route, side).
+type Registry = HashMap<(String, String), Arc<Window>>;
+
+static WINDOWS: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
 
 /// The window of a (route, side), shared by every snapshot, so a reload keeps the figures.
 pub fn window(route: &str, side: &str) -> Arc<Window> {
