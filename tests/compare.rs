@@ -154,6 +154,41 @@ fn cases() -> Vec<Case> {
             vec![("$", Order)],
         ),
         (
+            "two swapped among equal elements",
+            r#"{"a":[1,2,3,4,5]}"#,
+            r#"{"a":[1,4,3,2,5]}"#,
+            none(),
+            vec![("$.a", Order)],
+        ),
+        (
+            "two changed is not a reordering",
+            r#"{"a":[1,2,3,4]}"#,
+            r#"{"a":[1,7,3,8]}"#,
+            none(),
+            vec![("$.a[1]", Value), ("$.a[3]", Value)],
+        ),
+        (
+            "swap plus a change is not a reordering",
+            r#"{"a":[1,2,3]}"#,
+            r#"{"a":[2,1,4]}"#,
+            none(),
+            vec![("$.a[0]", Value), ("$.a[1]", Value), ("$.a[2]", Value)],
+        ),
+        (
+            "duplicates reordered",
+            r#"{"a":["x","x","y"]}"#,
+            r#"{"a":["y","x","x"]}"#,
+            none(),
+            vec![("$.a", Order)],
+        ),
+        (
+            "same elements, other multiplicity",
+            r#"{"a":["x","x","y"]}"#,
+            r#"{"a":["y","y","x"]}"#,
+            none(),
+            vec![("$.a[0]", Value), ("$.a[1]", Value), ("$.a[2]", Value)],
+        ),
+        (
             "array of objects field",
             r#"{"items":[{"p":1},{"p":2}]}"#,
             r#"{"items":[{"p":1},{"p":3}]}"#,
@@ -277,6 +312,36 @@ fn cases() -> Vec<Case> {
                 r
             }),
             vec![("$.items[1]", Missing), ("$.items[1]", Extra)],
+        ),
+        (
+            "keyed arrays with a repeated key match the first",
+            r#"{"items":[{"id":1,"p":5}]}"#,
+            r#"{"items":[{"id":1,"p":5},{"id":1,"p":9}]}"#,
+            rules(|mut r| {
+                r.unordered_by.insert("$.items".into(), "id".into());
+                r
+            }),
+            vec![],
+        ),
+        (
+            "keyed arrays: an element without the key is missing",
+            r#"{"items":[{"p":1}]}"#,
+            r#"{"items":[{"p":1}]}"#,
+            rules(|mut r| {
+                r.unordered_by.insert("$.items".into(), "id".into());
+                r
+            }),
+            vec![("$.items[0]", Missing), ("$.items[0]", Extra)],
+        ),
+        (
+            "unordered duplicates matched one for one",
+            r#"{"tags":["a","a","b"]}"#,
+            r#"{"tags":["a","b","b"]}"#,
+            rules(|mut r| {
+                r.unordered.insert("$.tags".into());
+                r
+            }),
+            vec![("$.tags[1]", Missing), ("$.tags[2]", Extra)],
         ),
         (
             "absolute tolerance",

@@ -27,17 +27,21 @@ impl Path {
 
     fn with_key<T>(&mut self, key: &str, f: impl FnOnce(&mut Self) -> T) -> T {
         let (c, d) = (self.concrete.len(), self.folded.len());
-        let seg = if !key.is_empty()
+        let plain = !key.is_empty()
             && key
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
-        {
-            format!(".{key}")
-        } else {
-            format!("[{}]", Value::String(key.to_string()))
-        };
-        self.concrete.push_str(&seg);
-        self.folded.push_str(&seg);
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        for s in [&mut self.concrete, &mut self.folded] {
+            if plain {
+                s.push('.');
+                s.push_str(key);
+            } else {
+                // Quoted like a JSON string: `$["a b"]`.
+                s.push('[');
+                s.push_str(&Value::String(key.to_string()).to_string());
+                s.push(']');
+            }
+        }
         let r = f(self);
         self.concrete.truncate(c);
         self.folded.truncate(d);
@@ -46,7 +50,10 @@ impl Path {
 
     fn with_index<T>(&mut self, i: usize, f: impl FnOnce(&mut Self) -> T) -> T {
         let (c, d) = (self.concrete.len(), self.folded.len());
-        self.concrete.push_str(&format!("[{i}]"));
+        {
+            use std::fmt::Write;
+            let _ = write!(self.concrete, "[{i}]");
+        }
         self.folded.push_str("[*]");
         let r = f(self);
         self.concrete.truncate(c);
@@ -131,7 +138,7 @@ impl Walk<'_> {
         if self.rules.unordered.contains(&path.folded) {
             return self.multiset(x, y, path);
         }
-        if x.len() == y.len() && x != y && same_multiset(x, y) {
+        if x.len() == y.len() && reordered(x, y) {
             // Same elements, another order: one difference, not one per index.
             let (a, b) = (Value::Array(x.to_vec()), Value::Array(y.to_vec()));
             return self.record(path, Kind::Order, Some(&a), Some(&b));
@@ -151,18 +158,20 @@ impl Walk<'_> {
 
     /// Elements matched by a key field; each unmatched one is missing or extra.
     fn keyed(&mut self, x: &[Value], y: &[Value], key: &str, path: &mut Path) {
-        let key_of = |v: &Value| v.get(key).map(Value::to_string);
+        let by_key = Buckets::new(y, |v| v.get(key));
+        let x_keys = Buckets::new(x, |v| v.get(key));
         for (i, va) in x.iter().enumerate() {
-            let matched =
-                key_of(va).and_then(|k| y.iter().find(|vb| key_of(vb).as_ref() == Some(&k)));
+            let matched = va.get(key).and_then(|k| by_key.first(k, y, |v| v.get(key)));
             path.with_index(i, |p| match matched {
-                Some(vb) => self.value(va, vb, p),
+                Some(j) => self.value(va, &y[j], p),
                 None => self.record(p, Kind::Missing, Some(va), None),
             });
         }
         for (j, vb) in y.iter().enumerate() {
-            let k = key_of(vb);
-            if !x.iter().any(|va| key_of(va) == k && k.is_some()) {
+            let in_x = vb
+                .get(key)
+                .is_some_and(|k| x_keys.first(k, x, |v| v.get(key)).is_some());
+            if !in_x {
                 path.with_index(j, |p| self.record(p, Kind::Extra, None, Some(vb)));
             }
         }
@@ -170,25 +179,123 @@ impl Walk<'_> {
 
     /// Compared as multisets: what one side has more of is missing or extra.
     fn multiset(&mut self, x: &[Value], y: &[Value], path: &mut Path) {
-        let mut unmatched: Vec<Option<&Value>> = y.iter().map(Some).collect();
+        let mut unmatched = Buckets::new(y, Some);
         for (i, va) in x.iter().enumerate() {
-            match unmatched.iter_mut().find(|s| s.is_some_and(|vb| vb == va)) {
-                Some(slot) => *slot = None,
-                None => path.with_index(i, |p| self.record(p, Kind::Missing, Some(va), None)),
+            if unmatched.take(va, y).is_none() {
+                path.with_index(i, |p| self.record(p, Kind::Missing, Some(va), None));
             }
         }
-        for (j, vb) in unmatched.into_iter().enumerate() {
-            if let Some(vb) = vb {
-                path.with_index(j, |p| self.record(p, Kind::Extra, None, Some(vb)));
-            }
+        for j in unmatched.left() {
+            path.with_index(j, |p| self.record(p, Kind::Extra, None, Some(&y[j])));
         }
     }
 }
 
-fn same_multiset(x: &[Value], y: &[Value]) -> bool {
-    let mut a: Vec<String> = x.iter().map(Value::to_string).collect();
-    let mut b: Vec<String> = y.iter().map(Value::to_string).collect();
-    a.sort_unstable();
-    b.sort_unstable();
-    a == b
+/// Indices of a slice's elements grouped by the hash of a value drawn from each (the
+/// element itself, or its key field): finding an equal one costs a hash, not a scan.
+struct Buckets {
+    by_hash: std::collections::HashMap<u64, Vec<usize>>,
+}
+
+impl Buckets {
+    fn new<'v>(items: &'v [Value], probe: impl Fn(&'v Value) -> Option<&'v Value>) -> Self {
+        let mut by_hash: std::collections::HashMap<u64, Vec<usize>> = Default::default();
+        for (i, item) in items.iter().enumerate() {
+            if let Some(v) = probe(item) {
+                by_hash.entry(hash_of(v)).or_default().push(i);
+            }
+        }
+        // Popped from the end: reversed so the first element is taken first.
+        by_hash.values_mut().for_each(|v| v.reverse());
+        Buckets { by_hash }
+    }
+
+    /// The first element whose probed value equals `want`, in `items`' order.
+    fn first<'v>(
+        &self,
+        want: &Value,
+        items: &'v [Value],
+        probe: impl Fn(&'v Value) -> Option<&'v Value>,
+    ) -> Option<usize> {
+        let bucket = self.by_hash.get(&hash_of(want))?;
+        bucket
+            .iter()
+            .rev()
+            .copied()
+            .find(|&j| probe(&items[j]) == Some(want))
+    }
+
+    /// Take (remove) an element equal to `want`.
+    fn take(&mut self, want: &Value, items: &[Value]) -> Option<usize> {
+        let bucket = self.by_hash.get_mut(&hash_of(want))?;
+        let pos = bucket.iter().rposition(|&j| &items[j] == want)?;
+        Some(bucket.remove(pos))
+    }
+
+    /// What was never taken, in order.
+    fn left(self) -> Vec<usize> {
+        let mut rest: Vec<usize> = self.by_hash.into_values().flatten().collect();
+        rest.sort_unstable();
+        rest
+    }
+}
+
+/// The same elements in another order? Positions that agree cancel out of a multiset
+/// comparison, so only the ones that differ are hashed; fewer than two cannot be a
+/// reordering. Most differing arrays differ in a value or two, and cost one pass.
+fn reordered(x: &[Value], y: &[Value]) -> bool {
+    let differing: Vec<usize> = (0..x.len()).filter(|&i| x[i] != y[i]).collect();
+    if differing.len() < 2 {
+        return false;
+    }
+    // Pair the differing elements of both sides by hash, then confirm each pair exactly,
+    // so a hash collision cannot invent a reordering.
+    let sorted = |v: &[Value]| {
+        let mut h: Vec<(u64, usize)> = differing.iter().map(|&i| (hash_of(&v[i]), i)).collect();
+        h.sort_unstable();
+        h
+    };
+    let (a, b) = (sorted(x), sorted(y));
+    a.iter()
+        .zip(&b)
+        .all(|(&(ha, i), &(hb, j))| ha == hb && x[i] == y[j])
+}
+
+/// A structural hash of a value, walked directly: no serialisation.
+fn hash_of(v: &Value) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    feed(&mut h, v);
+    h.digest()
+}
+
+fn feed(h: &mut xxhash_rust::xxh3::Xxh3, v: &Value) {
+    match v {
+        Value::Null => h.update(b"n"),
+        Value::Bool(b) => h.update(if *b { b"t" } else { b"f" }),
+        Value::Number(n) => {
+            h.update(b"#");
+            match n.as_f64() {
+                Some(f) => h.update(&f.to_bits().to_le_bytes()),
+                None => h.update(n.to_string().as_bytes()),
+            }
+        }
+        Value::String(s) => {
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+        Value::Array(items) => {
+            h.update(b"[");
+            items.iter().for_each(|i| feed(h, i));
+            h.update(b"]");
+        }
+        Value::Object(map) => {
+            h.update(b"{");
+            for (k, v) in map {
+                h.update(&(k.len() as u64).to_le_bytes());
+                h.update(k.as_bytes());
+                feed(h, v);
+            }
+            h.update(b"}");
+        }
+    }
 }
