@@ -35,6 +35,9 @@ enum Command {
         /// Serve the admin API on a non-loopback address even without a token.
         #[arg(long)]
         insecure_admin: bool,
+        /// Worker threads of the data plane (default: one per CPU core).
+        #[arg(long, value_name = "N")]
+        threads: Option<std::num::NonZeroUsize>,
     },
     /// Validate a config file and print a summary; exit 1 if it is invalid.
     Check {
@@ -75,7 +78,8 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             insecure_admin,
-        } => run(&config, insecure_admin),
+            threads,
+        } => run(&config, insecure_admin, threads),
         Command::Check { config, against } => check(&config, against.as_deref()),
         Command::Explain {
             config,
@@ -133,13 +137,25 @@ fn print_warnings(config: &Config) {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    runtime_with(None)
+}
+
+fn runtime_with(threads: Option<std::num::NonZeroUsize>) -> Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n.get());
+    }
+    builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")
 }
 
-fn run(path: &Path, insecure_admin: bool) -> Result<ExitCode> {
+fn run(
+    path: &Path,
+    insecure_admin: bool,
+    threads: Option<std::num::NonZeroUsize>,
+) -> Result<ExitCode> {
     let config = load(path)?;
     print_warnings(&config);
     let env_token = banyan::admin::token_from_env();
@@ -149,7 +165,7 @@ fn run(path: &Path, insecure_admin: bool) -> Result<ExitCode> {
         }
         tracing::warn!("{warning} (--insecure-admin given)");
     }
-    runtime()?.block_on(async {
+    runtime_with(threads)?.block_on(async {
         let running = banyan::server::start_with_file(config, Some(path.to_path_buf())).await?;
         wait_for_shutdown().await;
         tracing::info!("shutting down: draining in-flight requests");
