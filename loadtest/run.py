@@ -1,0 +1,511 @@
+#!/usr/bin/env python3
+"""banyan against nginx, direct and bare proxies, in one run on one machine.
+
+    make bench          # the full run (about 6 minutes once built)
+    make bench-quick    # shorter phases (under 2 minutes once built)
+
+Each scenario starts its proxy, warms it up, measures throughput with a closed loop at a
+fixed concurrency (CPU seconds of the proxy from /proc over that phase), then latency at
+one constant rate shared by all scenarios (latency counted from each request's due time,
+so a stall is not hidden), then reads its peak RSS and stops it. Results go to
+loadtest/results/latest.md and latest.json.
+
+Pinning: the proxy gets the upper half of the cores, the generator and the upstreams the
+lower half; every proxy runs as many workers as it has cores (banyan --threads, nginx
+worker_processes, the bare proxies' runtimes). With one core nothing is pinned.
+
+Loopback only. Programs come from target/release (built by `make bench`).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release")
+RESULTS = os.path.join(ROOT, "loadtest", "results")
+CONNECTIONS = 64
+PATH = "/api/items/42"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, proc, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
+
+
+class Cores:
+    def __init__(self):
+        cpus = sorted(os.sched_getaffinity(0))
+        self.count = len(cpus)
+        if len(cpus) < 2:
+            self.proxy = self.rest = set(cpus)
+        else:
+            half = len(cpus) // 2
+            self.rest, self.proxy = set(cpus[:half]), set(cpus[half:])
+        self.threads = len(self.proxy)
+
+    def describe(self):
+        if self.proxy == self.rest:
+            return f"{self.count} core: nothing pinned"
+        return (
+            f"proxy on CPU {','.join(map(str, sorted(self.proxy)))} with {self.threads} "
+            f"worker(s); generator and upstreams on CPU {','.join(map(str, sorted(self.rest)))}"
+        )
+
+
+def start(cmd, cpus, env=None, **kw):
+    return subprocess.Popen(
+        cmd,
+        preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+        env={**os.environ, **(env or {})},
+        **kw,
+    )
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tree(pid):
+    """The pid and its descendants (nginx's workers), from /proc."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pid):
+    """utime + stime of the process tree, all threads, in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / tick
+
+
+def peak_rss_mb(pid):
+    """VmHWM summed over the process tree."""
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.cores = Cores()
+        self.tmp = tempfile.mkdtemp(prefix="banyan-bench-")
+        self.procs = []
+        self.upstreams = {}
+
+    # ------------------------------------------------------------------ processes
+
+    def spawn(self, cmd, cpus, port, env=None, stdout=subprocess.DEVNULL):
+        log = open(os.path.join(self.tmp, os.path.basename(cmd[0]) + ".log"), "ab")
+        proc = start(cmd, cpus, env=env, stdout=stdout, stderr=log)
+        self.procs.append(proc)
+        wait_listening(port, proc)
+        return proc
+
+    def start_upstreams(self):
+        for name, delay in [("a", 0), ("b", 0), ("slow", 1000)]:
+            port = free_port()
+            self.spawn(
+                [
+                    f"{BIN}/bench-upstream",
+                    "--listen", f"127.0.0.1:{port}",
+                    "--size", str(self.args.body),
+                    "--delay-ms", str(delay),
+                ],
+                self.cores.rest,
+                port,
+            )
+            self.upstreams[name] = f"127.0.0.1:{port}"
+
+    def banyan(self, config):
+        path = os.path.join(self.tmp, "banyan.toml")
+        with open(path, "w") as f:
+            f.write(config)
+        return (
+            [f"{BIN}/banyan", "run", "-c", path, "--threads", str(self.cores.threads)],
+            {"BANYAN_LOG": "warn"},
+        )
+
+    def banyan_config(self, port, route):
+        a, b = self.upstreams["a"], self.upstreams["b"]
+        store = os.path.join(self.tmp, f"diffs-{port}.sqlite")
+        return f"""default = "legacy"
+[server]
+listen = "127.0.0.1:{port}"
+[admin]
+listen = "127.0.0.1:{free_port()}"
+[shadow]
+store = "{store}"
+[upstreams.legacy]
+endpoints = ["http://{a}"]
+[upstreams.new]
+endpoints = ["http://{b}"]
+[upstreams.slow]
+endpoints = ["http://{self.upstreams['slow']}"]
+read_timeout = "5s"
+
+[[routes]]
+name = "items"
+match = {{ methods = ["GET"], path = {{ prefix = "/api/items" }} }}
+{route}
+"""
+
+    def nginx(self, port, mirror):
+        prefix = os.path.join(self.tmp, f"nginx-{port}")
+        os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+        a, b = self.upstreams["a"], self.upstreams["b"]
+        mirror_conf = (
+            f"""
+            mirror /mirror;
+            mirror_request_body off;
+        }}
+        location = /mirror {{
+            internal;
+            proxy_pass http://b$request_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";"""
+            if mirror
+            else ""
+        )
+        conf = f"""worker_processes {self.cores.threads};
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    # Keep connections as banyan does: no cap on requests per connection either side.
+    keepalive_requests 1000000;
+    upstream a {{ server {a}; keepalive 128; keepalive_requests 1000000; }}
+    upstream b {{ server {b}; keepalive 128; keepalive_requests 1000000; }}
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location / {{
+            proxy_pass http://a;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";{mirror_conf}
+        }}
+    }}
+}}
+"""
+        path = os.path.join(prefix, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        return [shutil.which("nginx") or "/usr/sbin/nginx", "-p", prefix, "-c", path], {}
+
+    def scenarios(self):
+        """(key, label, start) where start(port) gives (command, env), or None for direct."""
+        a = self.upstreams["a"]
+        threads = str(self.cores.threads)
+        yield "direct", "a. direct to the upstream", None
+        yield "banyan", "b. banyan forward", lambda p: self.banyan(
+            self.banyan_config(p, 'action = "forward"\nupstream = "legacy"')
+        )
+        yield "nginx", "c. nginx reverse proxy", lambda p: self.nginx(p, mirror=False)
+        yield "banyan_shadow", "d. banyan shadow 100% + compare", lambda p: self.banyan(
+            self.banyan_config(p, 'action = "shadow"\nupstream = "legacy"\nshadow = { to = "new" }')
+        )
+        yield "nginx_mirror", "e. nginx mirror", lambda p: self.nginx(p, mirror=True)
+        yield "banyan_slow_shadow", "f. banyan shadow, shadow waits 1 s", lambda p: self.banyan(
+            self.banyan_config(p, 'action = "shadow"\nupstream = "legacy"\nshadow = { to = "slow" }')
+        )
+        yield "banyan_2000", "g. banyan, 2,000 routes (match last)", self.many_routes
+        yield "bare_hyper", "h. bare hyper proxy", lambda p: (
+            [f"{BIN}/bare-hyper", "--listen", f"127.0.0.1:{p}", "--upstream", a, "--threads", threads],
+            {},
+        )
+        if os.path.exists(f"{BIN}/bare-pingora"):
+            yield "bare_pingora", "h. bare pingora 0.9 proxy", lambda p: (
+                [f"{BIN}/bare-pingora", "--listen", f"127.0.0.1:{p}", "--upstream", a, "--threads", threads],
+                {},
+            )
+
+    def many_routes(self, port):
+        config = subprocess.run(
+            [
+                f"{BIN}/bench-config",
+                "--upstream", self.upstreams["a"],
+                "--listen", f"127.0.0.1:{port}",
+                "--admin", f"127.0.0.1:{free_port()}",
+            ],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        return self.banyan(config)
+
+    # ------------------------------------------------------------------ load
+
+    def load(self, port, seconds, rate=None, path=PATH):
+        cmd = [
+            f"{BIN}/bench-load",
+            "--url", f"http://127.0.0.1:{port}{path}",
+            "--connections", str(CONNECTIONS),
+            "--duration", str(seconds),
+        ]
+        if rate:
+            cmd += ["--rate", str(rate)]
+        out = subprocess.run(
+            cmd,
+            preexec_fn=lambda: os.sched_setaffinity(0, self.cores.rest),
+            check=True, capture_output=True, text=True,
+        ).stdout
+        return json.loads(out)
+
+    def measure(self, key, label, starter, rate):
+        path = "/bench/last/42" if key == "banyan_2000" else PATH
+        proc = None
+        if starter is None:
+            port = int(self.upstreams["a"].split(":")[1])
+        else:
+            port = free_port()
+            cmd, env = starter(port)
+            proc = self.spawn(cmd, self.cores.proxy, port, env=env)
+        try:
+            self.load(port, self.args.warmup, path=path)
+            before = cpu_seconds(proc.pid) if proc else None
+            closed = self.load(port, self.args.seconds, path=path)
+            cpu = cpu_seconds(proc.pid) - before if proc else None
+            timed = self.load(port, self.args.latency_seconds, rate=rate, path=path) if rate else None
+            rss = peak_rss_mb(proc.pid) if proc else None
+        finally:
+            if proc:
+                stop(proc)
+        row = {
+            "key": key,
+            "label": label,
+            "rps": closed["rps"],
+            "requests": closed["requests"],
+            "errors": closed["errors"] + closed["non_2xx"],
+            "cpu_s_per_10k": cpu / closed["requests"] * 10_000 if cpu is not None else None,
+            "peak_rss_mb": rss,
+        }
+        if timed:
+            row.update(
+                rate=rate,
+                achieved_rate=timed["rps"],
+                p50_ms=timed["p50_us"] / 1000,
+                p99_ms=timed["p99_us"] / 1000,
+                p999_ms=timed["p999_us"] / 1000,
+                errors=row["errors"] + timed["errors"] + timed["non_2xx"],
+            )
+        return row
+
+    def run(self):
+        self.start_upstreams()
+        try:
+            rows = {}
+            scenarios = list(self.scenarios())
+            # One rate for every scenario, well below the saturation of banyan forward and
+            # nginx (measured now, briefly), so latency is compared at equal load.
+            calib = {}
+            for key, label, starter in scenarios:
+                if key in ("banyan", "nginx"):
+                    port = free_port()
+                    cmd, env = starter(port)
+                    proc = self.spawn(cmd, self.cores.proxy, port, env=env)
+                    try:
+                        self.load(port, self.args.warmup)
+                        calib[key] = self.load(port, self.args.warmup)["rps"]
+                    finally:
+                        stop(proc)
+            rate = self.args.rate or max(500, int(min(calib.values()) * 0.4) // 500 * 500)
+            print(f"constant rate for latency: {rate} req/s (calibration {calib})", file=sys.stderr)
+            for key, label, starter in scenarios:
+                print(f"  {label} ...", file=sys.stderr, flush=True)
+                rows[key] = self.measure(key, label, starter, rate)
+            return rate, rows
+        finally:
+            for p in self.procs:
+                stop(p)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- report
+
+
+def ratio(x, y):
+    return x / y if x is not None and y else None
+
+
+def targets(rows):
+    b, n = rows["banyan"], rows["nginx"]
+    f, g = rows["banyan_slow_shadow"], rows["banyan_2000"]
+    out = [
+        ("banyan forward CPU per request <= nginx's",
+         b["cpu_s_per_10k"] <= n["cpu_s_per_10k"],
+         f"{b['cpu_s_per_10k']:.3f} vs {n['cpu_s_per_10k']:.3f} CPU s/10k req "
+         f"({ratio(b['cpu_s_per_10k'], n['cpu_s_per_10k']):.2f}x)"),
+        ("banyan forward throughput >= 0.9x nginx's",
+         b["rps"] >= 0.9 * n["rps"],
+         f"{b['rps']:.0f} vs {n['rps']:.0f} req/s ({ratio(b['rps'], n['rps']):.2f}x)"),
+        ("banyan forward p99 within 0.5 ms of nginx's at the same rate",
+         b["p99_ms"] <= n["p99_ms"] + 0.5,
+         f"{b['p99_ms']:.2f} vs {n['p99_ms']:.2f} ms"),
+        ("(f) hanging shadow: client p99 within 10% of (b)",
+         f["p99_ms"] <= 1.1 * b["p99_ms"],
+         f"{f['p99_ms']:.2f} vs {b['p99_ms']:.2f} ms"),
+        ("(f) hanging shadow: RSS bounded (under 2x forward's)",
+         f["peak_rss_mb"] < 2 * b["peak_rss_mb"],
+         f"{f['peak_rss_mb']:.1f} vs {b['peak_rss_mb']:.1f} MB"),
+        ("(g) 2,000 routes cost under 10% over (b), in CPU per request",
+         g["cpu_s_per_10k"] < 1.1 * b["cpu_s_per_10k"],
+         f"{g['cpu_s_per_10k']:.3f} vs {b['cpu_s_per_10k']:.3f} CPU s/10k req "
+         f"({ratio(g['cpu_s_per_10k'], b['cpu_s_per_10k']):.2f}x); "
+         f"throughput {ratio(g['rps'], b['rps']):.2f}x"),
+    ]
+    return [{"target": t, "met": bool(ok), "figures": fig} for t, ok, fig in out]
+
+
+def fmt(x, spec):
+    return "-" if x is None else format(x, spec)
+
+
+def markdown(meta, rate, rows, goals):
+    n, d = rows["nginx"], rows["direct"]
+    lines = [
+        f"# banyan load test, {meta['date']}",
+        "",
+        f"{meta['cores']} cores ({meta['cpu']}), {meta['kernel']}; {meta['pinning']}. "
+        f"{CONNECTIONS} keep-alive connections, {meta['body']} B JSON bodies; throughput "
+        f"over {meta['seconds']} s closed loop; latency at a constant {rate} req/s for "
+        f"{meta['latency_seconds']} s, from each request's due time. banyan {meta['commit']}, "
+        f"{meta['nginx']}.",
+        "",
+        "| scenario | req/s | x nginx | x direct | p50 ms | p99 ms | p99.9 ms | CPU s / 10k req | CPU x nginx | peak RSS MB | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows.values():
+        lines.append(
+            "| {label} | {rps:.0f} | {xn} | {xd} | {p50} | {p99} | {p999} | {cpu} | {cxn} | {rss} | {err} |".format(
+                label=r["label"],
+                rps=r["rps"],
+                xn=fmt(ratio(r["rps"], n["rps"]), ".2f"),
+                xd=fmt(ratio(r["rps"], d["rps"]), ".2f"),
+                p50=fmt(r.get("p50_ms"), ".2f"),
+                p99=fmt(r.get("p99_ms"), ".2f"),
+                p999=fmt(r.get("p999_ms"), ".2f"),
+                cpu=fmt(r["cpu_s_per_10k"], ".3f"),
+                cxn=fmt(ratio(r["cpu_s_per_10k"], n["cpu_s_per_10k"]), ".2f"),
+                rss=fmt(r["peak_rss_mb"], ".1f"),
+                err=r["errors"],
+            )
+        )
+    lines += ["", "| target | met | figures |", "| --- | --- | --- |"]
+    for g in goals:
+        lines.append(f"| {g['target']} | {'yes' if g['met'] else 'no'} | {g['figures']} |")
+    lines += ["", "Reproduce: `make bench` (or `make bench-quick`); see loadtest/README.md.", ""]
+    return "\n".join(lines)
+
+
+def machine(args, cores):
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.strip() or subprocess.run(
+                cmd, capture_output=True, text=True).stderr.strip()
+        except OSError:
+            return "unknown"
+
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cores": cores.count,
+        "cpu": cpu,
+        "kernel": f"Linux {platform.release()}",
+        "pinning": cores.describe(),
+        "body": args.body,
+        "seconds": args.seconds,
+        "latency_seconds": args.latency_seconds,
+        "commit": out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]),
+        "nginx": out(["nginx", "-v"]).replace("nginx version: ", ""),
+        "quick": args.quick,
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="short phases (make bench-quick)")
+    p.add_argument("--rate", type=int, help="constant rate for latency (default: 40%% of the slower of banyan and nginx)")
+    p.add_argument("--body", type=int, default=1024, help="response body bytes (default 1024)")
+    p.add_argument("--out", default=RESULTS)
+    args = p.parse_args()
+    args.warmup, args.seconds, args.latency_seconds = (1, 4, 4) if args.quick else (2, 12, 15)
+
+    bench = Bench(args)
+    meta = machine(args, bench.cores)
+    rate, rows = bench.run()
+    goals = targets(rows)
+    text = markdown(meta, rate, rows, goals)
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "latest.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(args.out, "latest.json"), "w") as f:
+        json.dump({"machine": meta, "rate": rate, "connections": CONNECTIONS,
+                   "scenarios": list(rows.values()), "targets": goals}, f, indent=2)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

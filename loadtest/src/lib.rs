@@ -1,0 +1,25 @@
+//! Shared pieces of the benchmark programs.
+
+use std::net::SocketAddr;
+
+/// A tokio runtime with `threads` workers (current-thread for 1, as nginx's single worker).
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}
+
+/// Bind, then print the bound address on stdout's first line, so a harness that asked
+/// for port 0 learns the port.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("{}", listener.local_addr()?);
+    Ok(listener)
+}
