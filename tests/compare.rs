@@ -324,14 +324,14 @@ fn cases() -> Vec<Case> {
             vec![],
         ),
         (
-            "keyed arrays: an element without the key is missing",
-            r#"{"items":[{"p":1}]}"#,
-            r#"{"items":[{"p":1}]}"#,
+            "keyed arrays: elements without the key are matched among themselves",
+            r#"{"items":[{"p":1},{"id":1},{"p":3}]}"#,
+            r#"{"items":[{"p":3},{"id":1},{"p":2}]}"#,
             rules(|mut r| {
                 r.unordered_by.insert("$.items".into(), "id".into());
                 r
             }),
-            vec![("$.items[0]", Missing), ("$.items[0]", Extra)],
+            vec![("$.items[0]", Missing), ("$.items[2]", Extra)],
         ),
         (
             "unordered duplicates matched one for one",
@@ -612,5 +612,59 @@ fn status_headers_text_and_binary() {
             .unwrap()
             .starts_with("5 bytes, xxh3 "),
         "{d:?}"
+    );
+}
+
+#[test]
+fn identical_bodies_never_differ_whatever_their_type() {
+    let with_type = |body: &'static str, content_type: &'static str| {
+        let mut r = json(body);
+        r.headers
+            .insert("content-type", HeaderValue::from_static(content_type));
+        r
+    };
+    // Invalid JSON labelled JSON, JSON labelled text, binary: the same bytes on both
+    // sides are no body difference (a content-type difference is the header's to report).
+    for (a, b) in [
+        (
+            with_type("{not json", "application/json"),
+            with_type("{not json", "application/json"),
+        ),
+        (
+            with_type(r#"{"a":1}"#, "application/json"),
+            with_type(r#"{"a":1}"#, "text/plain"),
+        ),
+        (
+            with_type("\u{1}\u{2}", "application/octet-stream"),
+            with_type("\u{1}\u{2}", "application/octet-stream"),
+        ),
+    ] {
+        let paths: Vec<String> = compare(&a, &b, &Rules::default())
+            .into_iter()
+            .map(|d| d.path)
+            .collect();
+        assert!(paths.iter().all(|p| p != "body"), "{paths:?}");
+    }
+    // The same raw bytes under different encodings are not the same content.
+    let plain = encoded(r#"{"a":1}"#, "identity");
+    let mut labelled_gzip = plain.clone();
+    labelled_gzip
+        .headers
+        .insert("content-encoding", HeaderValue::from_static("gzip"));
+    let gzipped = encoded(r#"{"a":2}"#, "gzip");
+    let mut unlabelled = gzipped.clone();
+    unlabelled.headers.remove("content-encoding");
+    assert_eq!(
+        compare(&gzipped, &unlabelled, &Rules::default())
+            .iter()
+            .filter(|d| d.path == "body" || d.path.starts_with('$'))
+            .count(),
+        1
+    );
+    assert!(
+        compare(&plain, &labelled_gzip, &Rules::default())
+            .iter()
+            .all(|d| d.path != "body" && !d.path.starts_with('$')),
+        "undecodable data compares as it is"
     );
 }

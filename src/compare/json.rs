@@ -156,21 +156,29 @@ impl Walk<'_> {
         }
     }
 
-    /// Elements matched by a key field; each unmatched one is missing or extra.
+    /// Elements matched by a key field; each unmatched one is missing or extra. Elements
+    /// without the key have nothing to be matched by but themselves: they are compared
+    /// among themselves as a multiset.
     fn keyed(&mut self, x: &[Value], y: &[Value], key: &str, path: &mut Path) {
         let by_key = Buckets::new(y, |v| v.get(key));
         let x_keys = Buckets::new(x, |v| v.get(key));
+        let mut keyless = Buckets::new(y, |v| v.get(key).is_none().then_some(v));
         for (i, va) in x.iter().enumerate() {
-            let matched = va.get(key).and_then(|k| by_key.first(k, y, |v| v.get(key)));
+            let matched = match va.get(key) {
+                Some(k) => by_key.first(k, y, |v| v.get(key)),
+                None => keyless.take(va, y),
+            };
             path.with_index(i, |p| match matched {
                 Some(j) => self.value(va, &y[j], p),
                 None => self.record(p, Kind::Missing, Some(va), None),
             });
         }
+        let keyless_left = keyless.left();
         for (j, vb) in y.iter().enumerate() {
-            let in_x = vb
-                .get(key)
-                .is_some_and(|k| x_keys.first(k, x, |v| v.get(key)).is_some());
+            let in_x = match vb.get(key) {
+                Some(k) => x_keys.first(k, x, |v| v.get(key)).is_some(),
+                None => keyless_left.binary_search(&j).is_err(),
+            };
             if !in_x {
                 path.with_index(j, |p| self.record(p, Kind::Extra, None, Some(vb)));
             }
