@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps browser-deps build release test lint unit demo clean
+.PHONY: deps browser-deps bench-deps build release test lint unit demo bench bench-quick bench-build clean
 
 deps:
 	@command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
@@ -17,6 +17,14 @@ browser-deps:
 	@{ command -v chromedriver && command -v chromium; } >/dev/null 2>&1 || { \
 		echo "installing chromium and chromium-driver (dashboard browser tests)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+
+# What the load test needs besides Rust: nginx (the reference), cmake (pingora's zlib-ng,
+# for the bare pingora proxy), python3 (the harness).
+bench-deps: deps
+	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 && command -v cmake >/dev/null 2>&1 \
+		&& command -v python3 >/dev/null 2>&1 || { \
+		echo "installing nginx, cmake and python3 (load test)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nginx cmake python3; }
 
 build: deps
 	$(CARGO) build --locked
@@ -39,6 +47,18 @@ unit: deps
 # Two demo backends and banyan in front of them, on 127.0.0.1:8080 (admin :9090).
 demo: release
 	./target/release/banyan demo
+
+# The load test against nginx (loadtest/README.md): results in loadtest/results/.
+# Its programs build into the same target/ (a package of their own, outside `make test`).
+bench-build: bench-deps
+	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked --manifest-path loadtest/Cargo.toml --features pingora --target-dir target
+
+bench: bench-build
+	python3 loadtest/run.py
+
+bench-quick: bench-build
+	python3 loadtest/run.py --quick
 
 clean:
 	$(CARGO) clean

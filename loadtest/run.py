@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """banyan against nginx, direct and bare proxies, in one run on one machine.
 
-    make bench          # the full run (about 6 minutes once built)
-    make bench-quick    # shorter phases (under 2 minutes once built)
+    make bench          # the full run: 3 rounds (about 8 minutes once built)
+    make bench-quick    # one round of shorter phases (about 2 minutes once built)
 
 Each scenario starts its proxy, warms it up, measures throughput with a closed loop at a
 fixed concurrency (CPU seconds of the proxy from /proc over that phase), then latency at
@@ -25,6 +25,7 @@ import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -367,14 +368,37 @@ http {{
                         stop(proc)
             rate = self.args.rate or max(500, int(min(calib.values()) * 0.4) // 500 * 500)
             print(f"constant rate for latency: {rate} req/s (calibration {calib})", file=sys.stderr)
-            for key, label, starter in scenarios:
-                print(f"  {label} ...", file=sys.stderr, flush=True)
-                rows[key] = self.measure(key, label, starter, rate)
+            # Rounds in turn (a, b, c, ..., a, b, c, ...), so a slow minute of a shared
+            # machine falls on every scenario alike; each figure is the median of rounds.
+            runs = {key: [] for key, _, _ in scenarios}
+            for n in range(self.args.rounds):
+                for key, label, starter in scenarios:
+                    print(f"  round {n + 1}/{self.args.rounds}: {label} ...", file=sys.stderr, flush=True)
+                    runs[key].append(self.measure(key, label, starter, rate))
+            rows = {key: combine(rounds) for key, rounds in runs.items()}
             return rate, rows
         finally:
             for p in self.procs:
                 stop(p)
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def combine(rounds):
+    """One row from a scenario's rounds: medians, errors summed, the highest peak RSS,
+    and the rounds' spread of throughput and CPU kept for the record."""
+    row = dict(rounds[0])
+    for field in ("rps", "cpu_s_per_10k", "achieved_rate", "p50_ms", "p99_ms", "p999_ms"):
+        values = [r[field] for r in rounds if r.get(field) is not None]
+        if values:
+            row[field] = statistics.median(values)
+    row["requests"] = sum(r["requests"] for r in rounds)
+    row["errors"] = sum(r["errors"] for r in rounds)
+    rss = [r["peak_rss_mb"] for r in rounds if r["peak_rss_mb"] is not None]
+    row["peak_rss_mb"] = max(rss) if rss else None
+    row["rounds"] = [
+        {k: r.get(k) for k in ("rps", "cpu_s_per_10k", "p99_ms", "peak_rss_mb")} for r in rounds
+    ]
+    return row
 
 
 # ---------------------------------------------------------------------- report
@@ -425,7 +449,8 @@ def markdown(meta, rate, rows, goals):
         f"{meta['cores']} cores ({meta['cpu']}), {meta['kernel']}; {meta['pinning']}. "
         f"{CONNECTIONS} keep-alive connections, {meta['body']} B JSON bodies; throughput "
         f"over {meta['seconds']} s closed loop; latency at a constant {rate} req/s for "
-        f"{meta['latency_seconds']} s, from each request's due time. banyan {meta['commit']}, "
+        f"{meta['latency_seconds']} s, from each request's due time; the median of "
+        f"{meta['rounds']} round(s) taken in turn. banyan {meta['commit']}, "
         f"{meta['nginx']}.",
         "",
         "| scenario | req/s | x nginx | x direct | p50 ms | p99 ms | p99.9 ms | CPU s / 10k req | CPU x nginx | peak RSS MB | errors |",
@@ -480,6 +505,7 @@ def machine(args, cores):
         "commit": out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]),
         "nginx": out(["nginx", "-v"]).replace("nginx version: ", ""),
         "quick": args.quick,
+        "rounds": args.rounds,
     }
 
 
@@ -488,9 +514,12 @@ def main():
     p.add_argument("--quick", action="store_true", help="short phases (make bench-quick)")
     p.add_argument("--rate", type=int, help="constant rate for latency (default: 40%% of the slower of banyan and nginx)")
     p.add_argument("--body", type=int, default=1024, help="response body bytes (default 1024)")
+    p.add_argument("--rounds", type=int, help="rounds of every scenario, in turn (default 3; 1 with --quick)")
     p.add_argument("--out", default=RESULTS)
     args = p.parse_args()
-    args.warmup, args.seconds, args.latency_seconds = (1, 4, 4) if args.quick else (2, 12, 15)
+    # (warm-up, closed-loop, constant-rate) seconds per round, and rounds.
+    args.warmup, args.seconds, args.latency_seconds = (1, 4, 4) if args.quick else (1, 6, 8)
+    args.rounds = args.rounds or (1 if args.quick else 3)
 
     bench = Bench(args)
     meta = machine(args, bench.cores)

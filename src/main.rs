@@ -10,12 +10,6 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-// malloc/free were ~5% of the forward path's CPU under perf; mimalloc's per-thread
-// free lists cut that (and it is what the field's proxies ship with, e.g. jemalloc in
-// pingora, tcmalloc in Envoy).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "banyan", version, about = "A strangler-fig migration proxy")]
 struct Cli {

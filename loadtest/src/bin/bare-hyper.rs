@@ -19,7 +19,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    banyan_loadtest::runtime(args.threads)?.block_on(async move {
+    banyan_loadtest::proxy_runtime(args.threads)?.block_on(async move {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client: Client<_, Incoming> =
