@@ -130,6 +130,19 @@ def cpu_seconds(pid):
     return total / tick
 
 
+def cpu_ticks(cpus):
+    """(steal, total) ticks of the given CPUs, from /proc/stat."""
+    steal = total = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                values = [int(v) for v in fields[:8]]
+                steal += values[7] if len(values) > 7 else 0
+                total += sum(values)
+    return steal, total
+
+
 def peak_rss_mb(pid):
     """VmHWM summed over the process tree."""
     total = 0
@@ -318,6 +331,7 @@ http {{
             port = free_port()
             cmd, env = starter(port)
             proc = self.spawn(cmd, self.cores.proxy, port, env=env)
+        ticks_before = cpu_ticks(self.cores.proxy | self.cores.rest)
         try:
             self.load(port, self.args.warmup, path=path)
             before = cpu_seconds(proc.pid) if proc else None
@@ -328,8 +342,13 @@ http {{
         finally:
             if proc:
                 stop(proc)
+        # Time the hypervisor gave our CPUs (proxy's, generator's, upstreams') to someone
+        # else: a noisy neighbour shows here, and tells which rounds to distrust.
+        ticks_after = cpu_ticks(self.cores.proxy | self.cores.rest)
+        stolen, elapsed = (a - b for a, b in zip(ticks_after, ticks_before))
         row = {
             "key": key,
+            "steal_pct": 100 * stolen / elapsed if elapsed else 0.0,
             "label": label,
             "rps": closed["rps"],
             "requests": closed["requests"],
@@ -387,7 +406,7 @@ def combine(rounds):
     """One row from a scenario's rounds: medians, errors summed, the highest peak RSS,
     and the rounds' spread of throughput and CPU kept for the record."""
     row = dict(rounds[0])
-    for field in ("rps", "cpu_s_per_10k", "achieved_rate", "p50_ms", "p99_ms", "p999_ms"):
+    for field in ("rps", "cpu_s_per_10k", "achieved_rate", "p50_ms", "p99_ms", "p999_ms", "steal_pct"):
         values = [r[field] for r in rounds if r.get(field) is not None]
         if values:
             row[field] = statistics.median(values)
@@ -396,7 +415,7 @@ def combine(rounds):
     rss = [r["peak_rss_mb"] for r in rounds if r["peak_rss_mb"] is not None]
     row["peak_rss_mb"] = max(rss) if rss else None
     row["rounds"] = [
-        {k: r.get(k) for k in ("rps", "cpu_s_per_10k", "p99_ms", "peak_rss_mb")} for r in rounds
+        {k: r.get(k) for k in ("rps", "cpu_s_per_10k", "p99_ms", "peak_rss_mb", "steal_pct")} for r in rounds
     ]
     return row
 
@@ -453,12 +472,12 @@ def markdown(meta, rate, rows, goals):
         f"{meta['rounds']} round(s) taken in turn. banyan {meta['commit']}, "
         f"{meta['nginx']}.",
         "",
-        "| scenario | req/s | x nginx | x direct | p50 ms | p99 ms | p99.9 ms | CPU s / 10k req | CPU x nginx | peak RSS MB | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| scenario | req/s | x nginx | x direct | p50 ms | p99 ms | p99.9 ms | CPU s / 10k req | CPU x nginx | peak RSS MB | errors | steal % |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows.values():
         lines.append(
-            "| {label} | {rps:.0f} | {xn} | {xd} | {p50} | {p99} | {p999} | {cpu} | {cxn} | {rss} | {err} |".format(
+            "| {label} | {rps:.0f} | {xn} | {xd} | {p50} | {p99} | {p999} | {cpu} | {cxn} | {rss} | {err} | {steal} |".format(
                 label=r["label"],
                 rps=r["rps"],
                 xn=fmt(ratio(r["rps"], n["rps"]), ".2f"),
@@ -470,8 +489,13 @@ def markdown(meta, rate, rows, goals):
                 cxn=fmt(ratio(r["cpu_s_per_10k"], n["cpu_s_per_10k"]), ".2f"),
                 rss=fmt(r["peak_rss_mb"], ".1f"),
                 err=r["errors"],
+                steal=fmt(r["steal_pct"], ".1f"),
             )
         )
+    noisy = [r["label"] for r in rows.values() if max(x["steal_pct"] for x in r["rounds"]) > 5]
+    if noisy:
+        lines += ["", "The hypervisor stole over 5% of the CPU time in a round of: "
+                  + "; ".join(noisy) + ". Their latency percentiles carry that noise."]
     lines += ["", "| target | met | figures |", "| --- | --- | --- |"]
     for g in goals:
         lines.append(f"| {g['target']} | {'yes' if g['met'] else 'no'} | {g['figures']} |")
