@@ -505,11 +505,12 @@ def markdown(meta, rate, rows, goals):
 
 def machine(args, cores):
     def out(cmd):
+        # `nginx -v` answers on stderr, git on stdout.
         try:
-            return subprocess.run(cmd, capture_output=True, text=True).stdout.strip() or subprocess.run(
-                cmd, capture_output=True, text=True).stderr.strip()
+            done = subprocess.run(cmd, capture_output=True, text=True)
         except OSError:
             return "unknown"
+        return done.stdout.strip() or done.stderr.strip()
 
     cpu = "unknown"
     try:
