@@ -3,6 +3,7 @@
 //! an answer banyan writes itself). An `Either`, not a boxed trait object: no allocation
 //! per request.
 
+use crate::guard::body::ClientBody;
 use crate::shadow::capture::{Capture, Tap};
 use bytes::Bytes;
 use http_body_util::{Either, Full};
@@ -12,25 +13,25 @@ use hyper::body::Incoming;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A streamed or in-memory body. A streamed one may be copied for a shadow as it passes.
-pub type ProxyBody = Either<Tap<Incoming>, Full<Bytes>>;
+pub type ProxyBody<B = Incoming> = Either<Tap<B>, Full<Bytes>>;
 
-/// What goes upstream.
-pub type RequestBody = ProxyBody;
+/// What goes upstream: the client's body, held to its limits.
+pub type RequestBody = ProxyBody<ClientBody>;
 
 /// What goes back to the client.
-pub type ResponseBody = ProxyBody;
+pub type ResponseBody = ProxyBody<Incoming>;
 
 /// A body streamed from a peer as it arrives.
-pub fn streamed(body: Incoming) -> ProxyBody {
+pub fn streamed<B: http_body::Body>(body: B) -> ProxyBody<B> {
     Either::Left(Tap::plain(body))
 }
 
 /// A body streamed from a peer, copied into `capture` as it passes.
-pub fn tapped(body: Incoming, capture: Capture) -> ProxyBody {
+pub fn tapped<B: http_body::Body>(body: B, capture: Capture) -> ProxyBody<B> {
     Either::Left(Tap::new(body, capture))
 }
 
 /// A body held whole in memory.
-pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+pub fn full<B>(bytes: impl Into<Bytes>) -> ProxyBody<B> {
     Either::Right(Full::new(bytes.into()))
 }

@@ -6,6 +6,7 @@ pub mod body;
 pub mod compare;
 pub mod config;
 pub mod demo;
+pub mod guard;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

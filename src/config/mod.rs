@@ -58,6 +58,11 @@ pub struct ServerSettings {
     /// proxy); otherwise banyan sets them itself.
     pub trust_forwarded_headers: bool,
     pub fallback_max_body: u64,
+    /// How long in-flight requests may take to finish after SIGTERM or an upgrade.
+    pub drain_period: std::time::Duration,
+    /// Where a running banyan hands its listeners to `banyan run --upgrade`.
+    pub upgrade_socket: Option<PathBuf>,
+    pub limits: crate::guard::Limits,
 }
 
 /// The admin listener (metrics, health, the config API).

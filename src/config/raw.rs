@@ -46,6 +46,17 @@ pub struct RawServer {
     #[serde(default)]
     pub trust_forwarded_headers: bool,
     pub fallback_max_body: Option<Spanned<i64>>,
+    /// How long in-flight requests may take to finish after SIGTERM or an upgrade.
+    pub drain_period: Option<Spanned<String>>,
+    /// The Unix socket through which `banyan run --upgrade` takes the listeners over.
+    pub upgrade_socket: Option<Spanned<String>>,
+    pub max_header_bytes: Option<Spanned<i64>>,
+    pub max_headers: Option<Spanned<i64>>,
+    pub max_uri_bytes: Option<Spanned<i64>>,
+    pub max_body: Option<Spanned<i64>>,
+    pub header_timeout: Option<Spanned<String>>,
+    pub body_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +107,8 @@ pub struct RawRoute {
     #[serde(default)]
     pub shadow_methods: Vec<Spanned<String>>,
     pub compare: Option<Spanned<RawCompare>>,
+    /// Largest request body this route takes (413 above), instead of the server's.
+    pub max_body: Option<Spanned<i64>>,
 }
 
 /// `shadow = { to = "items-svc", percent = 100, ... }`

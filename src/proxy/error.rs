@@ -1,6 +1,7 @@
 //! Errors banyan answers itself: one status and one `x-banyan-error` cause each, here only.
 
 use crate::body::{self, ResponseBody};
+use crate::guard::Refusal;
 use http::{HeaderValue, Response, StatusCode};
 
 /// The header that names why banyan, not the upstream, produced a response.
@@ -15,8 +16,8 @@ pub enum ProxyError {
     UpstreamTimeout,
     /// The connection failed after it was made (reset, protocol error).
     UpstreamError,
-    /// The request could not be read or was malformed.
-    BadRequest,
+    /// banyan refused the request itself: malformed, ambiguous or over a limit.
+    Refused(Refusal),
 }
 
 impl ProxyError {
@@ -24,7 +25,13 @@ impl ProxyError {
         match self {
             ProxyError::UpstreamConnect | ProxyError::UpstreamError => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::BadRequest => StatusCode::BAD_REQUEST,
+            ProxyError::Refused(r) => match r {
+                Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+                Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
+                Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            },
         }
     }
 
@@ -34,16 +41,28 @@ impl ProxyError {
             ProxyError::UpstreamConnect => "upstream_connect_failed",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::UpstreamError => "upstream_error",
-            ProxyError::BadRequest => "bad_request",
+            ProxyError::Refused(r) => match r {
+                Refusal::BadRequest(_) => "bad_request",
+                Refusal::UriTooLong => "uri_too_long",
+                Refusal::HeadersTooLarge => "headers_too_large",
+                Refusal::BodyTooLarge => "body_too_large",
+                Refusal::BodyTimeout => "body_timeout",
+            },
         }
     }
 
     fn sentence(self) -> &'static str {
         match self {
+            ProxyError::Refused(r) => match r {
+                Refusal::BadRequest(why) => why,
+                Refusal::UriTooLong => "the request target is too long",
+                Refusal::HeadersTooLarge => "the request has too many or too large headers",
+                Refusal::BodyTooLarge => "the request body is larger than this route takes",
+                Refusal::BodyTimeout => "the request body stopped arriving",
+            },
             ProxyError::UpstreamConnect => "could not connect to the upstream",
             ProxyError::UpstreamTimeout => "the upstream did not answer in time",
             ProxyError::UpstreamError => "the upstream connection failed",
-            ProxyError::BadRequest => "the request could not be read",
         }
     }
 
@@ -60,12 +79,17 @@ impl ProxyError {
 
     pub fn response(self, upstream: &str) -> Response<ResponseBody> {
         let status = self.status();
-        let body = format!(
-            "{} {}: {} {upstream}\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or(""),
-            self.sentence()
-        );
+        let reason = status.canonical_reason().unwrap_or("");
+        let body = match self {
+            ProxyError::Refused(_) => {
+                format!("{} {reason}: {}\n", status.as_u16(), self.sentence())
+            }
+            _ => format!(
+                "{} {reason}: {} {upstream}\n",
+                status.as_u16(),
+                self.sentence()
+            ),
+        };
         let mut resp = Response::new(body::full(body));
         *resp.status_mut() = status;
         let headers = resp.headers_mut();

@@ -7,6 +7,7 @@ pub mod headers;
 mod tunnel;
 
 use crate::body::{self, ResponseBody};
+use crate::guard::{self, body::ClientBody, Refusal};
 use crate::routing::{RequestView, UpstreamId};
 use crate::shadow::{self, capture::Capture};
 use crate::snapshot::Snapshot;
@@ -47,8 +48,20 @@ pub async fn handle(
         && headers::upgrade_request(req.headers()).is_some())
     .then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
+    let limits = &snap.config.server.limits;
+    if let Err(refusal) = guard::head::check(&parts, limits) {
+        let default = snap.config.routes.default_upstream();
+        return finish(
+            &snap,
+            None,
+            default,
+            started,
+            Err(ProxyError::Refused(refusal)),
+        );
+    }
     let plan = plan(&snap, client, parts);
     let (route, upstream) = (plan.route, plan.upstream);
+    let (body, verdict) = ClientBody::new(body, plan.max_body, limits.body_timeout);
     let (result, answered_by, mirror) = match plan.requests {
         Err(e) => (Err(e), upstream, None),
         Ok(requests) => {
@@ -80,6 +93,8 @@ pub async fn handle(
                 mirror_request,
             )
             .await;
+            // A body that broke its limits or its framing is the client's fault.
+            let result = result.map_err(|e| verdict.get().map_or(e, ProxyError::Refused));
             (result, answered_by, mirror_response)
         }
     };
@@ -106,6 +121,8 @@ struct Plan {
     requests: Result<Requests, ProxyError>,
     /// The route shadows this request (method, side and sample allow it).
     shadow: bool,
+    /// The largest body the route takes.
+    max_body: u64,
 }
 
 /// The request for the route's upstream and, when the route has a fallback that may take
@@ -125,6 +142,10 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
     let route = decision.route.map(|i| &snap.config.routes.routes()[i]);
     let new_path = route.and_then(|r| r.rewrite.path(view.path));
     let (route_index, upstream) = (decision.route, decision.upstream);
+    let max_body = route
+        .and_then(|r| r.max_body)
+        .unwrap_or(snap.config.server.limits.max_body);
+    let too_large = guard::head::declared_body_too_large(&parts.headers, max_body);
     let shadow = route
         .and_then(|r| r.shadow.as_deref())
         .is_some_and(|spec| shadow::wanted(spec, upstream, &view));
@@ -156,13 +177,21 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
         .and_then(|r| r.fallback)
         .filter(|f| *f != upstream && forward::is_idempotent(&primary.method))
         .map(|f| (f, primary.clone()));
-    let mut requests = Ok(());
+    let mut requests = if too_large {
+        Err(ProxyError::Refused(Refusal::BodyTooLarge))
+    } else {
+        Ok(())
+    };
     if let Some(route) = route {
         route.rewrite.apply_headers(&mut primary.headers);
         if let Some(path) = new_path {
             match with_query(path, parts.uri.query()) {
                 Some(pq) => primary.path_and_query = pq,
-                None => requests = Err(ProxyError::BadRequest),
+                None => {
+                    requests = Err(ProxyError::Refused(Refusal::BadRequest(
+                        "the rewritten path is not a valid URI",
+                    )))
+                }
             }
         }
     }
@@ -171,6 +200,7 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
         upstream,
         requests: requests.map(|()| Requests { primary, fallback }),
         shadow,
+        max_body,
     }
 }
 
@@ -181,7 +211,7 @@ async fn send(
     route: Option<usize>,
     upstream: UpstreamId,
     requests: Requests,
-    body: Incoming,
+    body: ClientBody,
     upgrade: bool,
     mirror: Option<Capture>,
 ) -> (Result<Response<Incoming>, ProxyError>, UpstreamId) {
@@ -254,15 +284,15 @@ fn with_query(mut path: String, query: Option<&str>) -> Option<PathAndQuery> {
 }
 
 /// Whether a body can be buffered for a fallback: empty, or of a known small length.
-fn fits(body: &Incoming, max: u64) -> bool {
+fn fits(body: &ClientBody, max: u64) -> bool {
     body.is_end_stream() || body.size_hint().upper().is_some_and(|n| n <= max)
 }
 
-async fn buffer(body: Incoming, max: u64) -> Result<Bytes, ProxyError> {
+async fn buffer(body: ClientBody, max: u64) -> Result<Bytes, ProxyError> {
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     Limited::new(body, limit)
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|_| ProxyError::BadRequest)
+        .map_err(|_| ProxyError::Refused(Refusal::BadRequest("the request body could not be read")))
 }

@@ -28,6 +28,8 @@ pub struct Route {
     pub fallback: Option<UpstreamId>,
     /// Mirror to another upstream and compare.
     pub shadow: Option<std::sync::Arc<crate::shadow::spec::ShadowSpec>>,
+    /// Largest request body, when the route sets its own (else the server's).
+    pub max_body: Option<u64>,
 }
 
 /// What a route does with a request.
@@ -148,6 +150,7 @@ mod tests {
             rewrite: Rewrite::default(),
             fallback: None,
             shadow: None,
+            max_body: None,
         }
     }
 

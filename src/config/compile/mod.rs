@@ -3,9 +3,7 @@
 use super::error::{ConfigError, Diagnostic, Source};
 use super::raw::*;
 use super::reach::unreachable_routes;
-use super::{
-    AdminSettings, Config, Secret, ServerSettings, ShadowSettings, DEFAULT_FALLBACK_MAX_BODY,
-};
+use super::{AdminSettings, Config, Secret, ShadowSettings};
 use crate::compare::Rules;
 use crate::routing::matcher::{
     full_match_regex, HeaderMatch, HostMatch, ParamMatch, PathMatch, RouteMatch, ValueMatch,
@@ -24,7 +22,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;
 
-const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+mod server;
+
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 const DEFAULT_STORE: &str = "./data/banyan-diffs.sqlite";
 
@@ -87,22 +86,6 @@ impl Compiler<'_> {
             routes,
             warnings,
         })
-    }
-
-    fn server(&mut self, raw: &RawServer) -> ServerSettings {
-        let fallback_max_body = match &raw.fallback_max_body {
-            None => DEFAULT_FALLBACK_MAX_BODY,
-            Some(v) if *v.get_ref() >= 0 => *v.get_ref() as u64,
-            Some(v) => {
-                self.error(v.span(), "fallback_max_body must be 0 or more bytes");
-                0
-            }
-        };
-        ServerSettings {
-            listen: self.socket_addr(raw.listen.as_ref(), DEFAULT_LISTEN),
-            trust_forwarded_headers: raw.trust_forwarded_headers,
-            fallback_max_body,
-        }
     }
 
     fn token(&mut self, file: &Spanned<String>) -> Option<Secret> {
@@ -364,6 +347,7 @@ impl Compiler<'_> {
             rewrite,
             fallback,
             shadow,
+            max_body: self.bytes(raw.max_body.as_ref(), "max_body"),
         })
     }
 

@@ -1,27 +1,23 @@
 //! Listeners: accept connections, serve HTTP/1.1 and HTTP/2 (h2c) with the proxy
 //! service, and drain on shutdown.
 
+mod conn;
+
 use crate::config::Config;
-use crate::proxy::{self, Client, SharedSnapshot};
+use crate::proxy::{Client, SharedSnapshot};
 use crate::reload::watch::FileWatch;
 use crate::reload::Reloader;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// How long in-flight requests may take to finish after shutdown begins.
-pub const DRAIN_PERIOD: Duration = Duration::from_secs(10);
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -134,25 +130,29 @@ fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(configured)
 }
 
-/// The HTTP/1.1 + HTTP/2 connection builder both listeners use.
+/// The connection builder of the admin listener (the proxy's carries its own limits).
 pub fn connection_builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    builder
+    conn::builder(&crate::guard::Limits::default())
 }
 
+/// Accept connections until told to stop, then drain: every connection finishes what
+/// it has in flight (up to the drain period) and closes.
 async fn serve_proxy(
     listener: TcpListener,
     snapshot: SharedSnapshot,
     mut stop: watch::Receiver<bool>,
 ) {
-    let builder = connection_builder();
-    let graceful = GracefulShutdown::new();
+    let settings = snapshot.load().config.server.clone();
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let shared = Arc::new(conn::Shared {
+        builder: conn::builder(&settings.limits),
+        snapshot,
+        limits: settings.limits.clone(),
+        drain_period: settings.drain_period,
+        drain: drain_rx,
+    });
+    // Every connection task holds a sender; when all are gone, the drain is over.
+    let (alive, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -165,41 +165,24 @@ async fn serve_proxy(
                         continue;
                     }
                 };
-                serve_connection(&builder, &graceful, stream, addr, snapshot.clone());
+                let _ = stream.set_nodelay(true);
+                let client = Client { addr, scheme: "http" };
+                let (shared, alive) = (shared.clone(), alive.clone());
+                tokio::spawn(async move {
+                    conn::serve(shared, stream, client, true).await;
+                    drop(alive);
+                });
             }
             _ = stop.changed() => break,
         }
     }
     drop(listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(DRAIN_PERIOD) => tracing::warn!("drain period over; closing remaining connections"),
-    }
-}
-
-fn serve_connection(
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
-    stream: TcpStream,
-    addr: SocketAddr,
-    snapshot: SharedSnapshot,
-) {
-    let _ = stream.set_nodelay(true);
-    let client = Client {
-        addr,
-        scheme: "http",
-    };
-    let service = service_fn(move |req| {
-        let snapshot = snapshot.clone();
-        async move { Ok::<_, Infallible>(proxy::handle(&snapshot, client, req).await) }
-    });
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .into_owned();
-    let conn = graceful.watch(conn);
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, client = %addr, "connection ended with an error");
-        }
-    });
+    let _ = drain_tx.send(true);
+    drop(alive);
+    // Connections close themselves by the drain period; the margin covers the last writes.
+    let _ = tokio::time::timeout(
+        settings.drain_period + Duration::from_secs(1),
+        all_closed.recv(),
+    )
+    .await;
 }

@@ -1,0 +1,97 @@
+//! `[server]`: the proxy listener, its lifecycle and the limits on what clients send.
+
+use super::Compiler;
+use crate::config::raw::RawServer;
+use crate::config::{ServerSettings, DEFAULT_FALLBACK_MAX_BODY};
+use crate::guard::Limits;
+use std::path::PathBuf;
+use std::time::Duration;
+use toml::Spanned;
+
+const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+const DEFAULT_DRAIN_PERIOD: Duration = Duration::from_secs(10);
+/// hyper's HTTP/1 parser needs at least this much room for a head.
+const MIN_HEADER_BYTES: i64 = 8192;
+
+impl Compiler<'_> {
+    pub(super) fn server(&mut self, raw: &RawServer) -> ServerSettings {
+        let fallback_max_body = match &raw.fallback_max_body {
+            None => DEFAULT_FALLBACK_MAX_BODY,
+            Some(v) if *v.get_ref() >= 0 => *v.get_ref() as u64,
+            Some(v) => {
+                self.error(v.span(), "fallback_max_body must be 0 or more bytes");
+                0
+            }
+        };
+        let upgrade_socket = raw.upgrade_socket.as_ref().and_then(|p| {
+            if p.get_ref().is_empty() {
+                self.error(
+                    p.span(),
+                    "upgrade_socket must be a path, such as \"/run/banyan/upgrade.sock\"",
+                );
+                None
+            } else {
+                Some(PathBuf::from(p.get_ref()))
+            }
+        });
+        ServerSettings {
+            listen: self.socket_addr(raw.listen.as_ref(), DEFAULT_LISTEN),
+            trust_forwarded_headers: raw.trust_forwarded_headers,
+            fallback_max_body,
+            drain_period: self.duration(raw.drain_period.as_ref(), DEFAULT_DRAIN_PERIOD),
+            upgrade_socket,
+            limits: self.limits(raw),
+        }
+    }
+
+    fn limits(&mut self, raw: &RawServer) -> Limits {
+        let d = Limits::default();
+        let max_header_bytes = match &raw.max_header_bytes {
+            Some(v) if *v.get_ref() < MIN_HEADER_BYTES => {
+                self.error(
+                    v.span(),
+                    format!("max_header_bytes must be at least {MIN_HEADER_BYTES}"),
+                );
+                d.max_header_bytes
+            }
+            v => self.size(v.as_ref(), d.max_header_bytes, "max_header_bytes"),
+        };
+        Limits {
+            max_header_bytes,
+            max_headers: self.size(raw.max_headers.as_ref(), d.max_headers, "max_headers"),
+            max_uri_bytes: self.size(raw.max_uri_bytes.as_ref(), d.max_uri_bytes, "max_uri_bytes"),
+            max_body: self
+                .bytes(raw.max_body.as_ref(), "max_body")
+                .unwrap_or(d.max_body),
+            header_timeout: self.duration(raw.header_timeout.as_ref(), d.header_timeout),
+            body_timeout: self.duration(raw.body_timeout.as_ref(), d.body_timeout),
+            idle_timeout: self.duration(raw.idle_timeout.as_ref(), d.idle_timeout),
+        }
+    }
+
+    fn size(&mut self, raw: Option<&Spanned<i64>>, default: usize, what: &str) -> usize {
+        let Some(raw) = raw else { return default };
+        match usize::try_from(*raw.get_ref()) {
+            Ok(n) if n > 0 => n,
+            _ => {
+                self.error(raw.span(), format!("{what} must be a whole number above 0"));
+                default
+            }
+        }
+    }
+
+    /// A byte count above 0, when set.
+    pub(super) fn bytes(&mut self, raw: Option<&Spanned<i64>>, what: &str) -> Option<u64> {
+        let raw = raw?;
+        match u64::try_from(*raw.get_ref()) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                self.error(
+                    raw.span(),
+                    format!("{what} must be a number of bytes above 0"),
+                );
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The client's request body on its way upstream, held to the route's size limit and to
+//! the body timeout. When it fails, the verdict says why, so the proxy answers 413, 408
+//! or 400 rather than blaming the upstream with a 502.
+
+use super::Refusal;
+use crate::body::BoxError;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Sleep;
+
+/// Why the client's body stopped, once it has; shared with the request's handler.
+#[derive(Debug, Clone, Default)]
+pub struct Verdict(Arc<OnceLock<Refusal>>);
+
+impl Verdict {
+    pub fn get(&self) -> Option<Refusal> {
+        self.0.get().copied()
+    }
+
+    fn set(&self, refusal: Refusal) -> BoxError {
+        let _ = self.0.set(refusal);
+        format!("client body refused: {refusal:?}").into()
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct ClientBody {
+        #[pin]
+        inner: Incoming,
+        max: u64,
+        read: u64,
+        gap: Duration,
+        // Armed while waiting for the client; reset by every piece it sends.
+        timer: Option<Pin<Box<Sleep>>>,
+        verdict: Verdict,
+    }
+}
+
+impl ClientBody {
+    pub fn new(inner: Incoming, max: u64, gap: Duration) -> (Self, Verdict) {
+        let verdict = Verdict::default();
+        let body = ClientBody {
+            inner,
+            max,
+            read: 0,
+            gap,
+            timer: None,
+            verdict: verdict.clone(),
+        };
+        (body, verdict)
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                *this.timer = None;
+                if let Some(data) = frame.data_ref() {
+                    *this.read += data.len() as u64;
+                    if *this.read > *this.max {
+                        return Poll::Ready(Some(Err(this.verdict.set(Refusal::BodyTooLarge))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(_))) => Poll::Ready(Some(Err(this
+                .verdict
+                .set(Refusal::BadRequest("malformed body"))))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let gap = *this.gap;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        Poll::Ready(Some(Err(this.verdict.set(Refusal::BodyTimeout))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,311 @@
+//! A strict reader of HTTP/1 request framing, fed every byte a client sends before
+//! hyper parses it. hyper (like most servers) accepts a bare LF as a line end; a backend
+//! or another proxy in the path may not, and framing two parties read differently is
+//! how requests are smuggled. This follows heads and bodies (Content-Length or chunked)
+//! and stops the connection at the first line that does not end in CRLF. Anything it
+//! cannot follow (an upgrade, HTTP/2, a head too large for hyper anyway) turns it off
+//! for the rest of the connection: hyper's own checks still apply there.
+
+/// The first bytes of an HTTP/2 connection (prior knowledge).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+
+/// The line structure of a request's framing is broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Violation(pub &'static str);
+
+#[derive(Debug)]
+pub struct Framing {
+    state: State,
+    /// The head read so far (bounded by `max_head`).
+    head: Vec<u8>,
+    max_head: usize,
+    /// The previous byte was CR.
+    after_cr: bool,
+    /// Bytes seen since the connection began, to recognise HTTP/2's preface.
+    seen: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Head,
+    /// A body of fixed length: bytes left.
+    Fixed(u64),
+    /// A chunk-size line: its value so far and whether its digits ended (an extension).
+    ChunkSize {
+        size: u64,
+        digits: u32,
+        ext: bool,
+    },
+    /// Chunk data: bytes left, then CRLF.
+    ChunkData(u64),
+    ChunkDataEnd,
+    /// Trailer lines after the last chunk: bytes in the current line.
+    Trailers(usize),
+    /// Not followed any more (upgrade, HTTP/2, oversized head).
+    Off,
+}
+
+impl Framing {
+    pub fn new(max_head: usize) -> Self {
+        Framing {
+            state: State::Head,
+            head: Vec::new(),
+            max_head,
+            after_cr: false,
+            seen: 0,
+        }
+    }
+
+    /// Read `bytes`, the next ones the client sent.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), Violation> {
+        for &b in bytes {
+            if self.state == State::Off {
+                return Ok(());
+            }
+            self.seen = self.seen.saturating_add(1);
+            self.step(b)?;
+        }
+        Ok(())
+    }
+
+    fn line_end(&mut self, b: u8) -> Result<bool, Violation> {
+        let was_cr = self.after_cr;
+        self.after_cr = b == b'\r';
+        match b {
+            b'\n' if !was_cr => Err(Violation("a line ends in LF without CR")),
+            b'\n' => Ok(true),
+            _ if was_cr => Err(Violation("a CR not followed by LF")),
+            _ => Ok(false),
+        }
+    }
+
+    fn step(&mut self, b: u8) -> Result<(), Violation> {
+        match self.state {
+            State::Off => Ok(()),
+            State::Head => self.head_byte(b),
+            State::Fixed(left) => {
+                self.state = if left <= 1 {
+                    State::Head
+                } else {
+                    State::Fixed(left - 1)
+                };
+                Ok(())
+            }
+            State::ChunkSize { size, digits, ext } => {
+                if self.line_end(b)? {
+                    if digits == 0 {
+                        return Err(Violation("a chunk without a size"));
+                    }
+                    self.state = if size == 0 {
+                        State::Trailers(0)
+                    } else {
+                        State::ChunkData(size)
+                    };
+                    return Ok(());
+                }
+                if b == b'\r' {
+                    return Ok(());
+                }
+                match (ext, (b as char).to_digit(16)) {
+                    (false, Some(d)) => {
+                        let size = size
+                            .checked_mul(16)
+                            .and_then(|s| s.checked_add(u64::from(d)))
+                            .ok_or(Violation("a chunk size beyond 64 bits"))?;
+                        self.state = State::ChunkSize {
+                            size,
+                            digits: digits + 1,
+                            ext,
+                        };
+                    }
+                    (false, None) if b == b';' || b == b' ' || b == b'\t' => {
+                        self.state = State::ChunkSize {
+                            size,
+                            digits,
+                            ext: true,
+                        };
+                    }
+                    (false, None) => return Err(Violation("a chunk size that is not hex")),
+                    (true, _) => {}
+                }
+                Ok(())
+            }
+            State::ChunkData(left) => {
+                self.state = if left <= 1 {
+                    State::ChunkDataEnd
+                } else {
+                    State::ChunkData(left - 1)
+                };
+                Ok(())
+            }
+            State::ChunkDataEnd => {
+                if self.line_end(b)? {
+                    self.state = State::ChunkSize {
+                        size: 0,
+                        digits: 0,
+                        ext: false,
+                    };
+                } else if b != b'\r' {
+                    return Err(Violation("chunk data longer than its size"));
+                }
+                Ok(())
+            }
+            State::Trailers(len) => {
+                if self.line_end(b)? {
+                    self.state = if len == 0 {
+                        State::Head
+                    } else {
+                        State::Trailers(0)
+                    };
+                } else if b != b'\r' {
+                    self.state = State::Trailers(len + 1);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn head_byte(&mut self, b: u8) -> Result<(), Violation> {
+        // Empty lines before a request line are allowed (RFC 9112 2.2).
+        let at_start = self.head.is_empty() || self.head == b"\r";
+        let end = self.line_end(b)?;
+        if at_start && end {
+            self.head.clear();
+            return Ok(());
+        }
+        self.head.push(b);
+        if self.seen <= H2_PREFACE.len() && self.head == H2_PREFACE {
+            self.state = State::Off;
+            return Ok(());
+        }
+        if self.head.len() > self.max_head {
+            // hyper refuses it with 431.
+            self.state = State::Off;
+            return Ok(());
+        }
+        if end && self.head.ends_with(b"\r\n\r\n") {
+            self.state = body_framing(&self.head)?;
+            self.head.clear();
+        }
+        Ok(())
+    }
+}
+
+/// What follows a complete head: nothing, a fixed-length body, chunks, or something
+/// this reader does not follow.
+fn body_framing(head: &[u8]) -> Result<State, Violation> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut headers);
+    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+        // hyper refuses what httparse cannot parse, and closes the connection.
+        return Ok(State::Off);
+    }
+    if req.method == Some("CONNECT") {
+        return Ok(State::Off);
+    }
+    let has = |name: &str| {
+        req.headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(name))
+    };
+    if has("upgrade") {
+        return Ok(State::Off);
+    }
+    // hyper would drop the Content-Length and go by the chunks (RFC 9112 6.3), but a
+    // request that carries both was built to be read two ways: refuse it.
+    if has("transfer-encoding") {
+        if has("content-length") {
+            return Err(Violation("both Content-Length and Transfer-Encoding"));
+        }
+        return Ok(State::ChunkSize {
+            size: 0,
+            digits: 0,
+            ext: false,
+        });
+    }
+    let length = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .map(|h| {
+            std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        });
+    Ok(match length {
+        None | Some(Some(0)) => State::Head,
+        Some(Some(n)) => State::Fixed(n),
+        // Ambiguous lengths are hyper's to refuse.
+        Some(None) => State::Off,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(input: &[u8]) -> Result<(), Violation> {
+        let mut f = Framing::new(1024);
+        f.feed(input)
+    }
+
+    fn run_split(input: &[u8]) -> Result<(), Violation> {
+        // Byte by byte: the reader keeps its place across reads.
+        let mut f = Framing::new(1024);
+        input
+            .iter()
+            .try_for_each(|b| f.feed(std::slice::from_ref(b)))
+    }
+
+    #[test]
+    fn well_formed_streams_pass() {
+        let ok: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhe\nlo GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhe\nlo\r\n0\r\nX-T: 1\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\n",
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n\n\n\x00",
+        ];
+        for input in ok {
+            assert_eq!(run(input), Ok(()), "{}", String::from_utf8_lossy(input));
+            assert_eq!(
+                run_split(input),
+                Ok(()),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn broken_line_ends_and_chunks_are_violations() {
+        let bad: &[&[u8]] = &[
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: b\rY: c\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhello\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000000005\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+            // The second request of a pipeline is checked as well.
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nokGET / HTTP/1.1\nHost: a\n\n",
+        ];
+        for input in bad {
+            assert!(run(input).is_err(), "{}", String::from_utf8_lossy(input));
+            assert!(
+                run_split(input).is_err(),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_heads_are_left_to_hyper() {
+        let mut f = Framing::new(16);
+        let head = format!("GET /{} HTTP/1.1\nHost: a\n\n", "a".repeat(64));
+        assert_eq!(f.feed(head.as_bytes()), Ok(()));
+    }
+}

@@ -1,0 +1,261 @@
+//! One client connection: HTTP/1.1 or HTTP/2 over plain TCP or TLS, held to the
+//! limits, closed when idle, and drained without racing the client's next request.
+
+use crate::guard::framing::{Framing, Violation};
+use crate::guard::Limits;
+use crate::proxy::{self, Client, SharedSnapshot};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::io;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How long a draining connection with no request in flight waits for the client's next
+/// request (answered with `Connection: close`) before it is closed. Closing an idle
+/// HTTP/1.1 connection at once races a request the client may be sending on it.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
+
+/// The HTTP/1.1 + HTTP/2 connection builder, with the client limits.
+pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// What a connection's watchdog reads: when bytes last moved, and requests in flight.
+#[derive(Debug)]
+struct Activity {
+    started: Instant,
+    /// Milliseconds after `started`.
+    last: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            started: Instant::now(),
+            last: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// Counts a request in flight until dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// What every connection of a listener shares.
+pub struct Shared {
+    pub builder: auto::Builder<TokioExecutor>,
+    pub snapshot: SharedSnapshot,
+    pub limits: Limits,
+    pub drain_period: Duration,
+    /// Becomes true when the listener drains.
+    pub drain: watch::Receiver<bool>,
+}
+
+/// Serve one accepted connection until it ends, is idle too long, or drains. `strict_h1`
+/// puts the strict framing reader in front of hyper (off for a TLS connection that
+/// agreed on HTTP/2).
+pub async fn serve<S>(shared: Arc<Shared>, stream: S, client: Client, strict_h1: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Activity::new();
+    let io = ClientIo {
+        inner: stream,
+        framing: strict_h1.then(|| Framing::new(shared.limits.max_header_bytes)),
+        activity: activity.clone(),
+    };
+    let in_flight = activity.clone();
+    let for_service = shared.clone();
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let shared = for_service.clone();
+        let guard = InFlight::new(&in_flight);
+        async move {
+            let h1 = req.version() < http::Version::HTTP_2;
+            let mut resp = proxy::handle(&shared.snapshot, client, req).await;
+            if h1 && *shared.drain.borrow() {
+                // Draining: this response ends the connection, so the client's next
+                // request goes to a fresh one (on the new process, in an upgrade).
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            drop(guard);
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let mut conn = pin!(shared
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service));
+    let mut drain = shared.drain.clone();
+    let mut draining = *drain.borrow();
+    let mut drain_deadline = draining.then(|| Instant::now() + shared.drain_period);
+    let mut closing = false;
+    loop {
+        // Idle means nothing in flight and no bytes moving; draining shortens it.
+        let limit = if draining {
+            DRAIN_IDLE_GRACE
+        } else {
+            shared.limits.idle_timeout
+        };
+        let wait = if activity.busy() {
+            limit
+        } else {
+            limit.saturating_sub(activity.idle_for())
+        };
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, client = %client.addr, "connection ended with an error");
+                }
+                return;
+            }
+            _ = drain.changed(), if !draining => {
+                draining = true;
+                drain_deadline = Some(Instant::now() + shared.drain_period);
+            }
+            _ = tokio::time::sleep(wait.max(Duration::from_millis(10))), if !closing => {}
+            _ = sleep_until(drain_deadline) => {
+                tracing::debug!(client = %client.addr, "drain period over; closing the connection");
+                return;
+            }
+        }
+        let quiet = !activity.busy() && activity.idle_for() >= limit;
+        if !closing && (quiet || draining && activity.busy()) {
+            // hyper lets a request in flight finish, then closes (HTTP/2: GOAWAY).
+            conn.as_mut().graceful_shutdown();
+            closing = true;
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The client's stream: every byte read goes through the strict framing reader (when
+/// on), and every byte either way counts as activity.
+struct ClientIo<S> {
+    inner: S,
+    framing: Option<Framing>,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            let new = &buf.filled()[before..];
+            if !new.is_empty() {
+                this.activity.touch();
+                if let Some(framing) = &mut this.framing {
+                    if let Err(Violation(why)) = framing.feed(new) {
+                        tracing::debug!(why, "request framing refused; closing the connection");
+                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
+                    }
+                }
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            if n > 0 {
+                self.activity.touch();
+            }
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            if n > 0 {
+                self.activity.touch();
+            }
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
