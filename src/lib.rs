@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod breaker;
 pub mod compare;
 pub mod config;
 pub mod demo;
@@ -15,5 +16,6 @@ pub mod server;
 pub mod shadow;
 pub mod snapshot;
 pub mod store;
+pub mod tls;
 pub mod upstream;
 pub mod window;

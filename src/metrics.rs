@@ -26,6 +26,13 @@ pub struct Metrics {
     pub shadow_field_diffs_total: IntCounterVec,
     pub shadow_duration_seconds: HistogramVec,
     pub shadow_samples_dropped_total: IntCounterVec,
+    pub upstream_ejected: IntGaugeVec,
+    pub outlier_ejections_total: IntCounterVec,
+    pub upstream_retries_total: IntCounterVec,
+    pub circuit_breaker_state: IntGaugeVec,
+    pub circuit_breaker_transitions_total: IntCounterVec,
+    pub circuit_breaker_diverted_total: IntCounterVec,
+    pub client_refusals_total: IntCounterVec,
 }
 
 // Registration fails only on a duplicate name, a programming error caught by any test.
@@ -104,6 +111,48 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["route"]
     )
     .expect("register banyan_shadow_samples_dropped_total"),
+    upstream_ejected: register_int_gauge_vec!(
+        "banyan_upstream_ejected",
+        "1 while passive outlier detection keeps the endpoint out of balancing, else 0.",
+        &["upstream", "endpoint"]
+    )
+    .expect("register banyan_upstream_ejected"),
+    outlier_ejections_total: register_int_counter_vec!(
+        "banyan_outlier_ejections_total",
+        "Times an endpoint was ejected after consecutive failures.",
+        &["upstream", "endpoint"]
+    )
+    .expect("register banyan_outlier_ejections_total"),
+    upstream_retries_total: register_int_counter_vec!(
+        "banyan_upstream_retries_total",
+        "Idempotent requests sent again to another endpoint, by the first attempt's failure (connect_failed, connection_error).",
+        &["upstream", "reason"]
+    )
+    .expect("register banyan_upstream_retries_total"),
+    circuit_breaker_state: register_int_gauge_vec!(
+        "banyan_circuit_breaker_state",
+        "The route's circuit breaker: 0 closed (traffic to the new service), 1 open (to legacy), 2 half-open (probing).",
+        &["route"]
+    )
+    .expect("register banyan_circuit_breaker_state"),
+    circuit_breaker_transitions_total: register_int_counter_vec!(
+        "banyan_circuit_breaker_transitions_total",
+        "Circuit breaker state changes, by the state entered.",
+        &["route", "to"]
+    )
+    .expect("register banyan_circuit_breaker_transitions_total"),
+    circuit_breaker_diverted_total: register_int_counter_vec!(
+        "banyan_circuit_breaker_diverted_total",
+        "Requests sent to legacy instead of the new service because the route's circuit was open.",
+        &["route"]
+    )
+    .expect("register banyan_circuit_breaker_diverted_total"),
+    client_refusals_total: register_int_counter_vec!(
+        "banyan_client_refusals_total",
+        "Requests banyan refused itself, by cause (bad_request, uri_too_long, headers_too_large, body_too_large, body_timeout).",
+        &["cause"]
+    )
+    .expect("register banyan_client_refusals_total"),
 }
 });
 
@@ -189,6 +238,54 @@ pub fn upstream_healthy(upstream: &str, endpoint: &str) -> IntGauge {
     metrics()
         .upstream_healthy
         .with_label_values(&[upstream, endpoint])
+}
+
+/// The ejection gauge of one endpoint.
+pub fn upstream_ejected(upstream: &str, endpoint: &str) -> IntGauge {
+    metrics()
+        .upstream_ejected
+        .with_label_values(&[upstream, endpoint])
+}
+
+pub fn outlier_ejection(upstream: &str, endpoint: &str) {
+    metrics()
+        .outlier_ejections_total
+        .with_label_values(&[upstream, endpoint])
+        .inc();
+}
+
+pub fn upstream_retry(upstream: &str, reason: &str) {
+    metrics()
+        .upstream_retries_total
+        .with_label_values(&[upstream, reason])
+        .inc();
+}
+
+pub fn breaker_state(route: &str) -> IntGauge {
+    metrics().circuit_breaker_state.with_label_values(&[route])
+}
+
+/// Count a breaker's change of state, and set its gauge.
+pub fn breaker_transition(route: &str, to: crate::breaker::State) {
+    breaker_state(route).set(to.gauge());
+    metrics()
+        .circuit_breaker_transitions_total
+        .with_label_values(&[route, to.label()])
+        .inc();
+}
+
+pub fn breaker_diverted(route: &str) {
+    metrics()
+        .circuit_breaker_diverted_total
+        .with_label_values(&[route])
+        .inc();
+}
+
+pub fn client_refusal(cause: &str) {
+    metrics()
+        .client_refusals_total
+        .with_label_values(&[cause])
+        .inc();
 }
 
 /// Live per-route rates for the admin API, from pingora-limits' lock-free estimators:

@@ -1,6 +1,7 @@
 //! One immutable version of everything a request needs: the compiled config, the live
 //! upstream pools and the pre-resolved metric handles. Swapped whole, never mutated.
 
+use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::metrics::{RouteUpstreamMetrics, DEFAULT_ROUTE};
 use crate::routing::{Action, UpstreamId};
@@ -19,6 +20,8 @@ pub struct Snapshot {
     pub shadow_limits: ShadowLimits,
     /// Where mismatch samples go; open only when a route shadows.
     pub store: Option<Arc<Store>>,
+    /// One per route: its circuit breaker, when it has one.
+    breakers: Vec<Option<Arc<Breaker>>>,
 }
 
 /// Metric handles of one route, for each upstream it can reach.
@@ -78,6 +81,9 @@ impl Snapshot {
                     Action::Split(s) => [s.base, s.to].into_iter().collect(),
                 };
                 reach.extend(r.fallback);
+                if r.breaker.is_some() {
+                    reach.push(r.legacy);
+                }
                 RouteMetrics::new(&r.name, &reach, &config)
             })
             .collect();
@@ -102,12 +108,14 @@ impl Snapshot {
             .any(|(_, s)| s.is_some())
             .then(|| open_store(&config, previous))
             .flatten();
+        let breakers = breakers(&config, previous);
         Snapshot {
             config,
             pools,
             route_metrics,
             shadow_limits,
             store,
+            breakers,
         }
     }
 
@@ -119,6 +127,37 @@ impl Snapshot {
     pub fn pool(&self, id: UpstreamId) -> &Pool {
         &self.pools[id]
     }
+
+    pub fn breaker(&self, route: Option<usize>) -> Option<&Breaker> {
+        self.breakers.get(route?)?.as_deref()
+    }
+}
+
+/// The routes' breakers, keeping the state of a route whose name, breaker and legacy
+/// upstream did not change: a reload must not close an open circuit.
+fn breakers(config: &Config, previous: Option<&Snapshot>) -> Vec<Option<Arc<Breaker>>> {
+    let legacy_name = |c: &Config, r: &crate::routing::Route| c.upstreams[r.legacy].name.clone();
+    config
+        .routes
+        .routes()
+        .iter()
+        .map(|r| {
+            let spec = r.breaker.as_ref()?;
+            let kept = previous.and_then(|p| {
+                let routes = p.config.routes.routes();
+                let i = routes.iter().position(|old| old.name == r.name)?;
+                let same_legacy = legacy_name(&p.config, &routes[i]) == legacy_name(config, r);
+                p.breakers[i]
+                    .as_ref()
+                    .filter(|b| same_legacy && b.spec() == spec)
+                    .cloned()
+            });
+            Some(kept.unwrap_or_else(|| {
+                crate::metrics::breaker_state(&r.name).set(0);
+                Arc::new(Breaker::new(spec.clone()))
+            }))
+        })
+        .collect()
 }
 
 /// The previous snapshot's store when the path is the same, else a new one. A store that

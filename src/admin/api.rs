@@ -78,7 +78,8 @@ pub fn routes(snap: &Snapshot) -> Value {
         .routes
         .routes()
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             let (kind, mut upstreams, split_percent) = match &r.action {
                 Action::Forward(u) => (
                     if r.shadow.is_some() {
@@ -96,6 +97,12 @@ pub fn routes(snap: &Snapshot) -> Value {
                 ),
             };
             upstreams.extend(r.fallback.filter(|f| !upstreams.contains(f)));
+            if r.breaker.is_some() && !upstreams.contains(&r.legacy) {
+                upstreams.push(r.legacy);
+            }
+            let breaker = snap
+                .breaker(Some(i))
+                .map(|b| super::resilience::breaker(b, name(r.legacy)));
             let shadow = r.shadow.as_ref().map(|s| {
                 json!({
                     "to": name(s.to),
@@ -114,6 +121,7 @@ pub fn routes(snap: &Snapshot) -> Value {
                     "kind": kind,
                     "split_percent": split_percent,
                     "shadow": shadow,
+                    "circuit_breaker": breaker,
                 }),
             )
         })

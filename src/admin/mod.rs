@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod config_api;
+mod resilience;
 mod respond;
 
 use crate::body::ResponseBody;
@@ -94,6 +95,10 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
         (Method::GET, ["api", "routes"]) => {
             json(StatusCode::OK, &api::routes(&reloader.snapshot().load()))
         }
+        (Method::GET, ["api", "upstreams"]) => json(
+            StatusCode::OK,
+            &resilience::upstreams(&reloader.snapshot().load()),
+        ),
         (Method::GET, ["api", "shadow"]) => {
             let p = api::params(req.uri().query());
             api::shadow(

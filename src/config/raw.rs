@@ -79,6 +79,28 @@ pub struct RawUpstream {
     #[serde(default)]
     pub http2: bool,
     pub health_check: Option<Spanned<RawHealthCheck>>,
+    /// Further attempts, on other endpoints, of idempotent requests that failed to connect.
+    pub retries: Option<Spanned<i64>>,
+    pub outlier_detection: Option<Spanned<RawOutlier>>,
+    /// PEM file of the CAs that sign the endpoints' certificates (instead of the system's).
+    pub ca_file: Option<Spanned<String>>,
+    pub insecure_skip_verify: Option<Spanned<bool>>,
+}
+
+/// `outlier_detection = { consecutive_failures = 5, base_ejection = "30s", ... }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlier {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub consecutive_failures: Option<Spanned<i64>>,
+    pub base_ejection: Option<Spanned<String>>,
+    pub max_ejection: Option<Spanned<String>>,
+    pub max_ejected_percent: Option<Spanned<i64>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +131,19 @@ pub struct RawRoute {
     pub compare: Option<Spanned<RawCompare>>,
     /// Largest request body this route takes (413 above), instead of the server's.
     pub max_body: Option<Spanned<i64>>,
+    /// Send the route's traffic to legacy while the new service fails.
+    pub circuit_breaker: Option<Spanned<RawBreaker>>,
+}
+
+/// `circuit_breaker = { error_rate = 0.5, min_requests = 20, window = "10s", ... }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub error_rate: Option<Spanned<f64>>,
+    pub min_requests: Option<Spanned<i64>>,
+    pub window: Option<Spanned<String>>,
+    pub open_for: Option<Spanned<String>>,
+    pub probes: Option<Spanned<i64>>,
 }
 
 /// `shadow = { to = "items-svc", percent = 100, ... }`

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use smallvec::SmallVec;
 
 /// A request ready to go to any upstream: only the endpoint and Host are left to choose.
 #[derive(Debug, Clone)]
@@ -19,9 +20,15 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// The request for the next endpoint of `pool`.
-    pub fn into_request(self, pool: &Pool, body: RequestBody) -> Request<RequestBody> {
-        let endpoint = pool.pick();
+    /// The request for the next endpoint of `pool` (for a copy: no outcome is counted).
+    pub fn into_request<B>(self, pool: &Pool, body: B) -> Request<B> {
+        let index = pool.pick(&[]);
+        self.request_for(pool, index, body)
+    }
+
+    /// The request for endpoint `index` of `pool`.
+    fn request_for<B>(self, pool: &Pool, index: usize, body: B) -> Request<B> {
+        let endpoint = &pool.endpoints()[index];
         let uri = Uri::builder()
             .scheme(endpoint.spec.scheme.clone())
             .authority(endpoint.spec.authority.clone())
@@ -51,19 +58,87 @@ impl Outgoing {
     }
 }
 
-/// Send one request to a pool and wait for the response headers.
+/// A failed attempt, and whether it failed before the upstream could have acted on it.
+struct Failure {
+    error: ProxyError,
+    /// The retry count's label, when another endpoint may be tried.
+    retry: Option<&'static str>,
+}
+
+/// Send one request to one endpoint, and count the outcome for outlier detection: a
+/// connection failure, a timeout or a gateway status (502, 503, 504) is a failure.
+async fn attempt(
+    pool: &Pool,
+    index: usize,
+    req: Request<RequestBody>,
+) -> Result<Response<Incoming>, Failure> {
+    match pool.client().request(req).await {
+        Ok(resp) => {
+            pool.record(index, is_gateway_failure(resp.status()));
+            Ok(resp)
+        }
+        Err(e) => {
+            pool.record(index, true);
+            let error = ProxyError::from_client(&e);
+            tracing::debug!(upstream = %pool.name(), error = %e, cause = error.cause(), "upstream request failed");
+            let retry = match error {
+                ProxyError::UpstreamConnect => Some("connect_failed"),
+                ProxyError::UpstreamTimeout if e.is_connect() => Some("connect_timeout"),
+                ProxyError::UpstreamError => Some("connection_error"),
+                _ => None,
+            };
+            Err(Failure { error, retry })
+        }
+    }
+}
+
+fn is_gateway_failure(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+/// Send a request with a streamed body: one attempt, it cannot be replayed.
 pub async fn send(
     pool: &Pool,
-    req: Request<RequestBody>,
+    outgoing: Outgoing,
+    body: RequestBody,
 ) -> Result<Response<Incoming>, ProxyError> {
-    pool.client()
-        .request(req)
+    let index = pool.pick(&[]);
+    attempt(pool, index, outgoing.request_for(pool, index, body))
         .await
-        .map_err(|e| {
-            let err = ProxyError::from_client(&e);
-            tracing::debug!(upstream = %pool.name(), error = %e, cause = err.cause(), "upstream request failed");
-            err
-        })
+        .map_err(|f| f.error)
+}
+
+/// Send a request whose body is in memory. An idempotent one that failed on its
+/// connection is sent again to another endpoint, up to the upstream's `retries`.
+pub async fn send_replayable(
+    pool: &Pool,
+    outgoing: Outgoing,
+    body: Bytes,
+) -> Result<Response<Incoming>, ProxyError> {
+    let retries = if is_idempotent(&outgoing.method) {
+        pool.spec().retries as usize
+    } else {
+        0
+    };
+    let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
+    loop {
+        let index = pool.pick(&tried);
+        tried.push(index);
+        let req = outgoing
+            .clone()
+            .request_for(pool, index, body::full(body.clone()));
+        match attempt(pool, index, req).await {
+            Ok(resp) => return Ok(resp),
+            Err(Failure {
+                retry: Some(reason),
+                ..
+            }) if tried.len() <= retries => crate::metrics::upstream_retry(pool.name(), reason),
+            Err(f) => return Err(f.error),
+        }
+    }
 }
 
 /// Methods that may be sent twice without changing the outcome (RFC 9110 9.2.2).
@@ -89,9 +164,9 @@ pub fn fallback_reason(result: &Result<Response<Incoming>, ProxyError>) -> Optio
     }
 }
 
-/// Try `primary`, then `fallback` (with the request as the client sent it and the same
-/// buffered body) when the first failed in a
-/// way that allows it. Returns the result and whether the fallback answered.
+/// Try `primary` (with its retries), then `fallback` (with the request as the client
+/// sent it and the same buffered body) when the first failed in a way that allows it.
+/// Returns the result and whether the fallback answered.
 pub async fn send_with_fallback(
     primary: &Pool,
     fallback: &Pool,
@@ -102,18 +177,21 @@ pub async fn send_with_fallback(
 ) -> (Result<Response<Incoming>, ProxyError>, bool) {
     if primary.all_unhealthy() {
         count("unhealthy");
-        let req = fallback_request.into_request(fallback, body::full(body));
-        return (send(fallback, req).await, true);
+        return (
+            send_replayable(fallback, fallback_request, body).await,
+            true,
+        );
     }
-    let first = outgoing.into_request(primary, body::full(body.clone()));
-    let result = send(primary, first).await;
+    let result = send_replayable(primary, outgoing, body.clone()).await;
     match fallback_reason(&result) {
         None => (result, false),
         Some(reason) => {
             count(reason);
             drop(result);
-            let req = fallback_request.into_request(fallback, body::full(body));
-            (send(fallback, req).await, true)
+            (
+                send_replayable(fallback, fallback_request, body).await,
+                true,
+            )
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod headers;
 mod tunnel;
 
 use crate::body::{self, ResponseBody};
+use crate::breaker::Admit;
 use crate::guard::{self, body::ClientBody, Refusal};
 use crate::routing::{RequestView, UpstreamId};
 use crate::shadow::{self, capture::Capture};
@@ -95,6 +96,14 @@ pub async fn handle(
             .await;
             // A body that broke its limits or its framing is the client's fault.
             let result = result.map_err(|e| verdict.get().map_or(e, ProxyError::Refused));
+            if let Some(Admit::New { probe }) = plan.breaker {
+                let failed = answered_by != upstream
+                    || match &result {
+                        Ok(resp) => resp.status().is_server_error(),
+                        Err(e) => !matches!(e, ProxyError::Refused(_)),
+                    };
+                breaker_outcome(&snap, route, probe, failed);
+            }
             (result, answered_by, mirror_response)
         }
     };
@@ -123,6 +132,8 @@ struct Plan {
     shadow: bool,
     /// The largest body the route takes.
     max_body: u64,
+    /// What the route's circuit breaker said, when it has one.
+    breaker: Option<Admit>,
 }
 
 /// The request for the route's upstream and, when the route has a fallback that may take
@@ -139,11 +150,15 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
     let client_ip = headers::client_ip(&parts.headers, client.addr.ip(), trust_forwarded);
     let view = RequestView::new(&parts.method, &parts.uri, &parts.headers, client_ip);
     let decision = snap.config.routes.decide(&view);
-    let route = decision.route.map(|i| &snap.config.routes.routes()[i]);
+    let route_index = decision.route;
+    let route = route_index.map(|i| &snap.config.routes.routes()[i]);
+    let (upstream, breaker) = circuit(snap, route_index, decision.upstream);
+    let diverted = breaker == Some(Admit::Legacy);
+    // Diverted to legacy, the request goes as the client sent it, like a fallback.
+    let route = route.filter(|_| !diverted);
     let new_path = route.and_then(|r| r.rewrite.path(view.path));
-    let (route_index, upstream) = (decision.route, decision.upstream);
-    let max_body = route
-        .and_then(|r| r.max_body)
+    let max_body = route_index
+        .and_then(|i| snap.config.routes.routes()[i].max_body)
         .unwrap_or(snap.config.server.limits.max_body);
     let too_large = guard::head::declared_body_too_large(&parts.headers, max_body);
     let shadow = route
@@ -175,6 +190,7 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
     };
     let fallback = route
         .and_then(|r| r.fallback)
+        .filter(|_| !diverted)
         .filter(|f| *f != upstream && forward::is_idempotent(&primary.method))
         .map(|f| (f, primary.clone()));
     let mut requests = if too_large {
@@ -201,6 +217,7 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
         requests: requests.map(|()| Requests { primary, fallback }),
         shadow,
         max_body,
+        breaker,
     }
 }
 
@@ -237,16 +254,66 @@ async fn send(
             .await;
             (result, if fell_back { fallback } else { upstream })
         }
+        // No body (most idempotent requests): replayable, so retried on connect errors.
+        _ if body.is_end_stream() => {
+            if let Some(capture) = mirror {
+                capture.finish_with(&Bytes::new());
+            }
+            let pool = snap.pool(upstream);
+            let result = forward::send_replayable(pool, requests.primary, Bytes::new()).await;
+            (result, upstream)
+        }
         _ => {
             let pool = snap.pool(upstream);
             let body = match mirror {
                 Some(capture) => body::tapped(body, capture),
                 None => body::streamed(body),
             };
-            let req = requests.primary.into_request(pool, body);
-            (forward::send(pool, req).await, upstream)
+            (forward::send(pool, requests.primary, body).await, upstream)
         }
     }
+}
+
+/// Ask the route's circuit breaker, if it has one and the request is not going to
+/// legacy anyway, where the request goes.
+fn circuit(
+    snap: &Snapshot,
+    route: Option<usize>,
+    upstream: UpstreamId,
+) -> (UpstreamId, Option<Admit>) {
+    let Some(breaker) = snap.breaker(route) else {
+        return (upstream, None);
+    };
+    let Some(r) = route.map(|i| &snap.config.routes.routes()[i]) else {
+        return (upstream, None);
+    };
+    if upstream == r.legacy {
+        return (upstream, None);
+    }
+    let (admit, moved) = breaker.admit(crate::upstream::outlier::now_ms());
+    if let Some(t) = moved {
+        announce(&r.name, &t);
+    }
+    if admit == Admit::Legacy {
+        crate::metrics::breaker_diverted(&r.name);
+        return (r.legacy, Some(admit));
+    }
+    (upstream, Some(admit))
+}
+
+fn breaker_outcome(snap: &Snapshot, route: Option<usize>, probe: bool, failed: bool) {
+    let (Some(breaker), Some(i)) = (snap.breaker(route), route) else {
+        return;
+    };
+    let now = crate::upstream::outlier::now_ms();
+    if let Some(t) = breaker.record(now, probe, failed) {
+        announce(&snap.config.routes.routes()[i].name, &t);
+    }
+}
+
+fn announce(route: &str, t: &crate::breaker::Transition) {
+    crate::metrics::breaker_transition(route, t.to);
+    tracing::warn!(route, state = t.to.label(), reason = %t.reason, "circuit breaker");
 }
 
 /// Count the response and turn an error into banyan's own answer.
@@ -263,7 +330,12 @@ fn finish(
             headers::forward_response_headers(resp.headers_mut(), switching);
             resp
         }
-        Err(e) => e.response(snap.pool(upstream).name()),
+        Err(e) => {
+            if let ProxyError::Refused(_) = e {
+                crate::metrics::client_refusal(e.cause());
+            }
+            e.response(snap.pool(upstream).name())
+        }
     };
     let route_metrics = snap.route_metrics(route);
     if let Some(m) = route_metrics.for_upstream(upstream) {

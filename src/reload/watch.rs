@@ -1,4 +1,5 @@
-//! Reload triggers outside the admin API: the config file changing on disk, and SIGHUP.
+//! Reload triggers outside the admin API: the config file (or a certificate) changing
+//! on disk, and SIGHUP.
 //!
 //! The file's directory is watched, not the file: editors replace a file by rename, and a
 //! Kubernetes ConfigMap mount swaps a `..data` symlink, so the file's own inode is the
@@ -8,7 +9,7 @@
 use super::history::Origin;
 use super::Reloader;
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -36,25 +37,44 @@ pub fn watch_file(reloader: Arc<Reloader>) -> notify::Result<Option<FileWatch>> 
     let Some(path) = reloader.path().cloned() else {
         return Ok(None);
     };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => Path::new(".").to_path_buf(),
-    };
+    tracing::info!(file = %path.display(), "watching the config file");
+    watch_paths(&[path], move || {
+        let _ = reloader.reload_file(Origin::File);
+    })
+    .map(Some)
+}
+
+/// Call `on_change` (on a blocking thread) after any burst of changes in the
+/// directories of `paths`. Needs a tokio runtime.
+pub fn watch_paths(
+    paths: &[PathBuf],
+    on_change: impl Fn() + Send + Sync + 'static,
+) -> notify::Result<FileWatch> {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok_and(|e| !e.kind.is_access()) {
             let _ = tx.send(());
         }
     })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    tracing::info!(dir = %dir.display(), file = %path.display(), "watching the config file");
-    Ok(Some(FileWatch {
+    let mut dirs: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => Path::new(".").to_path_buf(),
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in &dirs {
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    }
+    Ok(FileWatch {
         _watcher: watcher,
-        task: tokio::spawn(debounce_and_reload(rx, reloader)),
-    }))
+        task: tokio::spawn(debounce(rx, Arc::new(on_change))),
+    })
 }
 
-async fn debounce_and_reload(mut events: mpsc::UnboundedReceiver<()>, reloader: Arc<Reloader>) {
+async fn debounce(mut events: mpsc::UnboundedReceiver<()>, on_change: Arc<dyn Fn() + Send + Sync>) {
     while events.recv().await.is_some() {
         let burst_started = tokio::time::Instant::now();
         loop {
@@ -64,7 +84,9 @@ async fn debounce_and_reload(mut events: mpsc::UnboundedReceiver<()>, reloader: 
                 _ => break,
             }
         }
-        reload(&reloader, Origin::File).await;
+        // Reading and compiling is blocking work: off the async workers.
+        let f = on_change.clone();
+        let _ = tokio::task::spawn_blocking(move || f()).await;
     }
 }
 

@@ -30,6 +30,10 @@ pub struct Route {
     pub shadow: Option<std::sync::Arc<crate::shadow::spec::ShadowSpec>>,
     /// Largest request body, when the route sets its own (else the server's).
     pub max_body: Option<u64>,
+    /// Sends the route to `legacy` while its new service fails.
+    pub breaker: Option<crate::breaker::BreakerSpec>,
+    /// The monolith for this route: its fallback, else the default upstream.
+    pub legacy: UpstreamId,
 }
 
 /// What a route does with a request.
@@ -151,6 +155,8 @@ mod tests {
             fallback: None,
             shadow: None,
             max_body: None,
+            breaker: None,
+            legacy: 0,
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod health;
+pub mod outlier;
 pub mod pool;
 pub mod spec;
 

@@ -2,6 +2,7 @@
 
 use super::client::{self, UpstreamClient};
 use super::health;
+use super::outlier::{self, Outlier, Recorded};
 use super::spec::{EndpointSpec, UpstreamSpec};
 use crate::metrics;
 use prometheus::IntGauge;
@@ -9,16 +10,23 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
-/// One endpoint and its live health.
+/// One endpoint, its live health (active checks) and its outlier record (passive).
 pub struct Endpoint {
     pub spec: EndpointSpec,
     healthy: AtomicBool,
     gauge: IntGauge,
+    pub outlier: Outlier,
+    ejected_gauge: IntGauge,
 }
 
 impl Endpoint {
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Healthy and not ejected: a candidate for the next request.
+    fn is_available(&self, now: u64) -> bool {
+        self.is_healthy() && !self.outlier.is_ejected(now)
     }
 }
 
@@ -43,10 +51,14 @@ impl Pool {
             .map(|e| {
                 let gauge = metrics::upstream_healthy(&spec.name, &e.to_string());
                 gauge.set(1);
+                let ejected_gauge = metrics::upstream_ejected(&spec.name, &e.to_string());
+                ejected_gauge.set(0);
                 Endpoint {
                     spec: e.clone(),
                     healthy: AtomicBool::new(true),
                     gauge,
+                    outlier: Outlier::default(),
+                    ejected_gauge,
                 }
             })
             .collect();
@@ -96,16 +108,49 @@ impl Pool {
         !self.endpoints.iter().any(Endpoint::is_healthy)
     }
 
-    /// The next endpoint, round-robin over the healthy ones. When none is healthy, over
-    /// all of them (Envoy's panic mode): a broken health check must not take the whole
-    /// upstream out when it may still serve.
-    pub fn pick(&self) -> &Endpoint {
+    /// The next endpoint, round-robin over those healthy and not ejected, skipping
+    /// `tried` when another is left. When none is available, over all of them (Envoy's
+    /// panic mode): a broken health check must not take out an upstream that may serve.
+    pub fn pick(&self, tried: &[usize]) -> usize {
         let n = self.endpoints.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|k| &self.endpoints[(start + k) % n])
-            .find(|e| e.is_healthy())
-            .unwrap_or(&self.endpoints[start % n])
+        let now = outlier::now_ms();
+        let order = (0..n).map(|k| (start + k) % n);
+        let fresh = |i: &usize| !tried.contains(i);
+        order
+            .clone()
+            .find(|i| fresh(i) && self.endpoints[*i].is_available(now))
+            .or_else(|| order.clone().find(|i| self.endpoints[*i].is_available(now)))
+            .or_else(|| order.clone().find(fresh))
+            .unwrap_or(start % n)
+    }
+
+    /// Count how a request to endpoint `index` went, for outlier detection.
+    pub fn record(&self, index: usize, failed: bool) {
+        let (Some(spec), Some(endpoint)) = (&self.spec.outlier, self.endpoints.get(index)) else {
+            return;
+        };
+        let now = outlier::now_ms();
+        if !failed {
+            endpoint.outlier.success(now, spec);
+            return;
+        }
+        let ejected = self
+            .endpoints
+            .iter()
+            .filter(|e| e.outlier.is_ejected(now))
+            .count();
+        let may = outlier::may_eject(ejected, self.endpoints.len(), spec.max_ejected_percent);
+        if let Recorded::Ejected(length) = endpoint.outlier.failure(now, spec, may) {
+            endpoint.ejected_gauge.set(1);
+            metrics::outlier_ejection(&self.spec.name, &endpoint.spec.to_string());
+            tracing::warn!(upstream = %self.spec.name, endpoint = %endpoint.spec, seconds = length.as_secs_f64(), "endpoint ejected after consecutive failures");
+            let gauge = endpoint.ejected_gauge.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(length).await;
+                gauge.set(0);
+            });
+        }
     }
 }
 

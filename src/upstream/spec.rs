@@ -23,6 +23,19 @@ pub struct UpstreamSpec {
     /// Speak HTTP/2 (prior knowledge) to the endpoints instead of HTTP/1.1.
     pub http2: bool,
     pub health_check: Option<HealthCheckSpec>,
+    /// Further attempts of an idempotent request that could not connect (other endpoints).
+    pub retries: u32,
+    /// Passive outlier detection; None when turned off.
+    pub outlier: Option<crate::upstream::outlier::OutlierSpec>,
+    pub tls: UpstreamTls,
+}
+
+/// How the endpoints' certificates are checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct UpstreamTls {
+    /// The CAs of `ca_file`; the system's roots when empty.
+    pub roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub insecure_skip_verify: bool,
 }
 
 /// `http://10.0.0.5:8000` or `https://items.internal` (port 443 implied).

@@ -13,7 +13,7 @@ use crate::routing::split::{salt_for, threshold, SplitKey};
 use crate::routing::template::Template;
 use crate::routing::{Action, Route, RouteTable, Split, UpstreamId};
 use crate::shadow::spec::ShadowSpec;
-use crate::upstream::spec::{EndpointSpec, HealthCheckSpec, UpstreamSpec};
+
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,7 +22,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;
 
+mod breaker;
 mod server;
+mod upstream;
 
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 const DEFAULT_STORE: &str = "./data/banyan-diffs.sqlite";
@@ -36,6 +38,7 @@ pub(super) fn compile(src: &Source) -> Result<Config, ConfigError> {
     let mut c = Compiler {
         src,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     let config = c.config(&raw);
     match config {
@@ -47,11 +50,17 @@ pub(super) fn compile(src: &Source) -> Result<Config, ConfigError> {
 struct Compiler<'a> {
     src: &'a Source,
     errors: Vec<Diagnostic>,
+    /// Findings that do not refuse the config.
+    warnings: Vec<Diagnostic>,
 }
 
 impl Compiler<'_> {
     fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.errors.push(self.src.diagnostic(span, message));
+    }
+
+    fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.warnings.push(self.src.diagnostic(span, message));
     }
 
     fn config(&mut self, raw: &RawConfig) -> Option<Config> {
@@ -68,14 +77,14 @@ impl Compiler<'_> {
             .collect();
         let default = self.upstream_ref(&ids, &raw.default, "the default upstream");
         let routes = RouteTable::new(self.routes(&raw.routes, &ids, default), default?);
-        let warnings = if self.errors.is_empty() {
-            unreachable_routes(&raw.routes, &routes)
-                .into_iter()
-                .map(|(span, message)| self.src.diagnostic(span, message))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let mut warnings = std::mem::take(&mut self.warnings);
+        if self.errors.is_empty() {
+            warnings.extend(
+                unreachable_routes(&raw.routes, &routes)
+                    .into_iter()
+                    .map(|(span, message)| self.src.diagnostic(span, message)),
+            );
+        }
         let shadow = self.shadow_settings(&raw.shadow);
         Some(Config {
             source: std::sync::Arc::new(self.src.clone()),
@@ -155,108 +164,6 @@ impl Compiler<'_> {
                 self.error(raw.span(), format!("{what} must be a whole number above 0"));
                 default
             }
-        }
-    }
-
-    fn upstreams(
-        &mut self,
-        raw: &std::collections::BTreeMap<String, RawUpstream>,
-    ) -> Vec<UpstreamSpec> {
-        if raw.is_empty() {
-            self.error(
-                0..0,
-                "no upstreams are defined: define at least the monolith, as [upstreams.legacy]",
-            );
-        }
-        raw.iter().map(|(name, u)| self.upstream(name, u)).collect()
-    }
-
-    fn upstream(&mut self, name: &str, raw: &RawUpstream) -> UpstreamSpec {
-        // Tables written as [headers] carry no span of their own: point at the endpoints.
-        let span = raw.endpoints.span();
-        if !is_name(name) {
-            self.error(
-                span.clone(),
-                format!("upstream name {name:?} may hold only letters, digits, '-', '_' and '.'"),
-            );
-        }
-        if raw.endpoints.get_ref().is_empty() {
-            self.error(
-                raw.endpoints.span(),
-                format!("upstream {name:?} has no endpoints: list at least one, such as \"http://127.0.0.1:8000\""),
-            );
-        }
-        let endpoints = raw
-            .endpoints
-            .get_ref()
-            .iter()
-            .filter_map(|e| match EndpointSpec::parse(e.get_ref()) {
-                Ok(ep) => Some(ep),
-                Err(msg) => {
-                    self.error(e.span(), format!("upstream {name:?}: {msg}"));
-                    None
-                }
-            })
-            .collect();
-        let host = raw
-            .host
-            .as_ref()
-            .and_then(|h| match HeaderValue::from_str(h.get_ref()) {
-                Ok(v) if !h.get_ref().is_empty() => Some(v),
-                _ => {
-                    self.error(
-                        h.span(),
-                        format!(
-                            "upstream {name:?}: host {:?} is not a valid Host header",
-                            h.get_ref()
-                        ),
-                    );
-                    None
-                }
-            });
-        let health_check = raw
-            .health_check
-            .as_ref()
-            .map(|h| self.health_check(name, h));
-        UpstreamSpec {
-            name: name.to_string(),
-            endpoints,
-            host,
-            connect_timeout: self.duration(raw.connect_timeout.as_ref(), Duration::from_secs(5)),
-            read_timeout: self.duration(raw.read_timeout.as_ref(), Duration::from_secs(60)),
-            write_timeout: self.duration(raw.write_timeout.as_ref(), Duration::from_secs(60)),
-            idle_timeout: self.duration(raw.idle_timeout.as_ref(), Duration::from_secs(90)),
-            http2: raw.http2,
-            health_check,
-        }
-    }
-
-    fn health_check(&mut self, upstream: &str, raw: &Spanned<RawHealthCheck>) -> HealthCheckSpec {
-        let raw = raw.get_ref();
-        if !raw.path.get_ref().starts_with('/')
-            || raw
-                .path
-                .get_ref()
-                .parse::<http::uri::PathAndQuery>()
-                .is_err()
-        {
-            self.error(
-                raw.path.span(),
-                format!("upstream {upstream:?}: health check path {:?} must be a path starting with '/'", raw.path.get_ref()),
-            );
-        }
-        let interval = self.duration(raw.interval.as_ref(), Duration::from_secs(5));
-        let timeout = self.duration(raw.timeout.as_ref(), Duration::from_secs(2));
-        HealthCheckSpec {
-            path: raw.path.get_ref().clone(),
-            interval,
-            timeout,
-            healthy_threshold: self.count(raw.healthy_threshold.as_ref(), 2, "healthy_threshold"),
-            unhealthy_threshold: self.count(
-                raw.unhealthy_threshold.as_ref(),
-                3,
-                "unhealthy_threshold",
-            ),
         }
     }
 
@@ -340,6 +247,11 @@ impl Compiler<'_> {
         let shadow = self
             .shadow(name, raw, ids, &action)
             .map(std::sync::Arc::new);
+        let legacy = fallback.or(default)?;
+        let breaker = raw
+            .circuit_breaker
+            .as_ref()
+            .and_then(|b| self.breaker(name, b, &action, legacy));
         Some(Route {
             name: name.to_string(),
             matches,
@@ -348,6 +260,8 @@ impl Compiler<'_> {
             fallback,
             shadow,
             max_body: self.bytes(raw.max_body.as_ref(), "max_body"),
+            breaker,
+            legacy,
         })
     }
 

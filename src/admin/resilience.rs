@@ -1,0 +1,82 @@
+//! What the resilience machinery is doing, for the admin API: each upstream's endpoints
+//! (health, ejection, failures in a row) and each route's circuit breaker.
+
+use crate::breaker::Breaker;
+use crate::snapshot::Snapshot;
+use crate::upstream::outlier::now_ms;
+use serde_json::{json, Value};
+
+/// `GET /api/upstreams`
+pub fn upstreams(snap: &Snapshot) -> Value {
+    let now = now_ms();
+    let pools: Vec<Value> = snap
+        .pools
+        .iter()
+        .map(|pool| {
+            let spec = pool.spec();
+            let endpoints: Vec<Value> = pool
+                .endpoints()
+                .iter()
+                .map(|e| {
+                    json!({
+                        "endpoint": e.spec.to_string(),
+                        "healthy": e.is_healthy(),
+                        "ejected": e.outlier.is_ejected(now),
+                        "ejected_for_seconds": e.outlier.ejected_for(now).map(|d| d.as_secs_f64()),
+                        "consecutive_failures": e.outlier.consecutive_failures(),
+                        "ejections": e.outlier.ejections(),
+                    })
+                })
+                .collect();
+            json!({
+                "name": spec.name,
+                "endpoints": endpoints,
+                "timeouts": {
+                    "connect": humantime::format_duration(spec.connect_timeout).to_string(),
+                    "read": humantime::format_duration(spec.read_timeout).to_string(),
+                    "write": humantime::format_duration(spec.write_timeout).to_string(),
+                    "idle": humantime::format_duration(spec.idle_timeout).to_string(),
+                },
+                "retries": spec.retries,
+                "outlier_detection": spec.outlier.as_ref().map(|o| json!({
+                    "consecutive_failures": o.consecutive_failures,
+                    "base_ejection": humantime::format_duration(o.base_ejection).to_string(),
+                    "max_ejection": humantime::format_duration(o.max_ejection).to_string(),
+                    "max_ejected_percent": o.max_ejected_percent,
+                })),
+                "tls": {
+                    "custom_ca": !spec.tls.roots.is_empty(),
+                    "insecure_skip_verify": spec.tls.insecure_skip_verify,
+                },
+            })
+        })
+        .collect();
+    json!({ "upstreams": pools })
+}
+
+/// A route's circuit breaker, in `GET /api/routes`.
+pub fn breaker(breaker: &Breaker, legacy: &str) -> Value {
+    let now = now_ms();
+    let status = breaker.status(now);
+    let spec = breaker.spec();
+    json!({
+        "state": status.state.label(),
+        "legacy": legacy,
+        "window": {
+            "requests": status.requests,
+            "errors": status.errors,
+        },
+        "last_transition": status.last_transition.map(|(at, t)| json!({
+            "to": t.to.label(),
+            "reason": t.reason,
+            "seconds_ago": now.saturating_sub(at) as f64 / 1000.0,
+        })),
+        "settings": {
+            "error_rate": spec.error_rate,
+            "min_requests": spec.min_requests,
+            "window": humantime::format_duration(spec.window).to_string(),
+            "open_for": humantime::format_duration(spec.open_for).to_string(),
+            "probes": spec.probes,
+        },
+    })
+}
