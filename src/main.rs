@@ -4,6 +4,8 @@ use anyhow::{bail, Context, Result};
 use banyan::config::{Config, ConfigError};
 use banyan::routing::explain::explain;
 use banyan::routing::RequestView;
+use banyan::server::handover::Takeover;
+use banyan::server::listeners::Inherited;
 use clap::{Parser, Subcommand, ValueEnum};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use std::net::IpAddr;
@@ -38,6 +40,11 @@ enum Command {
         /// Worker threads of the data plane (default: one per CPU core).
         #[arg(long, value_name = "N")]
         threads: Option<std::num::NonZeroUsize>,
+        /// Take the listening sockets over from the banyan running with the same
+        /// `server.upgrade_socket`, which then drains and exits: a new binary or config
+        /// with no connection refused.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config file and print a summary; exit 1 if it is invalid.
     Check {
@@ -79,7 +86,8 @@ fn main() -> ExitCode {
             config,
             insecure_admin,
             threads,
-        } => run(&config, insecure_admin, threads),
+            upgrade,
+        } => run(&config, insecure_admin, threads, upgrade),
         Command::Check { config, against } => check(&config, against.as_deref()),
         Command::Explain {
             config,
@@ -155,6 +163,7 @@ fn run(
     path: &Path,
     insecure_admin: bool,
     threads: Option<std::num::NonZeroUsize>,
+    upgrade: bool,
 ) -> Result<ExitCode> {
     let config = load(path)?;
     print_warnings(&config);
@@ -165,11 +174,35 @@ fn run(
         }
         tracing::warn!("{warning} (--insecure-admin given)");
     }
+    let mut takeover = match (&config.server.upgrade_socket, upgrade) {
+        (Some(socket), true) => Some(Takeover::request(socket)?),
+        (None, true) => bail!(
+            "--upgrade needs server.upgrade_socket in {}: the socket where the running banyan hands its listeners over",
+            path.display()
+        ),
+        (_, false) => None,
+    };
+    let inherited = match &mut takeover {
+        Some(t) => t.take_sockets(),
+        None => Inherited::from_systemd().context("cannot take the sockets systemd passed")?,
+    };
     runtime_with(threads)?.block_on(async {
-        let running = banyan::server::start_with_file(config, Some(path.to_path_buf())).await?;
-        wait_for_shutdown().await;
-        tracing::info!("shutting down: draining in-flight requests");
-        running.shutdown().await;
+        let running =
+            banyan::server::start_with(config, Some(path.to_path_buf()), inherited).await?;
+        if let Some(t) = takeover {
+            t.ready()?;
+            tracing::info!("took the listeners over; the previous banyan drains and exits");
+        }
+        tokio::select! {
+            _ = wait_for_shutdown() => {
+                tracing::info!("shutting down: draining in-flight requests");
+                running.shutdown().await;
+            }
+            _ = running.upgraded() => {
+                tracing::info!("upgraded: draining in-flight requests");
+                running.retire().await;
+            }
+        }
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -7,6 +7,7 @@ use crate::metrics::{RouteUpstreamMetrics, DEFAULT_ROUTE};
 use crate::routing::{Action, UpstreamId};
 use crate::shadow::limits::ShadowLimits;
 use crate::store::{Retention, Store};
+use crate::tls::server::CertSet;
 use crate::upstream::Pool;
 use smallvec::SmallVec;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct Snapshot {
     pub store: Option<Arc<Store>>,
     /// One per route: its circuit breaker, when it has one.
     breakers: Vec<Option<Arc<Breaker>>>,
+    /// The HTTPS listener's certificates.
+    pub certs: Option<Arc<CertSet>>,
 }
 
 /// Metric handles of one route, for each upstream it can reach.
@@ -109,6 +112,7 @@ impl Snapshot {
             .then(|| open_store(&config, previous))
             .flatten();
         let breakers = breakers(&config, previous);
+        let certs = certificates(&config, previous);
         Snapshot {
             config,
             pools,
@@ -116,6 +120,7 @@ impl Snapshot {
             shadow_limits,
             store,
             breakers,
+            certs,
         }
     }
 
@@ -130,6 +135,26 @@ impl Snapshot {
 
     pub fn breaker(&self, route: Option<usize>) -> Option<&Breaker> {
         self.breakers.get(route?)?.as_deref()
+    }
+}
+
+/// The HTTPS certificates: those of the previous snapshot, read again, when the files
+/// are the same (a reload re-reads them); else loaded afresh.
+fn certificates(config: &Config, previous: Option<&Snapshot>) -> Option<Arc<CertSet>> {
+    let paths = &config.server.tls.as_ref()?.certificates;
+    if let Some(set) = previous
+        .and_then(|p| p.certs.as_ref())
+        .filter(|c| c.paths() == paths.as_slice())
+    {
+        set.reload();
+        return Some(set.clone());
+    }
+    match CertSet::load(paths.clone()) {
+        Ok(set) => Some(set),
+        Err(e) => {
+            tracing::error!(error = %e, "TLS certificates unavailable");
+            None
+        }
     }
 }
 

@@ -63,6 +63,15 @@ pub struct ServerSettings {
     /// Where a running banyan hands its listeners to `banyan run --upgrade`.
     pub upgrade_socket: Option<PathBuf>,
     pub limits: crate::guard::Limits,
+    /// The HTTPS listener, when there is one.
+    pub tls: Option<TlsSettings>,
+}
+
+/// `[server.tls]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub listen: SocketAddr,
+    pub certificates: Vec<crate::tls::server::CertificatePaths>,
 }
 
 /// The admin listener (metrics, health, the config API).

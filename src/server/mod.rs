@@ -2,6 +2,11 @@
 //! service, and drain on shutdown.
 
 mod conn;
+pub mod handover;
+pub mod listeners;
+
+use handover::Offer;
+use listeners::{Inherited, Role};
 
 use crate::config::Config;
 use crate::proxy::{Client, SharedSnapshot};
@@ -18,6 +23,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -31,12 +37,16 @@ pub enum ServerError {
     Watch(String),
     #[error("cannot handle SIGHUP")]
     Signal(#[source] std::io::Error),
+    #[error(transparent)]
+    Handover(#[from] handover::HandoverError),
 }
 
 /// A running banyan: proxy and admin listeners, the live snapshot and its reloader.
 pub struct Running {
     pub proxy_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The HTTPS listener's address, when there is one.
+    pub tls_addr: Option<SocketAddr>,
     pub snapshot: SharedSnapshot,
     pub reloader: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
@@ -44,6 +54,8 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
     /// Reload triggers: stopped on shutdown.
     _triggers: Triggers,
+    /// Where `banyan run --upgrade` takes the sockets over.
+    offer: Option<Offer>,
 }
 
 #[derive(Default)]
@@ -60,36 +72,77 @@ impl Drop for Triggers {
     }
 }
 
-/// Bind both listeners and start serving `config`, which came from no file.
+/// Bind the listeners and start serving `config`, which came from no file.
 pub async fn start(config: Config) -> Result<Running, ServerError> {
-    start_with_file(config, None).await
+    start_with(config, None, Inherited::default()).await
 }
 
-/// Bind both listeners and start serving `config`. With the file it came from, changes
+/// Bind the listeners and start serving `config`. With the file it came from, changes
 /// to the file and SIGHUP reload it.
 pub async fn start_with_file(
     config: Config,
     path: Option<PathBuf>,
 ) -> Result<Running, ServerError> {
-    let proxy_listener = bind(config.server.listen).await?;
-    let admin_listener = bind(config.admin.listen).await?;
-    let proxy_addr = local_addr(&proxy_listener, config.server.listen);
+    start_with(config, path, Inherited::default()).await
+}
+
+/// Start serving `config` on the `inherited` sockets (from systemd or an upgraded
+/// banyan), binding those it does not provide.
+pub async fn start_with(
+    config: Config,
+    path: Option<PathBuf>,
+    mut inherited: Inherited,
+) -> Result<Running, ServerError> {
+    let server = config.server.clone();
+    let proxy_listener = listen(&mut inherited, Role::Proxy, server.listen).await?;
+    let admin_listener = listen(&mut inherited, Role::Admin, config.admin.listen).await?;
+    let tls_listener = match &server.tls {
+        Some(tls) => Some(listen(&mut inherited, Role::Tls, tls.listen).await?),
+        None => None,
+    };
+    for name in inherited.leftover() {
+        tracing::warn!(socket = %name, "an inherited socket matches no listener of the config; closed");
+    }
+    let offer = match &server.upgrade_socket {
+        Some(socket) => {
+            let mut sockets = vec![(Role::Proxy.name(), dup(&proxy_listener)?)];
+            sockets.push((Role::Admin.name(), dup(&admin_listener)?));
+            if let Some(l) = &tls_listener {
+                sockets.push((Role::Tls.name(), dup(l)?));
+            }
+            Some(Offer::serve(socket, sockets)?)
+        }
+        None => None,
+    };
+    let proxy_addr = local_addr(&proxy_listener, server.listen);
     let admin_addr = local_addr(&admin_listener, config.admin.listen);
+    let tls_addr = tls_listener.as_ref().map(|l| local_addr(l, server.listen));
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None)));
     let reloader = Arc::new(Reloader::new(snapshot.clone(), path.clone()));
     let (shutdown, watch_rx) = watch::channel(false);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(serve_proxy(
             proxy_listener,
             snapshot.clone(),
+            None,
             watch_rx.clone(),
         )),
         tokio::spawn(crate::admin::serve(
             admin_listener,
             reloader.clone(),
-            watch_rx,
+            watch_rx.clone(),
         )),
     ];
+    if let Some(listener) = tls_listener {
+        let tls = crate::tls::server::server_config(SnapshotCerts(snapshot.clone()));
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        tasks.push(tokio::spawn(serve_proxy(
+            listener,
+            snapshot.clone(),
+            Some(acceptor),
+            watch_rx,
+        )));
+    }
     let mut triggers = Triggers::default();
     if path.is_some() {
         triggers.file = crate::reload::watch::watch_file(reloader.clone())
@@ -98,21 +151,47 @@ pub async fn start_with_file(
             Some(crate::reload::watch::on_sighup(reloader.clone()).map_err(ServerError::Signal)?);
     }
     tracing::info!(addr = %proxy_addr, "proxy listening");
+    if let Some(addr) = tls_addr {
+        tracing::info!(addr = %addr, "https listening");
+    }
     tracing::info!(addr = %admin_addr, "admin listening");
     Ok(Running {
         proxy_addr,
         admin_addr,
+        tls_addr,
         snapshot,
         reloader,
         shutdown,
         tasks,
         _triggers: triggers,
+        offer,
     })
 }
 
 impl Running {
+    /// Resolves when an upgraded banyan has taken the sockets over: time to retire.
+    pub async fn upgraded(&self) {
+        match &self.offer {
+            Some(offer) => offer.retire.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Stop accepting, let in-flight requests finish (up to the drain period), return.
     pub async fn shutdown(self) {
+        if let Some(offer) = &self.offer {
+            offer.remove();
+        }
+        self.drain().await;
+    }
+
+    /// Shut down after an upgrade: the same, but the upgrade socket is the new
+    /// process's now.
+    pub async fn retire(self) {
+        self.drain().await;
+    }
+
+    async fn drain(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
@@ -120,8 +199,30 @@ impl Running {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
+/// The certificates of the running snapshot, for the TLS listener.
+struct SnapshotCerts(SharedSnapshot);
+
+impl crate::tls::server::CurrentCerts for SnapshotCerts {
+    fn current(&self) -> Option<Arc<crate::tls::server::CertSet>> {
+        self.0.load().certs.clone()
+    }
+}
+
+/// A duplicate of a listening socket, to hand over.
+fn dup(listener: &TcpListener) -> Result<std::os::fd::OwnedFd, ServerError> {
+    use std::os::fd::AsFd;
+    listener
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| ServerError::Handover(e.into()))
+}
+
+async fn listen(
+    inherited: &mut Inherited,
+    role: Role,
+    addr: SocketAddr,
+) -> Result<TcpListener, ServerError> {
+    listeners::listen(inherited, role, addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })
 }
@@ -140,6 +241,7 @@ pub fn connection_builder() -> auto::Builder<TokioExecutor> {
 async fn serve_proxy(
     listener: TcpListener,
     snapshot: SharedSnapshot,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
     let settings = snapshot.load().config.server.clone();
@@ -166,10 +268,15 @@ async fn serve_proxy(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let client = Client { addr, scheme: "http" };
-                let (shared, alive) = (shared.clone(), alive.clone());
+                let (shared, alive, tls) = (shared.clone(), alive.clone(), tls.clone());
                 tokio::spawn(async move {
-                    conn::serve(shared, stream, client, true).await;
+                    match tls {
+                        None => {
+                            let client = Client { addr, scheme: "http" };
+                            conn::serve(shared, stream, client, true).await;
+                        }
+                        Some(acceptor) => serve_tls(shared, acceptor, stream, addr).await,
+                    }
                     drop(alive);
                 });
             }
@@ -185,4 +292,32 @@ async fn serve_proxy(
         all_closed.recv(),
     )
     .await;
+}
+
+/// Complete the TLS handshake (within the header timeout: a client that stalls it
+/// holds a connection like a slow-header one), then serve what ALPN agreed on.
+async fn serve_tls(
+    shared: Arc<conn::Shared>,
+    acceptor: TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+) {
+    let handshake = tokio::time::timeout(shared.limits.header_timeout, acceptor.accept(stream));
+    let tls = match handshake.await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, client = %addr, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(client = %addr, "TLS handshake timed out");
+            return;
+        }
+    };
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let client = Client {
+        addr,
+        scheme: "https",
+    };
+    conn::serve(shared, tls, client, !h2).await;
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod certs;
+
 use banyan::config::{Config, Source};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};

@@ -1,9 +1,10 @@
 //! `[server]`: the proxy listener, its lifecycle and the limits on what clients send.
 
 use super::Compiler;
-use crate::config::raw::RawServer;
-use crate::config::{ServerSettings, DEFAULT_FALLBACK_MAX_BODY};
+use crate::config::raw::{RawServer, RawTls};
+use crate::config::{ServerSettings, TlsSettings, DEFAULT_FALLBACK_MAX_BODY};
 use crate::guard::Limits;
+use crate::tls::server::CertificatePaths;
 use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;
@@ -41,7 +42,37 @@ impl Compiler<'_> {
             drain_period: self.duration(raw.drain_period.as_ref(), DEFAULT_DRAIN_PERIOD),
             upgrade_socket,
             limits: self.limits(raw),
+            tls: raw.tls.as_ref().and_then(|t| self.tls(t)),
         }
+    }
+
+    /// The HTTPS listener; every certificate is loaded now, so a bad one is refused
+    /// with its place in the file.
+    fn tls(&mut self, raw: &Spanned<RawTls>) -> Option<TlsSettings> {
+        let raw = raw.get_ref();
+        let listen = self.socket_addr(Some(&raw.listen), DEFAULT_LISTEN);
+        if raw.certificates.get_ref().is_empty() {
+            self.error(
+                raw.certificates.span(),
+                "[server.tls] needs at least one certificate: certificates = [{ cert = \"...pem\", key = \"...key\" }]",
+            );
+            return None;
+        }
+        let mut certificates = Vec::new();
+        for c in raw.certificates.get_ref() {
+            let paths = CertificatePaths {
+                cert: PathBuf::from(&c.get_ref().cert),
+                key: PathBuf::from(&c.get_ref().key),
+            };
+            if let Err(e) = crate::tls::certified_key(&paths.cert, &paths.key) {
+                self.error(c.span(), format!("server.tls: {e}"));
+            }
+            certificates.push(paths);
+        }
+        Some(TlsSettings {
+            listen,
+            certificates,
+        })
     }
 
     fn limits(&mut self, raw: &RawServer) -> Limits {
