@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps browser-deps bench-deps build release test lint unit demo bench bench-quick bench-build clean
+.PHONY: deps browser-deps test-deps bench-deps build release test lint unit fuzz demo bench bench-quick bench-build clean
 
 deps:
 	@command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
@@ -17,6 +17,12 @@ browser-deps:
 	@{ command -v chromedriver && command -v chromium; } >/dev/null 2>&1 || { \
 		echo "installing chromium and chromium-driver (dashboard browser tests)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+
+# systemd-socket-activate, to test socket activation as systemd does it.
+test-deps:
+	@command -v systemd-socket-activate >/dev/null 2>&1 || { \
+		echo "installing systemd (systemd-socket-activate, for the socket activation test)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq systemd; }
 
 # What the load test needs besides Rust: nginx (the reference), cmake (pingora's zlib-ng,
 # for the bare pingora proxy), python3 (the harness).
@@ -32,9 +38,10 @@ build: deps
 release: deps
 	$(CARGO) build --release --locked
 
-# Formatting, lints, unit and integration tests (real sockets, loopback only), and the
-# dashboard's browser tests (screenshots under target/screenshots/).
-test: deps browser-deps lint
+# Formatting, lints, unit and integration tests (real sockets, loopback only), the
+# dashboard's browser tests (screenshots under target/screenshots/), and a short fuzzing
+# pass (tests/fuzz.rs, 256 cases per property).
+test: deps browser-deps test-deps lint
 	$(CARGO) test --locked
 
 lint: deps
@@ -43,6 +50,12 @@ lint: deps
 
 unit: deps
 	$(CARGO) test --locked --lib
+
+# The property-based fuzzing of the config parser, route matcher and JSON comparator, at
+# length (FUZZ_CASES per property; a shrunk failure is saved under proptest-regressions/).
+FUZZ_CASES ?= 100000
+fuzz: deps
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release --locked --test fuzz
 
 # Two demo backends and banyan in front of them, on 127.0.0.1:8080 (admin :9090).
 demo: release

@@ -391,7 +391,7 @@ pub struct Process {
     pub admin_addr: SocketAddr,
     /// The config file, alone in its own directory.
     pub config_path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Process {
@@ -400,13 +400,22 @@ impl Process {
     }
 
     pub fn start_with_env(text: &str, env: &[(&str, &str)]) -> Process {
-        use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("banyan.toml");
         std::fs::write(&config_path, format!("{text}\n{}", listeners())).unwrap();
+        let mut p = Self::launch(&config_path, &[], env);
+        p._dir = Some(dir);
+        p
+    }
+
+    /// `banyan run -c <config_path> <args>`, once it reports its listeners. The file
+    /// is the caller's.
+    pub fn launch(config_path: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Process {
+        use std::io::BufRead;
         let mut child = std::process::Command::new(banyan_bin())
             .args(["run", "-c"])
-            .arg(&config_path)
+            .arg(config_path)
+            .args(args)
             .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -443,9 +452,31 @@ impl Process {
             child,
             proxy_addr: proxy.unwrap(),
             admin_addr: admin.unwrap(),
-            config_path,
-            _dir: dir,
+            config_path: config_path.to_path_buf(),
+            _dir: None,
         }
+    }
+
+    /// Send a signal by name (TERM, HUP) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Wait up to `limit` for the process to exit; its status if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Peak resident memory of the process so far, in bytes (VmHWM).

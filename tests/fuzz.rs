@@ -1,0 +1,278 @@
+//! Property-based fuzzing (proptest) of the three parts that take untrusted or
+//! hand-written input: the config parser and validator, the route matcher, and the JSON
+//! comparator. `make test` runs a short pass (proptest's 256 cases); `make fuzz` sets
+//! PROPTEST_CASES much higher. Failures are shrunk to a minimal input and saved under
+//! proptest-regressions/ to be replayed first on the next run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use banyan::compare::rules::Rules;
+use banyan::compare::{compare, Response};
+use banyan::config::{Config, ConfigError, Source};
+use banyan::routing::RequestView;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method};
+use proptest::prelude::*;
+use serde_json::Value;
+
+// ---- config parser and validator ----
+
+/// Route definitions from pieces that are often, but not always, valid.
+fn route_toml() -> impl Strategy<Value = String> {
+    let name = prop_oneof!["[a-z][a-z0-9-]{0,8}", ".{0,6}"];
+    let path = prop_oneof![
+        "/[a-z{}*/]{0,12}".prop_map(|p| format!("{{ prefix = {p:?} }}")),
+        "/[a-z{}/]{0,12}".prop_map(|p| format!("{{ template = {p:?} }}")),
+        "/[a-z/]{0,8}".prop_map(|p| format!("{{ exact = {p:?} }}")),
+        "[a-z/()\\[\\]+*.?\\\\]{0,10}".prop_map(|p| format!("{{ regex = {p:?} }}")),
+    ];
+    let upstream = prop_oneof![Just("legacy"), Just("items"), Just("ghost")];
+    let action = prop_oneof![
+        upstream.clone().prop_map(|u| format!("action = \"forward\"\nupstream = \"{u}\"")),
+        (upstream.clone(), -10.0f64..120.0).prop_map(|(u, p)| format!(
+            "action = \"split\"\nsplit = {{ to = \"{u}\", percent = {p}, key = {{ header = \"x-user\" }} }}"
+        )),
+        upstream.prop_map(|u| format!("action = \"shadow\"\nshadow = {{ to = \"{u}\" }}")),
+    ];
+    let extra = prop_oneof![
+        Just(String::new()),
+        (-5i64..5000).prop_map(|n| format!("max_body = {n}")),
+        (-1.0f64..2.0, -3i64..30).prop_map(|(r, m)| format!(
+            "circuit_breaker = {{ error_rate = {r}, min_requests = {m} }}"
+        )),
+        Just("fallback = \"legacy\"".to_string()),
+        "[a-z\"={} ]{0,12}".prop_map(|junk| format!("junk{junk}")),
+    ];
+    (name, path, action, extra).prop_map(|(name, path, action, extra)| {
+        format!("[[routes]]\nname = {name:?}\nmatch.path = {path}\n{action}\n{extra}\n")
+    })
+}
+
+fn config_toml() -> impl Strategy<Value = String> {
+    let server = prop_oneof![
+        Just(String::new()),
+        (-10i64..100_000).prop_map(|n| format!("[server]\nmax_header_bytes = {n}\n")),
+        "[0-9a-z \"]{0,10}".prop_map(|d| format!("[server]\nidle_timeout = \"{d}\"\n")),
+    ];
+    let outlier = prop_oneof![
+        Just(String::new()),
+        (-2i64..10, -1i64..150).prop_map(|(c, p)| format!(
+            "outlier_detection = {{ consecutive_failures = {c}, max_ejected_percent = {p} }}\n"
+        )),
+        (-3i64..9).prop_map(|r| format!("retries = {r}\n")),
+    ];
+    (server, outlier, prop::collection::vec(route_toml(), 0..5)).prop_map(
+        |(server, outlier, routes)| {
+            format!(
+                "default = \"legacy\"\n{server}[upstreams.legacy]\nendpoints = [\"http://127.0.0.1:8001\"]\n{outlier}\
+                 [upstreams.items]\nendpoints = [\"http://127.0.0.1:8002\"]\n\n{}",
+                routes.concat()
+            )
+        },
+    )
+}
+
+/// Every error points into the file: a line and column that exist.
+fn errors_are_located(text: &str, result: Result<Config, ConfigError>) {
+    let Err(ConfigError::Invalid(errors)) = result else {
+        return;
+    };
+    assert!(!errors.is_empty());
+    let lines = text.lines().count().max(1);
+    for e in errors {
+        let rendered = e.with_level("error");
+        let place = rendered
+            .strip_prefix("fuzz.toml:")
+            .unwrap_or_else(|| panic!("no file name: {rendered}"));
+        let mut parts = place.splitn(3, ':');
+        let line: usize = parts
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("{rendered}"));
+        let column: usize = parts
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("{rendered}"));
+        assert!(
+            line >= 1 && line <= lines + 1,
+            "line {line} of {lines}: {rendered}"
+        );
+        assert!(column >= 1, "{rendered}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_text_is_refused_with_a_place_never_a_panic(text in "\\PC{0,200}") {
+        let result = Config::parse(&Source::new("fuzz.toml", text.clone()));
+        errors_are_located(&text, result);
+    }
+
+    #[test]
+    fn generated_configs_compile_or_are_refused_with_a_place(text in config_toml()) {
+        let result = Config::parse(&Source::new("fuzz.toml", text.clone()));
+        errors_are_located(&text, result);
+    }
+}
+
+// ---- route matcher ----
+
+fn path_condition() -> impl Strategy<Value = String> {
+    let seg = prop_oneof![
+        Just("a"),
+        Just("b"),
+        Just("items"),
+        Just("{id}"),
+        Just("x.json")
+    ];
+    (0usize..4, prop::collection::vec(seg, 0..4), any::<bool>()).prop_map(|(kind, segs, slash)| {
+        let mut p = format!("/{}", segs.join("/"));
+        if slash && !p.ends_with('/') {
+            p.push('/');
+        }
+        match kind {
+            0 => format!("{{ prefix = {:?} }}", p.replace("{id}", "c")),
+            1 => format!("{{ exact = {:?} }}", p.replace("{id}", "c")),
+            2 => format!("{{ template = {p:?} }}"),
+            _ => format!(
+                "{{ regex = {:?} }}",
+                format!("{}.*", p.replace("{id}", "[a-z]+"))
+            ),
+        }
+    })
+}
+
+fn request_path() -> impl Strategy<Value = String> {
+    let seg = prop_oneof![
+        Just("a"),
+        Just("b"),
+        Just("c"),
+        Just("items"),
+        Just("x.json"),
+        Just("")
+    ];
+    prop::collection::vec(seg, 0..5).prop_map(|segs| format!("/{}", segs.join("/")))
+}
+
+proptest! {
+    /// The path index is an optimisation: it must pick exactly the route a plain scan
+    /// in config order picks.
+    #[test]
+    fn the_indexed_matcher_agrees_with_a_linear_scan(
+        conditions in prop::collection::vec((path_condition(), prop::option::of(Just("GET"))), 1..12),
+        paths in prop::collection::vec(request_path(), 1..20),
+        method in prop_oneof![Just(Method::GET), Just(Method::POST)],
+    ) {
+        let mut text = String::from(
+            "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://127.0.0.1:8001\"]\n",
+        );
+        for (i, (path, methods)) in conditions.iter().enumerate() {
+            text.push_str(&format!(
+                "[[routes]]\nname = \"r{i}\"\nmatch.path = {path}\n{}action = \"forward\"\nupstream = \"legacy\"\n",
+                methods.map(|m| format!("match.methods = [\"{m}\"]\n")).unwrap_or_default()
+            ));
+        }
+        let config = match Config::parse(&Source::new("m.toml", text)) {
+            Ok(c) => c,
+            // A condition the validator refuses (such as a template it cannot parse).
+            Err(_) => return Ok(()),
+        };
+        let headers = HeaderMap::new();
+        for path in &paths {
+            let uri: http::Uri = path.parse().unwrap();
+            let view = RequestView::new(&method, &uri, &headers, [127, 0, 0, 1].into());
+            let indexed = config.routes.find(&view);
+            let scanned = config
+                .routes
+                .routes()
+                .iter()
+                .position(|r| r.matches.check(&view).is_ok());
+            prop_assert_eq!(indexed, scanned, "path {}", path);
+        }
+    }
+}
+
+// ---- JSON comparator ----
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i32>().prop_map(Value::from),
+        (-1e6f64..1e6).prop_map(Value::from),
+        "[a-z ]{0,8}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z]{1,4}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn response(v: &Value) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    Response {
+        status: 200,
+        headers,
+        body: Bytes::from(serde_json::to_vec(v).unwrap()),
+    }
+}
+
+/// Change one leaf somewhere in `v` (the `pick`-th, wrapping); false if it has none.
+fn mutate(v: &mut Value, pick: &mut usize) -> bool {
+    match v {
+        Value::Array(items) => items.iter_mut().any(|i| mutate(i, pick)),
+        Value::Object(map) => map.values_mut().any(|i| mutate(i, pick)),
+        leaf => {
+            if *pick > 0 {
+                *pick -= 1;
+                return false;
+            }
+            *leaf = match leaf {
+                Value::String(s) => Value::String(format!("{s}!")),
+                _ => Value::String("changed".into()),
+            };
+            true
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_document_never_differs_from_itself(v in json_value()) {
+        let plain = Rules::default();
+        prop_assert_eq!(compare(&response(&v), &response(&v), &plain), vec![]);
+        // Re-serialised with its keys in another order: still the same document.
+        let pretty = serde_json::to_string_pretty(&v).unwrap();
+        let mut r = response(&v);
+        r.body = Bytes::from(pretty);
+        prop_assert_eq!(compare(&response(&v), &r, &plain), vec![]);
+    }
+
+    #[test]
+    fn any_changed_leaf_is_reported_and_comparison_never_panics(
+        a in json_value(),
+        b in json_value(),
+        pick in 0usize..64,
+    ) {
+        let plain = Rules::default();
+        let _ = compare(&response(&a), &response(&b), &plain);
+        let mut changed = a.clone();
+        let mut left = pick;
+        if mutate(&mut changed, &mut left) {
+            let diffs = compare(&response(&a), &response(&changed), &plain);
+            prop_assert!(!diffs.is_empty(), "{} vs {}", a, changed);
+        }
+        // Arrays compared as multisets and by key: no panic, and no difference with itself.
+        let mut loose = Rules::default();
+        loose.unordered = ["$".to_string(), "$[*]".to_string(), "$.a".to_string()].into();
+        loose.unordered_by = [("$.b".to_string(), "a".to_string())].into();
+        let _ = compare(&response(&a), &response(&b), &loose);
+        prop_assert_eq!(compare(&response(&a), &response(&a), &loose), vec![]);
+    }
+}
