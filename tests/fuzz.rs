@@ -276,3 +276,68 @@ proptest! {
         prop_assert_eq!(compare(&response(&a), &response(&a), &loose), vec![]);
     }
 }
+
+// ---- strict HTTP/1 framing ----
+
+/// A pipeline of well-formed requests: no body, a Content-Length body, a chunked body.
+fn pipeline() -> impl Strategy<Value = Vec<u8>> {
+    let body = prop::collection::vec(any::<u8>(), 0..300);
+    let request = (0usize..3, body, prop::collection::vec(1usize..50, 1..6)).prop_map(
+        |(kind, body, chunk_sizes)| {
+            let mut out = Vec::new();
+            match kind {
+                0 => out.extend_from_slice(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"),
+                1 => {
+                    out.extend_from_slice(
+                        format!(
+                            "POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    );
+                    out.extend_from_slice(&body);
+                }
+                _ => {
+                    out.extend_from_slice(
+                        b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                    );
+                    let mut rest = &body[..];
+                    for size in chunk_sizes.iter().cycle() {
+                        if rest.is_empty() {
+                            break;
+                        }
+                        let n = (*size).min(rest.len());
+                        out.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                        out.extend_from_slice(&rest[..n]);
+                        out.extend_from_slice(b"\r\n");
+                        rest = &rest[n..];
+                    }
+                    out.extend_from_slice(b"0\r\n\r\n");
+                }
+            }
+            out
+        },
+    );
+    prop::collection::vec(request, 1..6).prop_map(|rs| rs.concat())
+}
+
+proptest! {
+    /// However the bytes arrive, well-formed framing passes; a bare LF in the next
+    /// request's head is caught.
+    #[test]
+    fn framing_is_read_the_same_whatever_the_reads(
+        stream in pipeline(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+    ) {
+        use banyan::guard::framing::Framing;
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+        points.push(0);
+        points.push(stream.len());
+        points.sort_unstable();
+        let mut framing = Framing::new(64 * 1024);
+        for w in points.windows(2) {
+            prop_assert!(framing.feed(&stream[w[0]..w[1]]).is_ok());
+        }
+        prop_assert!(framing.feed(b"GET / HTTP/1.1\nHost: a\r\n\r\n").is_err());
+    }
+}

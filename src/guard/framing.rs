@@ -58,12 +58,29 @@ impl Framing {
 
     /// Read `bytes`, the next ones the client sent.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), Violation> {
-        for &b in bytes {
-            if self.state == State::Off {
-                return Ok(());
+        let mut rest = bytes;
+        while let Some((&b, after)) = rest.split_first() {
+            // Body bytes are counted in bulk, not looked at one by one.
+            let bulk = match self.state {
+                State::Off => return Ok(()),
+                State::Fixed(left) | State::ChunkData(left) if left > 1 => {
+                    (left - 1).min(rest.len() as u64) as usize
+                }
+                _ => 0,
+            };
+            if bulk > 0 {
+                self.state = match self.state {
+                    State::Fixed(left) => State::Fixed(left - bulk as u64),
+                    State::ChunkData(left) => State::ChunkData(left - bulk as u64),
+                    other => other,
+                };
+                self.seen = self.seen.saturating_add(bulk);
+                rest = &rest[bulk..];
+                continue;
             }
             self.seen = self.seen.saturating_add(1);
             self.step(b)?;
+            rest = after;
         }
         Ok(())
     }
