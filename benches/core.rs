@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the pure cores: route matching with 10 and 2,000 routes, JSON
-//! comparison of 1 KB, 100 KB and 1 MB bodies, and compiling a 2,000-route config.
+//! comparison of 1 KB, 100 KB and 1 MB bodies, compiling a 2,000-route config, and the
+//! hostile-input guards every request passes.
 //!
 //!   cargo bench --bench core
 
@@ -100,5 +101,40 @@ fn compile_snapshot(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, route_matching, json_comparison, compile_snapshot);
+/// What the hostile-input guards add to every request: the strict framing reader over a
+/// typical browser request head, and the head checks.
+fn request_guards(c: &mut Criterion) {
+    let head = b"GET /api/items/42?expand=price HTTP/1.1\r\nHost: shop.example.com\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0\r\n\
+Accept: application/json\r\nAccept-Language: en-GB,en;q=0.5\r\n\
+Accept-Encoding: gzip, deflate, br\r\nCookie: session=abc123; theme=dark\r\n\
+Connection: keep-alive\r\n\r\n";
+    let mut group = c.benchmark_group("request_guards");
+    group.bench_function("framing_head_330b", |b| {
+        b.iter(|| {
+            let mut f = banyan::guard::framing::Framing::new(64 * 1024);
+            f.feed(black_box(head)).unwrap();
+        })
+    });
+    let req = http::Request::get("/api/items/42?expand=price")
+        .header("host", "shop.example.com")
+        .header("accept", "application/json")
+        .header("cookie", "session=abc123; theme=dark")
+        .body(())
+        .unwrap();
+    let (parts, ()) = req.into_parts();
+    let limits = banyan::guard::Limits::default();
+    group.bench_function("head_checks", |b| {
+        b.iter(|| banyan::guard::head::check(black_box(&parts), &limits).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    route_matching,
+    json_comparison,
+    compile_snapshot,
+    request_guards
+);
 criterion_main!(benches);

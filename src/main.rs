@@ -187,12 +187,13 @@ fn run(
         None => Inherited::from_systemd().context("cannot take the sockets systemd passed")?,
     };
     runtime_with(threads)?.block_on(async {
-        let running =
+        let mut running =
             banyan::server::start_with(config, Some(path.to_path_buf()), inherited).await?;
         if let Some(t) = takeover {
             t.ready()?;
             tracing::info!("took the listeners over; the previous banyan drains and exits");
         }
+        running.offer_upgrades()?;
         tokio::select! {
             _ = wait_for_shutdown() => {
                 tracing::info!("shutting down: draining in-flight requests");

@@ -207,6 +207,14 @@ impl Reloader {
                 config.server.listen, running.server.listen
             ));
         }
+        let tls_listen = |c: &Config| c.server.tls.as_ref().map(|t| t.listen);
+        if tls_listen(config) != tls_listen(running) {
+            out.push(format!(
+                "server.tls.listen changed to {:?}: listeners move only on restart; the HTTPS listener stays as it was ({:?})",
+                tls_listen(config),
+                tls_listen(running)
+            ));
+        }
         if config.admin.listen != running.admin.listen {
             out.push(format!(
                 "admin.listen changed to {}: listeners move only on restart; still on {}",

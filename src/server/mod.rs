@@ -54,7 +54,9 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
     /// Reload triggers: stopped on shutdown.
     _triggers: Triggers,
-    /// Where `banyan run --upgrade` takes the sockets over.
+    /// Duplicates of the listening sockets, for an upgrade to take.
+    handover: Vec<(&'static str, std::os::fd::OwnedFd)>,
+    /// Where `banyan run --upgrade` takes the sockets over, once offered.
     offer: Option<Offer>,
 }
 
@@ -103,17 +105,14 @@ pub async fn start_with(
     for name in inherited.leftover() {
         tracing::warn!(socket = %name, "an inherited socket matches no listener of the config; closed");
     }
-    let offer = match &server.upgrade_socket {
-        Some(socket) => {
-            let mut sockets = vec![(Role::Proxy.name(), dup(&proxy_listener)?)];
-            sockets.push((Role::Admin.name(), dup(&admin_listener)?));
-            if let Some(l) = &tls_listener {
-                sockets.push((Role::Tls.name(), dup(l)?));
-            }
-            Some(Offer::serve(socket, sockets)?)
+    let mut handover = Vec::new();
+    if server.upgrade_socket.is_some() {
+        handover.push((Role::Proxy.name(), dup(&proxy_listener)?));
+        handover.push((Role::Admin.name(), dup(&admin_listener)?));
+        if let Some(l) = &tls_listener {
+            handover.push((Role::Tls.name(), dup(l)?));
         }
-        None => None,
-    };
+    }
     let proxy_addr = local_addr(&proxy_listener, server.listen);
     let admin_addr = local_addr(&admin_listener, config.admin.listen);
     let tls_addr = tls_listener.as_ref().map(|l| local_addr(l, server.listen));
@@ -164,11 +163,24 @@ pub async fn start_with(
         shutdown,
         tasks,
         _triggers: triggers,
-        offer,
+        handover,
+        offer: None,
     })
 }
 
 impl Running {
+    /// Hand the listening sockets to `banyan run --upgrade` at `server.upgrade_socket`
+    /// (when set). An upgrading process calls it only once its predecessor has let go,
+    /// so a failed upgrade leaves the running banyan's socket in place.
+    pub fn offer_upgrades(&mut self) -> Result<(), ServerError> {
+        let Some(socket) = self.snapshot.load().config.server.upgrade_socket.clone() else {
+            return Ok(());
+        };
+        let sockets = std::mem::take(&mut self.handover);
+        self.offer = Some(Offer::serve(&socket, sockets)?);
+        Ok(())
+    }
+
     /// Resolves when an upgraded banyan has taken the sockets over: time to retire.
     pub async fn upgraded(&self) {
         match &self.offer {
