@@ -46,6 +46,15 @@ fn cases() -> Vec<(String, &'static str)> {
         (route("match = { methods = [\"get\"] } # HERE\naction = \"forward\"\nupstream = \"new\""), "upper case"),
         (format!("default = \"legacy\"\n{UPSTREAMS}\n[server]\nlisten = \"localhost\" # HERE\n"), "not an address"),
         (route("action = \"split\"\nsplit = { to = \"legacy\", percent = 5, key = \"client_ip\" } # HERE"), "already its base"),
+        (route("action = \"forward\"\nupstream = \"legacy\"\ncircuit_breaker = { probes = 2 } # HERE"), "sends its traffic to legacy already"),
+        (route("action = \"forward\"\nupstream = \"new\"\ncircuit_breaker = { error_rate = 1.5 } # HERE"), "error_rate must be a fraction"),
+        (route("action = \"forward\"\nupstream = \"new\"\nmax_body = 0 # HERE"), "max_body must be a number of bytes above 0"),
+        ("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://a:1\"]\nretries = 9 # HERE\n".to_string(), "retries must be 0 to 5"),
+        ("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://a:1\"]\noutlier_detection = { max_ejected_percent = 101 } # HERE\n".to_string(), "max_ejected_percent"),
+        ("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"https://a:1\"]\nca_file = \"/nonexistent/ca.pem\" # HERE\n".to_string(), "ca_file"),
+        (format!("default = \"legacy\"\n{UPSTREAMS}\n[server]\nmax_header_bytes = 100 # HERE\n"), "at least 8192"),
+        (format!("default = \"legacy\"\n{UPSTREAMS}\n[server]\nidle_timeout = \"0s\" # HERE\n"), "more than zero"),
+        (format!("default = \"legacy\"\n{UPSTREAMS}\n[server.tls]\nlisten = \"127.0.0.1:0\"\ncertificates = [] # HERE\n"), "at least one certificate"),
     ]
 }
 

@@ -156,10 +156,16 @@ impl Compiler<'_> {
         }
     }
 
-    fn count(&mut self, raw: Option<&Spanned<i64>>, default: u32, what: &str) -> u32 {
+    /// A whole number above 0 (a count or a size), when set.
+    fn count<T: TryFrom<i64> + PartialOrd + Default>(
+        &mut self,
+        raw: Option<&Spanned<i64>>,
+        default: T,
+        what: &str,
+    ) -> T {
         let Some(raw) = raw else { return default };
-        match u32::try_from(*raw.get_ref()) {
-            Ok(n) if n > 0 => n,
+        match T::try_from(*raw.get_ref()) {
+            Ok(n) if n > T::default() => n,
             _ => {
                 self.error(raw.span(), format!("{what} must be a whole number above 0"));
                 default
@@ -365,14 +371,18 @@ impl Compiler<'_> {
             "absolute_threshold",
         );
         ShadowSettings {
-            max_in_flight: self.count(raw.max_in_flight.as_ref(), 256, "shadow.max_in_flight")
+            max_in_flight: self.count::<u32>(
+                raw.max_in_flight.as_ref(),
+                256,
+                "shadow.max_in_flight",
+            ) as usize,
+            max_body: self.count::<u32>(raw.max_body.as_ref(), 1024 * 1024, "shadow.max_body")
                 as usize,
-            max_body: self.count(raw.max_body.as_ref(), 1024 * 1024, "shadow.max_body") as usize,
             store: raw.store.as_ref().map_or_else(
                 || PathBuf::from(DEFAULT_STORE),
                 |p| PathBuf::from(p.get_ref()),
             ),
-            retention_samples: u64::from(self.count(
+            retention_samples: u64::from(self.count::<u32>(
                 raw.retention_samples.as_ref(),
                 10_000,
                 "shadow.retention_samples",
@@ -385,13 +395,14 @@ impl Compiler<'_> {
             thresholds: crate::compare::noise::Thresholds {
                 relative,
                 absolute,
-                min_samples: u64::from(self.count(
+                min_samples: u64::from(self.count::<u32>(
                     raw.min_samples.as_ref(),
                     t.min_samples as u32,
                     "shadow.min_samples",
                 )),
             },
-            max_fields: self.count(raw.max_fields.as_ref(), 50, "shadow.max_fields") as usize,
+            max_fields: self.count::<u32>(raw.max_fields.as_ref(), 50, "shadow.max_fields")
+                as usize,
         }
     }
 
@@ -479,11 +490,11 @@ impl Compiler<'_> {
             key,
             salt: salt_for(&format!("shadow:{route}"), None),
             methods,
-            max_in_flight: self.count(sh.max_in_flight.as_ref(), 64, "shadow.max_in_flight")
+            max_in_flight: self.count::<u32>(sh.max_in_flight.as_ref(), 64, "shadow.max_in_flight")
                 as usize,
             timeout: self.duration(sh.timeout.as_ref(), Duration::from_secs(10)),
             max_body: match &sh.max_body {
-                Some(_) => self.count(sh.max_body.as_ref(), 0, "shadow.max_body") as usize,
+                Some(_) => self.count::<u32>(sh.max_body.as_ref(), 0, "shadow.max_body") as usize,
                 None => 0,
             },
             noise,

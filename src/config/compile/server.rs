@@ -85,29 +85,18 @@ impl Compiler<'_> {
                 );
                 d.max_header_bytes
             }
-            v => self.size(v.as_ref(), d.max_header_bytes, "max_header_bytes"),
+            v => self.count(v.as_ref(), d.max_header_bytes, "max_header_bytes"),
         };
         Limits {
             max_header_bytes,
-            max_headers: self.size(raw.max_headers.as_ref(), d.max_headers, "max_headers"),
-            max_uri_bytes: self.size(raw.max_uri_bytes.as_ref(), d.max_uri_bytes, "max_uri_bytes"),
+            max_headers: self.count(raw.max_headers.as_ref(), d.max_headers, "max_headers"),
+            max_uri_bytes: self.count(raw.max_uri_bytes.as_ref(), d.max_uri_bytes, "max_uri_bytes"),
             max_body: self
                 .bytes(raw.max_body.as_ref(), "max_body")
                 .unwrap_or(d.max_body),
             header_timeout: self.duration(raw.header_timeout.as_ref(), d.header_timeout),
             body_timeout: self.duration(raw.body_timeout.as_ref(), d.body_timeout),
             idle_timeout: self.duration(raw.idle_timeout.as_ref(), d.idle_timeout),
-        }
-    }
-
-    fn size(&mut self, raw: Option<&Spanned<i64>>, default: usize, what: &str) -> usize {
-        let Some(raw) = raw else { return default };
-        match usize::try_from(*raw.get_ref()) {
-            Ok(n) if n > 0 => n,
-            _ => {
-                self.error(raw.span(), format!("{what} must be a whole number above 0"));
-                default
-            }
         }
     }
 
