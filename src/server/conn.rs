@@ -92,12 +92,17 @@ impl Drop for InFlight {
 
 /// What every connection of a listener shares.
 pub struct Shared {
-    pub builder: auto::Builder<TokioExecutor>,
     pub snapshot: SharedSnapshot,
-    pub limits: Limits,
-    pub drain_period: Duration,
     /// Becomes true when the listener drains.
     pub drain: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// The limits of the running config: a connection takes them when it starts, so a
+    /// reload applies them to new connections.
+    pub fn limits(&self) -> Limits {
+        self.snapshot.load().config.server.limits.clone()
+    }
 }
 
 /// Serve one accepted connection until it ends, is idle too long, or drains. `strict_h1`
@@ -107,10 +112,11 @@ pub async fn serve<S>(shared: Arc<Shared>, stream: S, client: Client, strict_h1:
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = shared.limits();
     let activity = Activity::new();
     let io = ClientIo {
         inner: stream,
-        framing: strict_h1.then(|| Framing::new(shared.limits.max_header_bytes)),
+        framing: strict_h1.then(|| Framing::new(limits.max_header_bytes)),
         activity: activity.clone(),
     };
     let in_flight = activity.clone();
@@ -133,19 +139,19 @@ where
             Ok::<_, Infallible>(resp)
         }
     });
-    let mut conn = pin!(shared
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service));
+    let builder = builder(&limits);
+    let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+    let drain_period = || shared.snapshot.load().config.server.drain_period;
     let mut drain = shared.drain.clone();
     let mut draining = *drain.borrow();
-    let mut drain_deadline = draining.then(|| Instant::now() + shared.drain_period);
+    let mut drain_deadline = draining.then(|| Instant::now() + drain_period());
     let mut closing = false;
     loop {
         // Idle means nothing in flight and no bytes moving; draining shortens it.
         let limit = if draining {
             DRAIN_IDLE_GRACE
         } else {
-            shared.limits.idle_timeout
+            limits.idle_timeout
         };
         let wait = if activity.busy() {
             limit
@@ -161,7 +167,7 @@ where
             }
             _ = drain.changed(), if !draining => {
                 draining = true;
-                drain_deadline = Some(Instant::now() + shared.drain_period);
+                drain_deadline = Some(Instant::now() + drain_period());
             }
             _ = tokio::time::sleep(wait.max(Duration::from_millis(10))), if !closing => {}
             _ = sleep_until(drain_deadline) => {

@@ -256,13 +256,9 @@ async fn serve_proxy(
     tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let settings = snapshot.load().config.server.clone();
     let (drain_tx, drain_rx) = watch::channel(false);
     let shared = Arc::new(conn::Shared {
-        builder: conn::builder(&settings.limits),
         snapshot,
-        limits: settings.limits.clone(),
-        drain_period: settings.drain_period,
         drain: drain_rx,
     });
     // Every connection task holds a sender; when all are gone, the drain is over.
@@ -299,11 +295,8 @@ async fn serve_proxy(
     let _ = drain_tx.send(true);
     drop(alive);
     // Connections close themselves by the drain period; the margin covers the last writes.
-    let _ = tokio::time::timeout(
-        settings.drain_period + Duration::from_secs(1),
-        all_closed.recv(),
-    )
-    .await;
+    let drain_period = shared.snapshot.load().config.server.drain_period;
+    let _ = tokio::time::timeout(drain_period + Duration::from_secs(1), all_closed.recv()).await;
 }
 
 /// Complete the TLS handshake (within the header timeout: a client that stalls it
@@ -314,7 +307,7 @@ async fn serve_tls(
     stream: tokio::net::TcpStream,
     addr: SocketAddr,
 ) {
-    let handshake = tokio::time::timeout(shared.limits.header_timeout, acceptor.accept(stream));
+    let handshake = tokio::time::timeout(shared.limits().header_timeout, acceptor.accept(stream));
     let tls = match handshake.await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
