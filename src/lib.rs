@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod guard;
 pub mod metrics;
+pub mod migration;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

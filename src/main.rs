@@ -23,6 +23,12 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Markdown,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Human,
     Json,
@@ -70,6 +76,33 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         client_ip: IpAddr,
     },
+    /// Control a route's migration ramp in a running banyan: pause, resume, promote (one
+    /// step up, gates or not) or rollback (one step down, and pause).
+    Migrate {
+        /// The route's name.
+        route: String,
+        #[arg(value_parser = ["pause", "resume", "promote", "rollback"])]
+        call: String,
+        /// The running banyan's admin address, such as http://127.0.0.1:9090.
+        #[arg(
+            long,
+            value_name = "ADMIN_URL",
+            default_value = "http://127.0.0.1:9090"
+        )]
+        admin: String,
+    },
+    /// Print the migration readiness report of a running banyan: per route, its stage,
+    /// traffic, match rate, open regressions and whether it is ready for the next stage.
+    Report {
+        #[arg(
+            long,
+            value_name = "ADMIN_URL",
+            default_value = "http://127.0.0.1:9090"
+        )]
+        admin: String,
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: ReportFormat,
+    },
     /// Start two demo backends and banyan in front of them.
     Demo {
         /// The demo config (the built-in config/demo.toml when absent).
@@ -96,6 +129,8 @@ fn main() -> ExitCode {
             headers,
             client_ip,
         } => explain_request(&config, &method, &url, &headers, client_ip),
+        Command::Migrate { route, call, admin } => migrate(&admin, &route, &call),
+        Command::Report { admin, format } => report(&admin, format),
         Command::Demo { config } => demo(config.as_deref()),
     };
     match outcome {
@@ -243,6 +278,72 @@ fn check(path: &Path, against: Option<&str>) -> Result<ExitCode> {
         print!("{diff}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn migrate(admin: &str, route: &str, call: &str) -> Result<ExitCode> {
+    let path = format!("/api/migration/{route}/{call}");
+    let (status, body) = runtime()?.block_on(admin_call(admin, http::Method::POST, &path))?;
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "{admin} answered {status}: {}",
+            answer["error"].as_str().unwrap_or("?")
+        );
+    }
+    let e = &answer["event"];
+    println!(
+        "{route}: {} {}% -> {}%{}",
+        e["kind"].as_str().unwrap_or("?"),
+        e["from_percent"],
+        e["to_percent"],
+        if answer["paused"] == true {
+            " (paused)"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(admin: &str, format: ReportFormat) -> Result<ExitCode> {
+    let path = match format {
+        ReportFormat::Markdown => "/api/migration/report?format=markdown",
+        ReportFormat::Json => "/api/migration/report",
+    };
+    let (status, body) = runtime()?.block_on(admin_call(admin, http::Method::GET, path))?;
+    if !status.is_success() {
+        bail!(
+            "{admin} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    print!("{}", String::from_utf8_lossy(&body));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One call to a running banyan's admin API, with the token from the environment.
+async fn admin_call(
+    admin: &str,
+    method: http::Method,
+    path: &str,
+) -> Result<(http::StatusCode, bytes::Bytes)> {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let url = format!("{}{path}", admin.trim_end_matches('/'));
+    let mut req = http::Request::builder().method(method).uri(&url);
+    if let Ok(token) = std::env::var(banyan::admin::TOKEN_ENV) {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let req = req
+        .body(Full::new(bytes::Bytes::new()))
+        .with_context(|| format!("{url:?} is not a URL"))?;
+    let resp = client
+        .request(req)
+        .await
+        .with_context(|| format!("cannot reach the admin API at {admin}"))?;
+    let status = resp.status();
+    Ok((status, resp.into_body().collect().await?.to_bytes()))
 }
 
 /// Ask a running banyan what `text` would change (`PUT /api/config?dry_run=true`).

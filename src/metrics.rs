@@ -3,9 +3,9 @@
 
 use pingora_limits::rate::Rate;
 use prometheus::{
-    register_gauge, register_histogram, register_histogram_vec, register_int_counter_vec,
-    register_int_gauge, register_int_gauge_vec, Encoder, Gauge, Histogram, HistogramVec,
-    IntCounter, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+    register_gauge, register_gauge_vec, register_histogram, register_histogram_vec,
+    register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Encoder, Gauge, GaugeVec,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
 };
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -33,6 +33,9 @@ pub struct Metrics {
     pub circuit_breaker_transitions_total: IntCounterVec,
     pub circuit_breaker_diverted_total: IntCounterVec,
     pub client_refusals_total: IntCounterVec,
+    pub migration_percent: GaugeVec,
+    pub migration_moves_total: IntCounterVec,
+    pub migration_stage: IntGaugeVec,
 }
 
 // Registration fails only on a duplicate name, a programming error caught by any test.
@@ -153,6 +156,24 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["cause"]
     )
     .expect("register banyan_client_refusals_total"),
+    migration_percent: register_gauge_vec!(
+        "banyan_migration_percent",
+        "The share of a ramped route's traffic on its new service, in percent.",
+        &["route"]
+    )
+    .expect("register banyan_migration_percent"),
+    migration_moves_total: register_int_counter_vec!(
+        "banyan_migration_moves_total",
+        "Moves of a route's ramp: advance, rollback (a gate failed), promote, manual_rollback, pause, resume.",
+        &["route", "kind"]
+    )
+    .expect("register banyan_migration_moves_total"),
+    migration_stage: register_int_gauge_vec!(
+        "banyan_migration_stage",
+        "1 for the stage a migrated route is at (legacy, shadow, canary, new, retired).",
+        &["route", "stage"]
+    )
+    .expect("register banyan_migration_stage"),
 }
 });
 
@@ -161,7 +182,7 @@ pub fn metrics() -> &'static Metrics {
 }
 
 /// The classes a status falls in, as labels: index by `status / 100`.
-const STATUS_CLASSES: [&str; 6] = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
+pub const STATUS_CLASSES: [&str; 6] = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// Pre-resolved metric handles for one (route, upstream) pair, so the request path does
 /// no label lookups.
@@ -279,6 +300,27 @@ pub fn breaker_diverted(route: &str) {
         .circuit_breaker_diverted_total
         .with_label_values(&[route])
         .inc();
+}
+
+pub fn migration_percent(route: &str) -> Gauge {
+    metrics().migration_percent.with_label_values(&[route])
+}
+
+pub fn migration_move(route: &str, kind: &str) {
+    metrics()
+        .migration_moves_total
+        .with_label_values(&[route, kind])
+        .inc();
+}
+
+/// Mark the stage a route is at (1) and the others (0).
+pub fn migration_stage(route: &str, stage: crate::migration::Stage) {
+    for s in crate::migration::stage::ALL {
+        metrics()
+            .migration_stage
+            .with_label_values(&[route, s.label()])
+            .set(i64::from(s == stage));
+    }
 }
 
 pub fn client_refusal(cause: &str) {

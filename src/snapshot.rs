@@ -4,6 +4,7 @@
 use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::metrics::{RouteUpstreamMetrics, DEFAULT_ROUTE};
+use crate::migration::{control, state::RampState};
 use crate::routing::{Action, UpstreamId};
 use crate::shadow::limits::ShadowLimits;
 use crate::store::{Retention, Store};
@@ -25,6 +26,8 @@ pub struct Snapshot {
     breakers: Vec<Option<Arc<Breaker>>>,
     /// The HTTPS listener's certificates.
     pub certs: Option<Arc<CertSet>>,
+    /// One per route: the state of its gated ramp, when it has one.
+    ramps: Vec<Option<RampState>>,
 }
 
 /// Metric handles of one route, for each upstream it can reach.
@@ -113,7 +116,7 @@ impl Snapshot {
             .flatten();
         let breakers = breakers(&config, previous);
         let certs = certificates(&config, previous);
-        Snapshot {
+        let mut snapshot = Snapshot {
             config,
             pools,
             route_metrics,
@@ -121,7 +124,10 @@ impl Snapshot {
             store,
             breakers,
             certs,
-        }
+            ramps: Vec::new(),
+        };
+        snapshot.ramps = ramps(&snapshot, previous);
+        snapshot
     }
 
     pub fn route_metrics(&self, route: Option<usize>) -> &RouteMetrics {
@@ -133,9 +139,60 @@ impl Snapshot {
         &self.pools[id]
     }
 
+    /// The routes with a gated ramp, and their states.
+    pub fn ramps(&self) -> impl Iterator<Item = (usize, &RampState)> {
+        self.ramps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
+    }
+
+    pub fn ramp(&self, route: usize) -> Option<&RampState> {
+        self.ramps.get(route)?.as_ref()
+    }
+
     pub fn breaker(&self, route: Option<usize>) -> Option<&Breaker> {
         self.breakers.get(route?)?.as_deref()
     }
+}
+
+/// The ramps' states: carried from the previous snapshot when the route's migration is
+/// unchanged (same fingerprint), else restored from the store, else new at 0%.
+fn ramps(snap: &Snapshot, previous: Option<&Snapshot>) -> Vec<Option<RampState>> {
+    let config = &snap.config;
+    config
+        .routes
+        .routes()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let m = r.migration.as_ref()?;
+            crate::metrics::migration_stage(&r.name, m.stage);
+            let spec = m.ramp.clone()?;
+            let Action::Split(split) = &r.action else {
+                return None;
+            };
+            let live = split.live.clone()?;
+            let fingerprint = format!(
+                "{}|{}|{}|{:?}",
+                r.name, config.upstreams[m.legacy].name, config.upstreams[m.new].name, spec
+            );
+            let carried = previous.and_then(|p| {
+                p.ramps
+                    .iter()
+                    .flatten()
+                    .find(|s| s.fingerprint == fingerprint)
+            });
+            if let Some(state) = carried {
+                return Some(state.carried(live));
+            }
+            let saved =
+                control::restore(&config.shadow.store, &r.name, &fingerprint).unwrap_or_default();
+            let state = RampState::new(&r.name, spec, fingerprint, live, saved);
+            state.rebase(control::counts(snap, i));
+            Some(state)
+        })
+        .collect()
 }
 
 /// The HTTPS certificates: those of the previous snapshot, read again, when the files

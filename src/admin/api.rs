@@ -93,7 +93,7 @@ pub fn routes(snap: &Snapshot) -> Value {
                 Action::Split(s) => (
                     "split",
                     vec![s.base, s.to],
-                    Some(f64::from(s.threshold) / 100.0),
+                    Some(f64::from(s.current_threshold()) / 100.0),
                 ),
             };
             upstreams.extend(r.fallback.filter(|f| !upstreams.contains(f)));

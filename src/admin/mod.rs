@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod config_api;
+mod migration;
 mod resilience;
 mod respond;
 
@@ -95,6 +96,25 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
         (Method::GET, ["api", "routes"]) => {
             json(StatusCode::OK, &api::routes(&reloader.snapshot().load()))
         }
+        (Method::GET, ["api", "migration"]) => json(
+            StatusCode::OK,
+            &migration::overview(&reloader.snapshot().load()),
+        ),
+        (Method::GET, ["api", "migration", "report"]) => {
+            let markdown = api::params(req.uri().query())
+                .get("format")
+                .is_some_and(|f| f == "markdown");
+            migration_report(&reloader.snapshot().load_full(), markdown).await
+        }
+        (Method::POST, ["api", "migration", route, call]) => {
+            match migration::control_call(&reloader.snapshot().load(), route, call) {
+                Ok(v) => json(StatusCode::OK, &v),
+                Err((status, why)) => error(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT),
+                    why,
+                ),
+            }
+        }
         (Method::GET, ["api", "upstreams"]) => json(
             StatusCode::OK,
             &resilience::upstreams(&reloader.snapshot().load()),
@@ -136,6 +156,55 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
             StatusCode::NOT_FOUND,
             format!("no such admin endpoint: {path}"),
         ),
+    }
+}
+
+/// The readiness report, with an example sample per regressed field from the store.
+async fn migration_report(
+    snap: &std::sync::Arc<crate::snapshot::Snapshot>,
+    markdown: bool,
+) -> Response<ResponseBody> {
+    let path = snap.store.as_ref().map(|s| s.path().to_path_buf());
+    let routes: Vec<String> = snap
+        .config
+        .routes
+        .routes()
+        .iter()
+        .filter(|r| r.migration.is_some())
+        .map(|r| r.name.clone())
+        .collect();
+    let examples = tokio::task::spawn_blocking(move || {
+        let mut out = std::collections::BTreeMap::new();
+        let Some(path) = path else { return out };
+        for route in routes {
+            let Ok((groups, _)) = crate::store::query::groups(&path, Some(&route), None, 200, 0)
+            else {
+                continue;
+            };
+            for g in groups {
+                let (Some(id), Some(fields)) = (g.example_id, g.fields.as_array()) else {
+                    continue;
+                };
+                for f in fields {
+                    if let Some(field) = f.get(0).and_then(|v| v.as_str()) {
+                        out.entry((route.clone(), field.to_string())).or_insert(id);
+                    }
+                }
+            }
+        }
+        out
+    })
+    .await
+    .unwrap_or_default();
+    let report = migration::report(snap, &examples);
+    if markdown {
+        text(
+            StatusCode::OK,
+            "text/markdown; charset=utf-8",
+            migration::markdown(&report),
+        )
+    } else {
+        json(StatusCode::OK, &report)
     }
 }
 

@@ -150,6 +150,35 @@ pub struct RawRoute {
     pub max_body: Option<Spanned<i64>>,
     /// Send the route's traffic to legacy while the new service fails.
     pub circuit_breaker: Option<Spanned<RawBreaker>>,
+    /// `action = "migrate"`: the stage and the new service.
+    pub migration: Option<Spanned<RawMigration>>,
+    /// A gated ramp of the canary stage.
+    pub ramp: Option<Spanned<RawRamp>>,
+}
+
+/// `migration = { stage = "canary", new = "items-svc", percent = 5, key = { cookie = "sid" } }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMigration {
+    pub stage: Spanned<String>,
+    pub new: Spanned<String>,
+    /// The canary's fixed share, when it has no ramp.
+    pub percent: Option<Spanned<f64>>,
+    pub key: Option<Spanned<RawSplitKey>>,
+}
+
+/// `ramp = { steps = [1, 5, 25, 50, 100], min_time = "10m", min_requests = 500, ... }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRamp {
+    pub steps: Spanned<Vec<f64>>,
+    pub min_time: Option<Spanned<String>>,
+    pub min_requests: Option<Spanned<i64>>,
+    pub interval: Option<Spanned<String>>,
+    pub min_match_rate: Option<Spanned<f64>>,
+    pub min_comparisons: Option<Spanned<i64>>,
+    pub max_error_margin: Option<Spanned<f64>>,
+    pub max_latency_factor: Option<Spanned<f64>>,
 }
 
 /// `circuit_breaker = { error_rate = 0.5, min_requests = 20, window = "10s", ... }`
@@ -224,6 +253,8 @@ pub enum RawAction {
     Forward,
     Split,
     Shadow,
+    /// Migrated by stages: `migration = { stage = "...", new = "..." }`.
+    Migrate,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -96,7 +96,7 @@ pub fn describe_action<'a>(r: &Route, name: impl Fn(usize) -> &'a str) -> String
         Action::Forward(u) => format!("-> {}", name(*u)),
         Action::Split(sp) => format!(
             "split {}% to {} by {}, rest {}",
-            f64::from(sp.threshold) * 100.0 / f64::from(BUCKETS),
+            f64::from(sp.current_threshold()) * 100.0 / f64::from(BUCKETS),
             name(sp.to),
             sp.key.describe(),
             name(sp.base)

@@ -57,7 +57,7 @@ pub fn explain(table: &RouteTable, req: &RequestView<'_>) -> Explanation {
                             value: String::from_utf8_lossy(&value).into_owned(),
                             used_client_ip: !found,
                             bucket,
-                            threshold: s.threshold,
+                            threshold: s.current_threshold(),
                         };
                         (upstream, Some(trace))
                     }

@@ -34,6 +34,8 @@ pub struct Route {
     pub breaker: Option<crate::breaker::BreakerSpec>,
     /// The monolith for this route: its fallback, else the default upstream.
     pub legacy: UpstreamId,
+    /// A route being migrated by stages (`action = "migrate"`).
+    pub migration: Option<crate::migration::MigrationSpec>,
 }
 
 /// What a route does with a request.
@@ -48,18 +50,27 @@ pub enum Action {
 pub struct Split {
     pub base: UpstreamId,
     pub to: UpstreamId,
-    /// Hundredths of a percent sent to `to` (0..=10,000).
+    /// Hundredths of a percent sent to `to` (0..=10,000), as configured.
     pub threshold: u32,
     pub key: SplitKey,
     pub salt: u64,
+    /// Set by a gated ramp (migration): the threshold in force, moved at run time.
+    pub live: Option<std::sync::Arc<std::sync::atomic::AtomicU32>>,
 }
 
 impl Split {
+    /// The threshold in force: the ramp's, else the configured one.
+    pub fn current_threshold(&self) -> u32 {
+        self.live.as_ref().map_or(self.threshold, |t| {
+            t.load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
     /// The upstream for a request and the bucket its key fell in.
     pub fn choose(&self, req: &RequestView<'_>) -> (UpstreamId, u32) {
         let (key, _) = self.key.value(req);
         let bucket = split::bucket(self.salt, &key);
-        let upstream = if bucket < self.threshold {
+        let upstream = if bucket < self.current_threshold() {
             self.to
         } else {
             self.base
@@ -157,6 +168,7 @@ mod tests {
             max_body: None,
             breaker: None,
             legacy: 0,
+            migration: None,
         }
     }
 

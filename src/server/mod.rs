@@ -60,15 +60,17 @@ pub struct Running {
     offer: Option<Offer>,
 }
 
+/// Background tasks that act on the running config: reload triggers, the ramps' loop.
 #[derive(Default)]
 struct Triggers {
     file: Option<FileWatch>,
     signal: Option<JoinHandle<()>>,
+    ramps: Option<JoinHandle<()>>,
 }
 
 impl Drop for Triggers {
     fn drop(&mut self) {
-        if let Some(t) = &self.signal {
+        for t in [&self.signal, &self.ramps].into_iter().flatten() {
             t.abort();
         }
     }
@@ -143,6 +145,9 @@ pub async fn start_with(
         )));
     }
     let mut triggers = Triggers::default();
+    triggers.ramps = Some(tokio::spawn(crate::migration::control::run(
+        snapshot.clone(),
+    )));
     if path.is_some() {
         triggers.file = crate::reload::watch::watch_file(reloader.clone())
             .map_err(|e| ServerError::Watch(e.to_string()))?;

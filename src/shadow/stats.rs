@@ -58,6 +58,18 @@ pub struct RouteReport {
     pub fields: Vec<FieldReport>,
 }
 
+/// One route's cumulative comparisons, matches and raw differences per field.
+pub fn totals(route: &str) -> (u64, u64, HashMap<String, u64>) {
+    with(|s| match s.get(route) {
+        Some(c) => (
+            c.compared,
+            c.matches,
+            c.fields.iter().map(|(f, n)| (f.clone(), n.raw)).collect(),
+        ),
+        None => (0, 0, HashMap::new()),
+    })
+}
+
 /// Every route's figures, fields with the most raw differences first.
 pub fn report(thresholds: &Thresholds) -> Vec<RouteReport> {
     let mut out: Vec<RouteReport> = with(|s| {

@@ -23,6 +23,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod breaker;
+mod migration;
 mod server;
 mod upstream;
 
@@ -240,7 +241,14 @@ impl Compiler<'_> {
     ) -> Option<Route> {
         let name = raw.name.get_ref().as_str();
         let matches = self.route_match(name, &raw.matches);
-        let action = self.action(name, raw, ids, default);
+        let (action, migration) = if *raw.action.get_ref() == RawAction::Migrate {
+            match self.migration(name, raw, ids, default) {
+                Some((a, m)) => (Some(a), Some(m)),
+                None => (None, None),
+            }
+        } else {
+            (self.action(name, raw, ids, default), None)
+        };
         let rewrite = match &raw.rewrite {
             Some(rw) => self.rewrite(name, rw, matches.path.as_ref()),
             None => Rewrite::default(),
@@ -250,10 +258,15 @@ impl Compiler<'_> {
             .as_ref()
             .and_then(|f| self.upstream_ref(ids, f, &format!("route {name:?}: fallback")));
         let action = action?;
-        let shadow = self
-            .shadow(name, raw, ids, &action)
-            .map(std::sync::Arc::new);
-        let legacy = fallback.or(default)?;
+        let shadow = match &migration {
+            Some(m) => self.migration_shadow(name, raw, m),
+            None => self.shadow(name, raw, ids, &action),
+        }
+        .map(std::sync::Arc::new);
+        let legacy = match &migration {
+            Some(m) => m.legacy,
+            None => fallback.or(default)?,
+        };
         let breaker = raw
             .circuit_breaker
             .as_ref()
@@ -268,6 +281,7 @@ impl Compiler<'_> {
             max_body: self.bytes(raw.max_body.as_ref(), "max_body"),
             breaker,
             legacy,
+            migration,
         })
     }
 
@@ -280,6 +294,8 @@ impl Compiler<'_> {
     ) -> Option<Action> {
         let role = format!("route {name:?}");
         match raw.action.get_ref() {
+            // Compiled from its migration table (migration.rs).
+            RawAction::Migrate => None,
             RawAction::Forward => {
                 if let Some(split) = &raw.split {
                     self.error(split.span(), format!("route {name:?} has a split table but its action is \"forward\": set action = \"split\" or remove the table"));
@@ -340,6 +356,7 @@ impl Compiler<'_> {
                     threshold: threshold(percent),
                     key,
                     salt: salt_for(name, split.salt.as_deref()),
+                    live: None,
                 }))
             }
         }

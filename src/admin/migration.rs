@@ -1,0 +1,327 @@
+//! The migration API: every migrated route's stage and ramp (`GET /api/migration`), manual
+//! control of a ramp (`POST /api/migration/{route}/pause|resume|promote|rollback`), and
+//! the readiness report (`GET /api/migration/report`, JSON or Markdown).
+
+use crate::compare::noise::{wilson, Verdict};
+use crate::migration::control;
+use crate::migration::state::Control;
+use crate::migration::{stage, MigrationSpec, Stage};
+use crate::routing::{Action, Route};
+use crate::snapshot::Snapshot;
+use crate::window;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Least comparisons before a match rate says a route is ready.
+const READY_COMPARISONS: u64 = 100;
+/// Lower bound of the match rate's 95% interval a route needs to be ready, unless its
+/// ramp sets its own.
+const READY_MATCH_RATE: f64 = 0.95;
+
+/// Requests over 15 minutes of a route to an upstream.
+fn requests(route: &str, upstream: &str) -> u64 {
+    window::existing(route, upstream).map_or(0, |w| w.figures(15).requests)
+}
+
+fn route_requests(snap: &Snapshot, route: &str) -> u64 {
+    snap.config
+        .upstreams
+        .iter()
+        .map(|u| requests(route, &u.name))
+        .sum()
+}
+
+/// The share of a route's traffic the new side serves now, in percent.
+fn percent_new(snap: &Snapshot, i: usize, r: &Route, m: &MigrationSpec) -> f64 {
+    if let Some(state) = snap.ramp(i) {
+        return state.percent();
+    }
+    match (&r.action, m.stage) {
+        (Action::Split(s), _) => f64::from(s.current_threshold()) / 100.0,
+        (_, Stage::New | Stage::Retired) => 100.0,
+        _ => 0.0,
+    }
+}
+
+fn migrated(snap: &Snapshot) -> impl Iterator<Item = (usize, &Route, &MigrationSpec)> {
+    snap.config
+        .routes
+        .routes()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.migration.as_ref().map(|m| (i, r, m)))
+}
+
+/// `GET /api/migration`
+pub fn overview(snap: &Snapshot) -> Value {
+    let name = |u: usize| snap.config.upstreams[u].name.as_str();
+    let routes: Vec<Value> = migrated(snap)
+        .map(|(i, r, m)| {
+            let ramp = snap.ramp(i).map(|state| {
+                let saved = state.saved();
+                let spec = &state.spec;
+                json!({
+                    "steps": spec.steps,
+                    "step": saved.step,
+                    "paused": saved.paused,
+                    "holding": state.holding(),
+                    "step_seconds": state.step_age().as_secs_f64(),
+                    "min_time": humantime::format_duration(spec.min_time).to_string(),
+                    "min_requests": spec.min_requests,
+                    "interval": humantime::format_duration(spec.interval).to_string(),
+                    "gates": {
+                        "min_match_rate": spec.gates.min_match_rate,
+                        "min_comparisons": spec.gates.min_comparisons,
+                        "max_error_margin": spec.gates.max_error_margin,
+                        "max_latency_factor": spec.gates.max_latency_factor,
+                    },
+                    "events": saved.events,
+                })
+            });
+            json!({
+                "route": r.name,
+                "stage": m.stage.label(),
+                "next_stage": m.stage.next().map(Stage::label),
+                "legacy": name(m.legacy),
+                "new": name(m.new),
+                "percent_new": percent_new(snap, i, r, m),
+                "requests_15m": route_requests(snap, &r.name),
+                "ramp": ramp,
+            })
+        })
+        .collect();
+    json!({ "routes": routes, "summary": summary(snap) })
+}
+
+/// How many routes, and what share of all traffic over 15 minutes, are at each stage;
+/// routes that are not migrated count as `unmanaged`.
+pub fn summary(snap: &Snapshot) -> Value {
+    let mut stages: BTreeMap<&str, (usize, u64)> = stage::ALL
+        .iter()
+        .map(|s| (s.label(), (0, 0)))
+        .chain([("unmanaged", (0, 0))])
+        .collect();
+    let mut total = 0;
+    for r in snap.config.routes.routes() {
+        let label = r
+            .migration
+            .as_ref()
+            .map_or("unmanaged", |m| m.stage.label());
+        let n = route_requests(snap, &r.name);
+        total += n;
+        if let Some(entry) = stages.get_mut(label) {
+            entry.0 += 1;
+            entry.1 += n;
+        }
+    }
+    let unmatched = route_requests(snap, crate::metrics::DEFAULT_ROUTE);
+    total += unmatched;
+    let out: serde_json::Map<String, Value> = stages
+        .into_iter()
+        .map(|(label, (routes, n))| {
+            let share = (total > 0).then(|| n as f64 / total as f64);
+            (
+                label.to_string(),
+                json!({ "routes": routes, "traffic_share_15m": share }),
+            )
+        })
+        .collect();
+    json!({ "stages": out, "requests_15m": total, "unmatched_requests_15m": unmatched })
+}
+
+/// `POST /api/migration/{route}/{call}`: the move made, or why none was.
+pub fn control_call(snap: &Snapshot, route: &str, call: &str) -> Result<Value, (u16, String)> {
+    let call = Control::parse(call).ok_or((
+        404,
+        format!("no such call {call:?}: pause, resume, promote or rollback"),
+    ))?;
+    let Some(i) = snap
+        .config
+        .routes
+        .routes()
+        .iter()
+        .position(|r| r.name == route)
+    else {
+        return Err((404, format!("no route named {route:?}")));
+    };
+    let Some(state) = snap.ramp(i) else {
+        return Err((409, format!("route {route:?} has no ramp to control")));
+    };
+    let counts = control::counts(snap, i);
+    match state.control(call, counts) {
+        Some(event) => {
+            control::moved(snap, state, &event, &Default::default());
+            Ok(
+                json!({ "route": route, "event": event, "percent_new": state.percent(), "paused": state.saved().paused }),
+            )
+        }
+        None => Err((
+            409,
+            format!(
+                "{call:?} changes nothing for route {route:?} at {}%",
+                state.percent()
+            ),
+        )),
+    }
+}
+
+/// `GET /api/migration/report`: per migrated route, where it stands and whether it is
+/// ready for its next stage. `examples` maps a field to a stored sample's id.
+pub fn report(snap: &Snapshot, examples: &BTreeMap<(String, String), i64>) -> Value {
+    let thresholds = &snap.config.shadow.thresholds;
+    let stats = crate::shadow::stats::report(thresholds);
+    let routes: Vec<Value> = migrated(snap)
+        .map(|(i, r, m)| {
+            let s = stats.iter().find(|s| s.route == r.name);
+            let (compared, matches) = s.map_or((0, 0), |s| (s.compared, s.matches));
+            let interval = wilson(matches, compared);
+            let regressions: Vec<Value> = s
+                .map(|s| {
+                    s.fields
+                        .iter()
+                        .filter(|f| f.verdict == Verdict::Regression)
+                        .map(|f| {
+                            json!({
+                                "field": f.field,
+                                "count": f.raw,
+                                "rate": f.raw_rate,
+                                "example_id": examples.get(&(r.name.clone(), f.field.clone())),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let percent = percent_new(snap, i, r, m);
+            let (ready, why) =
+                readiness(snap, i, m, percent, compared, interval, regressions.len());
+            json!({
+                "route": r.name,
+                "stage": m.stage.label(),
+                "next_stage": m.stage.next().map(Stage::label),
+                "percent_new": percent,
+                "requests_15m": {
+                    "legacy": requests(&r.name, &snap.config.upstreams[m.legacy].name),
+                    "new": requests(&r.name, &snap.config.upstreams[m.new].name),
+                },
+                "compared": compared,
+                "match_rate": (compared > 0).then(|| matches as f64 / compared as f64),
+                "match_rate_ci95": interval.map(|(l, h)| [l, h]),
+                "regressions": regressions,
+                "ready": ready,
+                "why": why,
+            })
+        })
+        .collect();
+    json!({ "routes": routes, "summary": summary(snap) })
+}
+
+fn readiness(
+    snap: &Snapshot,
+    i: usize,
+    m: &MigrationSpec,
+    percent: f64,
+    compared: u64,
+    interval: Option<(f64, f64)>,
+    regressions: usize,
+) -> (bool, String) {
+    let wanted = snap
+        .ramp(i)
+        .map_or(READY_MATCH_RATE, |r| r.spec.gates.min_match_rate);
+    let agreeing = || -> Result<(), String> {
+        if compared < READY_COMPARISONS {
+            return Err(format!(
+                "{compared} of {READY_COMPARISONS} comparisons so far"
+            ));
+        }
+        let low = interval.map_or(0.0, |i| i.0);
+        if low < wanted {
+            return Err(format!(
+                "match rate lower bound {:.1}% is under {:.1}%",
+                100.0 * low,
+                100.0 * wanted
+            ));
+        }
+        if regressions > 0 {
+            return Err(format!("{regressions} open regression(s)"));
+        }
+        Ok(())
+    };
+    let verdict = match m.stage {
+        Stage::Legacy => Ok(()),
+        Stage::Shadow | Stage::New => agreeing(),
+        Stage::Canary if percent < 100.0 => Err(format!("the canary serves {percent}%, not 100%")),
+        Stage::Canary => agreeing(),
+        Stage::Retired => Err("retired: the migration is done".into()),
+    };
+    match verdict {
+        Ok(()) => (
+            true,
+            format!("ready for {}", m.stage.next().map_or("-", Stage::label)),
+        ),
+        Err(why) => (false, why),
+    }
+}
+
+/// The report as Markdown, for a pull request or a chat.
+pub fn markdown(report: &Value) -> String {
+    let mut out = String::from("# Migration readiness\n\n");
+    out.push_str(
+        "| route | stage | new share | compared | match rate (95% CI) | regressions | ready |\n",
+    );
+    out.push_str("| --- | --- | ---: | ---: | --- | --- | --- |\n");
+    let empty = Vec::new();
+    for r in report["routes"].as_array().unwrap_or(&empty) {
+        let rate = match (r["match_rate"].as_f64(), r["match_rate_ci95"].as_array()) {
+            (Some(rate), Some(ci)) => format!(
+                "{:.2}% ({:.2}-{:.2}%)",
+                100.0 * rate,
+                100.0 * ci[0].as_f64().unwrap_or(0.0),
+                100.0 * ci[1].as_f64().unwrap_or(0.0)
+            ),
+            _ => "-".into(),
+        };
+        let regressions: Vec<String> = r["regressions"]
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
+            .map(|g| {
+                let example = g["example_id"]
+                    .as_i64()
+                    .map_or(String::new(), |id| format!(", e.g. #{id}"));
+                format!(
+                    "`{}` x{}{example}",
+                    g["field"].as_str().unwrap_or(""),
+                    g["count"]
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "| {} | {} | {}% | {} | {} | {} | {} |\n",
+            r["route"].as_str().unwrap_or(""),
+            r["stage"].as_str().unwrap_or(""),
+            r["percent_new"],
+            r["compared"],
+            rate,
+            if regressions.is_empty() {
+                "none".into()
+            } else {
+                regressions.join("; ")
+            },
+            if r["ready"].as_bool() == Some(true) {
+                format!("yes: {}", r["why"].as_str().unwrap_or(""))
+            } else {
+                format!("no: {}", r["why"].as_str().unwrap_or(""))
+            },
+        ));
+    }
+    if let Some(stages) = report["summary"]["stages"].as_object() {
+        out.push_str("\n| stage | routes | traffic share (15 min) |\n| --- | ---: | ---: |\n");
+        for (label, s) in stages {
+            let share = s["traffic_share_15m"]
+                .as_f64()
+                .map_or("-".into(), |f| format!("{:.1}%", 100.0 * f));
+            out.push_str(&format!("| {label} | {} | {share} |\n", s["routes"]));
+        }
+    }
+    out
+}

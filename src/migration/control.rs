@@ -1,0 +1,128 @@
+//! The loop that drives every ramp: at each ramp's interval, read what happened since
+//! its step began, let the gates decide, move, log, count and save.
+
+use super::ramp::Figures;
+use super::state::{Counts, Event, RampState};
+use crate::metrics;
+use crate::proxy::SharedSnapshot;
+use crate::snapshot::Snapshot;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How often the loop looks for a ramp that is due.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Run until the task is dropped.
+pub async fn run(shared: SharedSnapshot) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let snap = shared.load_full();
+        let now = Instant::now();
+        for (route, state) in snap.ramps() {
+            if !state.due(now) {
+                continue;
+            }
+            let counts = counts(&snap, route);
+            let figures = state.figures(&counts, p99s(&snap, route, state));
+            if let Some(event) = state.evaluate(&figures, counts) {
+                moved(&snap, state, &event, &figures);
+            }
+        }
+    }
+}
+
+/// Count, log and save a move.
+pub fn moved(snap: &Snapshot, state: &RampState, event: &Event, figures: &Figures) {
+    metrics::migration_move(&state.route, &event.kind);
+    tracing::warn!(
+        route = %state.route,
+        kind = %event.kind,
+        from = event.from_percent,
+        to = event.to_percent,
+        reason = %event.reason,
+        new_requests = figures.new_requests,
+        compared = figures.compared,
+        "migration ramp moved"
+    );
+    save(snap, state);
+}
+
+/// Save a ramp's state to the embedded store, off the async workers.
+pub fn save(snap: &Snapshot, state: &RampState) {
+    let path = snap.config.shadow.store.clone();
+    let (route, fingerprint, saved) = (
+        state.route.clone(),
+        state.fingerprint.clone(),
+        state.saved(),
+    );
+    let write = move || {
+        if let Err(e) = crate::store::migration::save(&path, &route, &fingerprint, &saved) {
+            tracing::error!(error = %e, route, "cannot save the migration state; it holds in memory");
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => drop(h.spawn_blocking(write)),
+        Err(_) => write(),
+    }
+}
+
+/// What a route has seen so far, cumulative: requests and 5xx by side, comparisons.
+pub fn counts(snap: &Snapshot, route: usize) -> Counts {
+    let r = &snap.config.routes.routes()[route];
+    let Some(m) = &r.migration else {
+        return Counts::default();
+    };
+    let side = |u: usize| {
+        let upstream = snap.config.upstreams[u].name.as_str();
+        let family = &metrics::metrics().requests_total;
+        let mut total = 0;
+        let mut errors = 0;
+        for class in metrics::STATUS_CLASSES {
+            let n = family.with_label_values(&[&r.name, upstream, class]).get();
+            total += n;
+            if class == "5xx" {
+                errors = n;
+            }
+        }
+        (total, errors)
+    };
+    let (new_requests, new_errors) = side(m.new);
+    let (legacy_requests, legacy_errors) = side(m.legacy);
+    let (compared, matches, fields) = crate::shadow::stats::totals(&r.name);
+    Counts {
+        new_requests,
+        new_errors,
+        legacy_requests,
+        legacy_errors,
+        compared,
+        matches,
+        fields,
+    }
+}
+
+/// Both sides' p99 over the whole minutes the step has lasted (at least the current one).
+fn p99s(snap: &Snapshot, route: usize, state: &RampState) -> (Option<f64>, Option<f64>) {
+    let r = &snap.config.routes.routes()[route];
+    let Some(m) = &r.migration else {
+        return (None, None);
+    };
+    let minutes = (state.step_age().as_secs() / 60 + 1).min(15);
+    let p99 = |u: usize| {
+        crate::window::existing(&r.name, &snap.config.upstreams[u].name)
+            .and_then(|w| w.figures(minutes).p99_ms)
+    };
+    (p99(m.new), p99(m.legacy))
+}
+
+/// The state saved for a route, when its fingerprint matches.
+pub fn restore(store: &Path, route: &str, fingerprint: &str) -> Option<super::state::Saved> {
+    match crate::store::migration::load(store, route, fingerprint) {
+        Ok(saved) => saved,
+        Err(e) => {
+            tracing::error!(error = %e, route, "cannot read the saved migration state; the ramp starts at 0%");
+            None
+        }
+    }
+}
