@@ -49,16 +49,15 @@ pub fn moved(snap: &Snapshot, state: &RampState, event: &Event, figures: &Figure
     save(snap, state);
 }
 
-/// Save a ramp's state to the embedded store, off the async workers.
+/// Save a ramp's state to the embedded store, off the async workers. The state is read
+/// when the write runs, so two moves in quick succession cannot land out of order.
 pub fn save(snap: &Snapshot, state: &RampState) {
     let path = snap.config.shadow.store.clone();
-    let (route, fingerprint, saved) = (
-        state.route.clone(),
-        state.fingerprint.clone(),
-        state.saved(),
-    );
+    let state = state.clone();
     let write = move || {
-        if let Err(e) = crate::store::migration::save(&path, &route, &fingerprint, &saved) {
+        let saved = state.saved();
+        let (route, fingerprint) = (&state.route, &state.fingerprint);
+        if let Err(e) = crate::store::migration::save(&path, route, fingerprint, &saved) {
             tracing::error!(error = %e, route, "cannot save the migration state; it holds in memory");
         }
     };

@@ -76,30 +76,55 @@ pub enum Decision {
     },
 }
 
-/// A gate's verdict: failed (with its figures), or passed.
-fn gate_failures(f: &Figures, g: &Gates) -> Vec<String> {
-    let mut failed = Vec::new();
-    if f.compared >= g.min_comparisons {
-        if let Some((low, _)) = wilson(f.matches, f.compared) {
-            if low < g.min_match_rate {
+/// The gates' verdicts: those that failed and those not yet proven, with their figures.
+#[derive(Debug, Default)]
+struct Verdicts {
+    failed: Vec<String>,
+    unproven: Vec<String>,
+}
+
+/// Judge the gates. The match rate is judged by its 95% interval: it holds when the
+/// interval's lower bound is above the threshold, fails when its upper bound is below
+/// it, and in between the ramp waits for more comparisons (a small sample proves
+/// neither). The 5xx and latency gates count once the new side has had `min_requests`
+/// at this step: on a handful, one slow or failed request would roll back a sound
+/// service.
+fn judge(f: &Figures, g: &Gates, min_requests: u64) -> Verdicts {
+    let mut v = Verdicts::default();
+    match wilson(f.matches, f.compared).filter(|_| f.compared >= g.min_comparisons) {
+        None => v.unproven.push(format!(
+            "{} of {} comparisons at this step",
+            f.compared, g.min_comparisons
+        )),
+        Some((low, high)) => {
+            let rate = format!(
+                "shadow match rate {:.1}% ({} of {}; 95% interval {:.1}-{:.1}%)",
+                100.0 * f.matches as f64 / f.compared as f64,
+                f.matches,
+                f.compared,
+                100.0 * low,
+                100.0 * high
+            );
+            if high < g.min_match_rate {
                 let fields: Vec<String> = f
                     .top_fields
                     .iter()
                     .take(3)
                     .map(|(field, n)| format!("{field} ({n} of {})", f.compared))
                     .collect();
-                failed.push(format!(
-                    "shadow match rate {:.1}% ({} of {}; 95% lower bound {:.1}%) is below {:.1}%{}",
-                    100.0 * f.matches as f64 / f.compared as f64,
-                    f.matches,
-                    f.compared,
-                    100.0 * low,
+                v.failed.push(format!(
+                    "{rate} is below {:.1}%{}",
                     100.0 * g.min_match_rate,
                     if fields.is_empty() {
                         String::new()
                     } else {
                         format!("; differing: {}", fields.join(", "))
                     }
+                ));
+            } else if low < g.min_match_rate {
+                v.unproven.push(format!(
+                    "{rate}: not yet proven above {:.1}%",
+                    100.0 * g.min_match_rate
                 ));
             }
         }
@@ -109,8 +134,9 @@ fn gate_failures(f: &Figures, g: &Gates) -> Vec<String> {
         rate(f.new_errors, f.new_requests),
         rate(f.legacy_errors, f.legacy_requests),
     );
-    if f.new_requests > 0 && new_rate > legacy_rate + g.max_error_margin {
-        failed.push(format!(
+    let enough = f.new_requests >= min_requests.max(1);
+    if enough && new_rate > legacy_rate + g.max_error_margin {
+        v.failed.push(format!(
             "new 5xx rate {:.2}% ({} of {}) exceeds legacy's {:.2}% by more than {:.2} points",
             100.0 * new_rate,
             f.new_errors,
@@ -119,25 +145,25 @@ fn gate_failures(f: &Figures, g: &Gates) -> Vec<String> {
             100.0 * g.max_error_margin
         ));
     }
-    if let (Some(new), Some(legacy)) = (f.new_p99_ms, f.legacy_p99_ms) {
+    if let (Some(new), Some(legacy), true) = (f.new_p99_ms, f.legacy_p99_ms, enough) {
         if new > legacy * g.max_latency_factor {
-            failed.push(format!(
+            v.failed.push(format!(
                 "new p99 {new:.1} ms is over {:.2}x legacy's {legacy:.1} ms",
                 g.max_latency_factor
             ));
         }
     }
-    failed
+    v
 }
 
 /// Decide for a ramp at `step` (None: 0%, before the first step).
 pub fn decide(spec: &RampSpec, step: Option<usize>, paused: bool, f: &Figures) -> Decision {
-    let failed = gate_failures(f, &spec.gates);
-    if !failed.is_empty() && step.is_some() {
+    let verdicts = judge(f, &spec.gates, spec.min_requests);
+    if !verdicts.failed.is_empty() && step.is_some() {
         let to = step.and_then(|s| s.checked_sub(1));
         return Decision::Rollback {
             to,
-            reason: failed.join("; "),
+            reason: verdicts.failed.join("; "),
         };
     }
     if paused {
@@ -161,6 +187,9 @@ pub fn decide(spec: &RampSpec, step: Option<usize>, paused: bool, f: &Figures) -
                 "{} of {} requests to the new side at this step",
                 f.new_requests, spec.min_requests
             ));
+        }
+        if !verdicts.unproven.is_empty() {
+            return Decision::Hold(verdicts.unproven.join("; "));
         }
     }
     let figures = match wilson(f.matches, f.compared) {
@@ -261,7 +290,7 @@ mod tests {
         match decide(&s, Some(2), false, &mismatching) {
             Decision::Rollback { to, reason } => {
                 assert_eq!(to, Some(1));
-                assert!(reason.contains("90.0%"), "{reason}");
+                assert!(reason.contains("90.0% (900 of 1000"), "{reason}");
                 assert!(reason.contains("$.price (100 of 1000)"), "{reason}");
             }
             other => panic!("{other:?}"),
@@ -288,7 +317,7 @@ mod tests {
             decide(&s, Some(1), false, &slow),
             Decision::Rollback { .. }
         ));
-        // Too few comparisons: the match rate does not count yet.
+        // Too few comparisons, or a sample too small to prove the rate either way: wait.
         let thin = Figures {
             compared: 10,
             matches: 5,
@@ -296,7 +325,26 @@ mod tests {
         };
         assert!(matches!(
             decide(&s, Some(1), false, &thin),
-            Decision::Advance { .. }
+            Decision::Hold(_)
+        ));
+        let small = Figures {
+            compared: 60,
+            matches: 60,
+            ..good()
+        };
+        match decide(&s, Some(1), false, &small) {
+            Decision::Hold(why) => assert!(why.contains("not yet proven"), "{why}"),
+            other => panic!("60 of 60 has a lower bound under 95%: {other:?}"),
+        }
+        // Few requests to the new side: one 5xx does not roll back.
+        let few_errors = Figures {
+            new_requests: 3,
+            new_errors: 1,
+            ..good()
+        };
+        assert!(matches!(
+            decide(&s, Some(1), false, &few_errors),
+            Decision::Hold(_)
         ));
     }
 }

@@ -1,0 +1,352 @@
+//! Migration control with real backends: a gated ramp takes a new service that agrees
+//! with the monolith to 100% by itself, rolls one back as soon as it starts differing,
+//! obeys pause, resume, promote and rollback, and keeps its state across a reload and a
+//! restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn item(price: u32) -> Reply {
+    Reply::ok(format!(
+        "{{\"id\": 7, \"name\": \"lamp\", \"price\": {price}}}"
+    ))
+    .header("content-type", "application/json")
+}
+
+/// A migrated route `items` with a ramp (`ramp` is the table's content). The test
+/// backends name themselves in `x-backend`, which the comparison is told to ignore.
+fn config(
+    route: &str,
+    legacy: &Backend,
+    new: &Backend,
+    store: &std::path::Path,
+    ramp: &str,
+) -> String {
+    format!(
+        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"{}\"]\n\
+         [upstreams.items]\nendpoints = [\"{}\"]\noutlier_detection = {{ enabled = false }}\n\
+         [shadow]\nstore = {:?}\n\
+         [[routes]]\nname = \"{route}\"\nmatch.path = {{ prefix = \"/items\" }}\naction = \"migrate\"\n\
+         migration = {{ stage = \"canary\", new = \"items\", key = {{ header = \"x-user\" }} }}\n\
+         ramp = {{ {ramp} }}\n\
+         compare = {{ ignore = [\"header.x-backend\"] }}\n",
+        legacy.url(),
+        new.url(),
+        store.join("diffs.sqlite"),
+    )
+}
+
+/// Requests from many users until dropped.
+fn load(proxy: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let client = client();
+        for i in 0u64.. {
+            let req = http::Request::get(format!("http://{proxy}/items/7"))
+                .header("x-user", format!("user-{i}"))
+                .body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap();
+            if let Ok(resp) = client.request(req).await {
+                let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+}
+
+async fn migration(admin: std::net::SocketAddr) -> Value {
+    serde_json::from_str(&get(admin, "/api/migration", &[]).await.text()).unwrap()
+}
+
+async fn percent(admin: std::net::SocketAddr) -> f64 {
+    migration(admin).await["routes"][0]["percent_new"]
+        .as_f64()
+        .unwrap()
+}
+
+fn events(m: &Value) -> Vec<Value> {
+    m["routes"][0]["ramp"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agreeing_service_is_ramped_to_100_percent_by_the_gates() {
+    let legacy = Backend::with_handler("legacy", |_| item(10)).await;
+    let new = Backend::with_handler("items", |_| item(10)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let b = banyan(&config(
+        "items_ramp",
+        &legacy,
+        &new,
+        dir.path(),
+        "steps = [10, 50, 100], min_time = \"300ms\", min_requests = 3, interval = \"100ms\", \
+         min_comparisons = 5, min_match_rate = 0.5, max_latency_factor = 50.0",
+    ))
+    .await;
+    let traffic = load(b.proxy_addr);
+    let admin = b.admin_addr;
+    let done = eventually(Duration::from_secs(30), || async move {
+        percent(admin).await == 100.0
+    })
+    .await;
+    traffic.abort();
+    let m = migration(admin).await;
+    assert!(done, "ramped to 100%: {m:#}");
+    let moves: Vec<(String, f64)> = events(&m)
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap().to_string(),
+                e["to_percent"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("advance".into(), 10.0),
+            ("advance".into(), 50.0),
+            ("advance".into(), 100.0)
+        ]
+    );
+    assert!(events(&m)[2]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("gates held"));
+    assert_eq!(m["routes"][0]["stage"], "canary");
+    assert_eq!(m["summary"]["stages"]["canary"]["routes"], 1);
+    assert!(new.count() > 0);
+    assert_eq!(
+        metric(admin, "banyan_migration_percent{route=\"items_ramp\"}").await,
+        100.0
+    );
+    assert_eq!(
+        metric(
+            admin,
+            "banyan_migration_moves_total{kind=\"advance\",route=\"items_ramp\"}"
+        )
+        .await,
+        3.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_starts_differing_is_rolled_back_and_the_reason_names_the_field() {
+    let legacy = Backend::with_handler("legacy", |_| item(10)).await;
+    let broken = Arc::new(AtomicBool::new(false));
+    let flag = broken.clone();
+    let new = Backend::with_handler("items", move |_| {
+        item(if flag.load(Ordering::Relaxed) { 11 } else { 10 })
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let b = banyan(&config(
+        "items_rollback",
+        &legacy,
+        &new,
+        dir.path(),
+        "steps = [5, 25, 50, 100], min_time = \"400ms\", min_requests = 2, interval = \"100ms\", \
+         min_comparisons = 10, min_match_rate = 0.9, max_latency_factor = 50.0",
+    ))
+    .await;
+    let traffic = load(b.proxy_addr);
+    let admin = b.admin_addr;
+    let at_25 = eventually(Duration::from_secs(30), || async move {
+        percent(admin).await == 25.0
+    })
+    .await;
+    assert!(at_25, "{:#}", migration(admin).await);
+    // The new service now gets the price wrong.
+    broken.store(true, Ordering::Relaxed);
+    let rolled_back = eventually(Duration::from_secs(20), || async move {
+        events(&migration(admin).await)
+            .iter()
+            .any(|e| e["kind"] == "rollback")
+    })
+    .await;
+    traffic.abort();
+    let m = migration(admin).await;
+    assert!(rolled_back, "{m:#}");
+    let evs = events(&m);
+    let rollback = evs.iter().find(|e| e["kind"] == "rollback").unwrap();
+    // At the first evaluation that had its comparisons: straight from 25%, not later.
+    assert_eq!(rollback["from_percent"], 25.0, "{m:#}");
+    assert_eq!(rollback["to_percent"], 5.0);
+    let reason = rollback["reason"].as_str().unwrap();
+    assert!(reason.contains("$.price"), "{reason}");
+    assert!(reason.contains("match rate"), "{reason}");
+    assert!(reason.contains("below 90.0%"), "{reason}");
+    assert_eq!(
+        m["routes"][0]["ramp"]["paused"], true,
+        "a rollback pauses the ramp"
+    );
+    assert!(percent(admin).await <= 5.0);
+    assert!(
+        metric(
+            admin,
+            "banyan_migration_moves_total{kind=\"rollback\",route=\"items_rollback\"}"
+        )
+        .await
+            >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn pause_resume_promote_and_rollback_through_the_api() {
+    let legacy = Backend::with_handler("legacy", |_| item(10)).await;
+    let new = Backend::with_handler("items", |_| item(10)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let b = banyan(&config(
+        "items_control",
+        &legacy,
+        &new,
+        dir.path(),
+        "steps = [10, 50, 100], min_time = \"1h\", interval = \"100ms\"",
+    ))
+    .await;
+    let admin = b.admin_addr;
+    // From 0% the first step needs no figures.
+    assert!(
+        eventually(Duration::from_secs(10), || async move {
+            percent(admin).await == 10.0
+        })
+        .await
+    );
+    let post = |path: &'static str| async move { call(admin, "POST", path, &[], "").await };
+    assert_eq!(post("/api/migration/items_control/pause").await.status, 200);
+    assert_eq!(
+        post("/api/migration/items_control/pause").await.status,
+        409,
+        "already paused"
+    );
+    let got = post("/api/migration/items_control/promote").await;
+    assert_eq!(got.status, 200);
+    let answer: Value = serde_json::from_str(&got.text()).unwrap();
+    assert_eq!(answer["event"]["to_percent"], 50.0);
+    assert_eq!(percent(admin).await, 50.0);
+    assert_eq!(
+        post("/api/migration/items_control/rollback").await.status,
+        200
+    );
+    assert_eq!(percent(admin).await, 10.0);
+    assert_eq!(
+        post("/api/migration/items_control/resume").await.status,
+        200
+    );
+    assert_eq!(migration(admin).await["routes"][0]["ramp"]["paused"], false);
+    assert_eq!(post("/api/migration/nope/pause").await.status, 404);
+    assert_eq!(
+        post("/api/migration/items_control/launch").await.status,
+        404
+    );
+    let kinds: Vec<String> = events(&migration(admin).await)
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["advance", "pause", "promote", "manual_rollback", "resume"]
+    );
+
+    // The requests follow the ramp: at 10%, about a tenth of users are served by the new
+    // service (the rest are served by legacy and copied to it, so count answers).
+    for i in 0..400 {
+        get(b.proxy_addr, "/items/7", &[("x-user", &format!("u{i}"))]).await;
+    }
+    let to_new = metric(
+        admin,
+        "banyan_requests_total{route=\"items_control\",status_class=\"2xx\",upstream=\"items\"}",
+    )
+    .await;
+    assert!((15.0..=70.0).contains(&to_new), "{to_new} of 400 at 10%");
+
+    // The report says where the route stands.
+    let report = get(admin, "/api/migration/report?format=markdown", &[])
+        .await
+        .text();
+    assert!(
+        report.contains("| items_control | canary | 10.0%"),
+        "{report}"
+    );
+    assert!(
+        report.contains("no: the canary serves 10%, not 100%"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn the_ramp_survives_a_reload_of_an_unchanged_route_and_a_restart() {
+    let legacy = Backend::with_handler("legacy", |_| item(10)).await;
+    let new = Backend::with_handler("items", |_| item(10)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(
+        "items_restart",
+        &legacy,
+        &new,
+        dir.path(),
+        "steps = [10, 50, 100], min_time = \"1h\", interval = \"100ms\"",
+    );
+    let path = dir.path().join("banyan.toml");
+    std::fs::write(&path, format!("{text}\n{}", listeners())).unwrap();
+    let launch_path = path.clone();
+    let mut first = tokio::task::spawn_blocking(move || Process::launch(&launch_path, &[], &[]))
+        .await
+        .unwrap();
+    let admin = first.admin_addr;
+    assert!(
+        eventually(Duration::from_secs(10), || async move {
+            percent(admin).await == 10.0
+        })
+        .await
+    );
+    assert_eq!(
+        call(
+            admin,
+            "POST",
+            "/api/migration/items_restart/promote",
+            &[],
+            ""
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        call(admin, "POST", "/api/migration/items_restart/pause", &[], "")
+            .await
+            .status,
+        200
+    );
+
+    // A reload that leaves the route as it is keeps the ramp where it stands.
+    std::fs::write(&path, format!("# edited\n{text}\n{}", listeners())).unwrap();
+    assert_eq!(
+        call(admin, "POST", "/api/config/reload", &[], "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(percent(admin).await, 50.0);
+
+    first.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || first.wait_exit(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert!(status.unwrap().success());
+    let second = tokio::task::spawn_blocking(move || Process::launch(&path, &[], &[]))
+        .await
+        .unwrap();
+    let m = migration(second.admin_addr).await;
+    assert_eq!(m["routes"][0]["percent_new"], 50.0, "{m:#}");
+    assert_eq!(m["routes"][0]["ramp"]["paused"], true);
+    let evs = events(&m);
+    let kinds: Vec<&str> = evs.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["advance", "promote", "pause"]);
+}
