@@ -171,6 +171,20 @@ async fn the_dashboard_shows_routes_verdicts_and_highlighted_samples() {
     text_of(&c, "#copy-curl").await;
     screenshot(&c, "dashboard-sample").await;
 
+    // Migration page: the users route is at stage "new", its figures per stage.
+    c.goto(&format!("{base}#/migration")).await.unwrap();
+    assert_eq!(
+        text_of(&c, "section[data-migration=\"users\"] .stage").await,
+        "new"
+    );
+    assert_eq!(
+        text_of(&c, "section[data-migration=\"users\"] .percent-new").await,
+        "100%"
+    );
+    let new_stage = text_of(&c, "#stages tr[data-stage=\"new\"]").await;
+    assert!(new_stage.starts_with("new 1"), "{new_stage}");
+    screenshot(&c, "dashboard-migration").await;
+
     // Config page: the running version.
     c.goto(&format!("{base}#/config")).await.unwrap();
     assert_eq!(text_of(&c, "#running-version").await, "1");

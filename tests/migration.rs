@@ -121,7 +121,11 @@ async fn an_agreeing_service_is_ramped_to_100_percent_by_the_gates() {
         .unwrap()
         .contains("gates held"));
     assert_eq!(m["routes"][0]["stage"], "canary");
-    assert_eq!(m["summary"]["stages"]["canary"]["routes"], 1);
+    let canary = &m["summary"]["stages"][2];
+    assert_eq!(
+        (&canary["stage"], &canary["routes"]),
+        (&"canary".into(), &1.into())
+    );
     assert!(new.count() > 0);
     assert_eq!(
         metric(admin, "banyan_migration_percent{route=\"items_ramp\"}").await,
@@ -266,6 +270,49 @@ async fn pause_resume_promote_and_rollback_through_the_api() {
     )
     .await;
     assert!((15.0..=70.0).contains(&to_new), "{to_new} of 400 at 10%");
+
+    // The same from the command line, against the running banyan.
+    let admin_url = format!("http://{admin}");
+    let cli = move |args: Vec<String>| {
+        let out = std::process::Command::new(banyan_bin())
+            .args(&args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking({
+        let a = args(&["migrate", "items_control", "pause", "--admin", &admin_url]);
+        move || cli(a)
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("items_control: pause 10.0% -> 10.0% (paused)"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = tokio::task::spawn_blocking({
+        let a = args(&["migrate", "items_control", "pause", "--admin", &admin_url]);
+        move || cli(a)
+    })
+    .await
+    .unwrap();
+    assert!(!ok && stderr.contains("409"), "{stderr}");
+    let (ok, stdout, _) = tokio::task::spawn_blocking({
+        let a = args(&["report", "--admin", &admin_url, "--format", "json"]);
+        move || cli(a)
+    })
+    .await
+    .unwrap();
+    assert!(ok);
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["routes"][0]["route"], "items_control");
+    assert_eq!(report["routes"][0]["ready"], false);
 
     // The report says where the route stands.
     let report = get(admin, "/api/migration/report?format=markdown", &[])

@@ -96,11 +96,12 @@ pub fn overview(snap: &Snapshot) -> Value {
 /// How many routes, and what share of all traffic over 15 minutes, are at each stage;
 /// routes that are not migrated count as `unmanaged`.
 pub fn summary(snap: &Snapshot) -> Value {
-    let mut stages: BTreeMap<&str, (usize, u64)> = stage::ALL
+    let labels: Vec<&str> = stage::ALL
         .iter()
-        .map(|s| (s.label(), (0, 0)))
-        .chain([("unmanaged", (0, 0))])
+        .map(|s| s.label())
+        .chain(["unmanaged"])
         .collect();
+    let mut counts = vec![(0usize, 0u64); labels.len()];
     let mut total = 0;
     for r in snap.config.routes.routes() {
         let label = r
@@ -109,24 +110,22 @@ pub fn summary(snap: &Snapshot) -> Value {
             .map_or("unmanaged", |m| m.stage.label());
         let n = route_requests(snap, &r.name);
         total += n;
-        if let Some(entry) = stages.get_mut(label) {
-            entry.0 += 1;
-            entry.1 += n;
+        if let Some(i) = labels.iter().position(|l| *l == label) {
+            counts[i].0 += 1;
+            counts[i].1 += n;
         }
     }
     let unmatched = route_requests(snap, crate::metrics::DEFAULT_ROUTE);
     total += unmatched;
-    let out: serde_json::Map<String, Value> = stages
-        .into_iter()
+    let stages: Vec<Value> = labels
+        .iter()
+        .zip(counts)
         .map(|(label, (routes, n))| {
             let share = (total > 0).then(|| n as f64 / total as f64);
-            (
-                label.to_string(),
-                json!({ "routes": routes, "traffic_share_15m": share }),
-            )
+            json!({ "stage": label, "routes": routes, "traffic_share_15m": share })
         })
         .collect();
-    json!({ "stages": out, "requests_15m": total, "unmatched_requests_15m": unmatched })
+    json!({ "stages": stages, "requests_15m": total, "unmatched_requests_15m": unmatched })
 }
 
 /// `POST /api/migration/{route}/{call}`: the move made, or why none was.
@@ -314,13 +313,17 @@ pub fn markdown(report: &Value) -> String {
             },
         ));
     }
-    if let Some(stages) = report["summary"]["stages"].as_object() {
+    if let Some(stages) = report["summary"]["stages"].as_array() {
         out.push_str("\n| stage | routes | traffic share (15 min) |\n| --- | ---: | ---: |\n");
-        for (label, s) in stages {
+        for s in stages {
             let share = s["traffic_share_15m"]
                 .as_f64()
                 .map_or("-".into(), |f| format!("{:.1}%", 100.0 * f));
-            out.push_str(&format!("| {label} | {} | {share} |\n", s["routes"]));
+            out.push_str(&format!(
+                "| {} | {} | {share} |\n",
+                s["stage"].as_str().unwrap_or(""),
+                s["routes"]
+            ));
         }
     }
     out

@@ -58,7 +58,34 @@ pub fn summary(config: &Config) -> String {
         "  ---  unmatched requests go to {}",
         name(config.routes.default_upstream())
     );
+    migration_summary(config, &mut out);
     out
+}
+
+/// How many routes stand at each migration stage (`banyan check`; the admin API adds
+/// each stage's share of the traffic).
+fn migration_summary(config: &Config, out: &mut String) {
+    let routes = config.routes.routes();
+    let migrated = routes.iter().filter(|r| r.migration.is_some()).count();
+    if migrated == 0 {
+        return;
+    }
+    let counts: Vec<String> = crate::migration::stage::ALL
+        .iter()
+        .map(|stage| {
+            let n = routes
+                .iter()
+                .filter(|r| r.migration.as_ref().is_some_and(|m| m.stage == *stage))
+                .count();
+            format!("{} {n}", stage.label())
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "migration: {migrated} route(s) by stage: {}; {} not migrated",
+        counts.join(", "),
+        routes.len() - migrated
+    );
 }
 
 /// `GET,HEAD shop.example /items/{id} +2 conditions`.
@@ -92,7 +119,15 @@ pub fn describe_match(m: &RouteMatch) -> String {
 
 /// `-> items-svc`, `split 10% to items-svc (cookie sid), rest legacy`.
 pub fn describe_action<'a>(r: &Route, name: impl Fn(usize) -> &'a str) -> String {
-    let mut s = match &r.action {
+    let mut s = match &r.migration {
+        Some(m) => format!(
+            "[{}{}] ",
+            m.stage.label(),
+            if m.ramp.is_some() { ", ramped" } else { "" }
+        ),
+        None => String::new(),
+    };
+    s += &match &r.action {
         Action::Forward(u) => format!("-> {}", name(*u)),
         Action::Split(sp) => format!(
             "split {}% to {} by {}, rest {}",
