@@ -54,6 +54,14 @@ fn cases() -> Vec<(String, &'static str)> {
         ("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"https://a:1\"]\nca_file = \"/nonexistent/ca.pem\" # HERE\n".to_string(), "ca_file"),
         (format!("default = \"legacy\"\n{UPSTREAMS}\n[server]\nmax_header_bytes = 100 # HERE\n"), "at least 8192"),
         (format!("default = \"legacy\"\n{UPSTREAMS}\n[server]\nidle_timeout = \"0s\" # HERE\n"), "more than zero"),
+        (route("action = \"migrate\" # HERE"), "no migration table"),
+        (route("action = \"migrate\"\nmigration = { stage = \"beta\", new = \"new\" } # HERE"), "is not one of legacy, shadow, canary, new, retired"),
+        (route("action = \"migrate\"\nmigration = { stage = \"shadow\", new = \"legacy\" } # HERE"), "is its legacy upstream too"),
+        (route("action = \"migrate\"\nmigration = { stage = \"shadow\", new = \"new\" }\nramp = { steps = [10, 100] } # HERE"), "a ramp moves the canary stage"),
+        (route("action = \"migrate\"\nmigration = { stage = \"canary\", new = \"new\" }\nramp = { steps = [50, 10, 100] } # HERE"), "rising percentages"),
+        (route("action = \"migrate\"\nmigration = { stage = \"canary\", new = \"new\", percent = 5 } # HERE\nramp = { steps = [10, 100] }"), "remove percent"),
+        (route("action = \"migrate\"\nmigration = { stage = \"canary\", new = \"new\" }\nramp = { steps = [10, 100], max_latency_factor = 0.5 } # HERE"), "max_latency_factor must be 1 or more"),
+        (route("action = \"migrate\"\nmigration = { stage = \"new\", new = \"new\" }\nshadow = { to = \"legacy\" } # HERE"), "takes no shadow table"),
         (format!("default = \"legacy\"\n{UPSTREAMS}\n[server.tls]\nlisten = \"127.0.0.1:0\"\ncertificates = [] # HERE\n"), "at least one certificate"),
     ]
 }

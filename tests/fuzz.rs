@@ -32,7 +32,19 @@ fn route_toml() -> impl Strategy<Value = String> {
         (upstream.clone(), -10.0f64..120.0).prop_map(|(u, p)| format!(
             "action = \"split\"\nsplit = {{ to = \"{u}\", percent = {p}, key = {{ header = \"x-user\" }} }}"
         )),
-        upstream.prop_map(|u| format!("action = \"shadow\"\nshadow = {{ to = \"{u}\" }}")),
+        upstream.clone().prop_map(|u| format!("action = \"shadow\"\nshadow = {{ to = \"{u}\" }}")),
+        (
+            prop_oneof![Just("legacy"), Just("shadow"), Just("canary"), Just("new"), Just("retired"), Just("beta")],
+            upstream,
+            prop::collection::vec(-10.0f64..120.0, 0..5),
+        )
+            .prop_map(|(stage, u, steps)| {
+                let steps: Vec<String> = steps.iter().map(|s| format!("{s:.1}")).collect();
+                format!(
+                    "action = \"migrate\"\nmigration = {{ stage = \"{stage}\", new = \"{u}\" }}\nramp = {{ steps = [{}] }}",
+                    steps.join(", ")
+                )
+            }),
     ];
     let extra = prop_oneof![
         Just(String::new()),

@@ -27,12 +27,13 @@ impl Compiler<'_> {
             self.error(raw.action.span(), format!("route {route:?} migrates but has no migration table: add migration = {{ stage = \"shadow\", new = \"...\" }}"));
             return None;
         };
-        for (present, what) in [
-            (raw.split.is_some(), "split"),
-            (raw.shadow.is_some(), "shadow"),
-        ] {
-            if present {
-                self.error(spanned.span(), format!("route {route:?} migrates: its {what} follows from its stage, so it takes no {what} table (comparison settings go in compare)"));
+        let tables = [
+            (raw.split.as_ref().map(|t| t.span()), "split"),
+            (raw.shadow.as_ref().map(|t| t.span()), "shadow"),
+        ];
+        for (span, what) in tables {
+            if let Some(span) = span {
+                self.error(span, format!("route {route:?} migrates: its {what} follows from its stage, so it takes no {what} table (comparison settings go in compare)"));
             }
         }
         let m = spanned.get_ref();
