@@ -282,7 +282,7 @@ fn check(path: &Path, against: Option<&str>) -> Result<ExitCode> {
 
 fn migrate(admin: &str, route: &str, call: &str) -> Result<ExitCode> {
     let path = format!("/api/migration/{route}/{call}");
-    let (status, body) = runtime()?.block_on(admin_call(admin, http::Method::POST, &path))?;
+    let (status, body) = runtime()?.block_on(admin_call(admin, http::Method::POST, &path, None))?;
     let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     if !status.is_success() {
         bail!(
@@ -310,7 +310,7 @@ fn report(admin: &str, format: ReportFormat) -> Result<ExitCode> {
         ReportFormat::Markdown => "/api/migration/report?format=markdown",
         ReportFormat::Json => "/api/migration/report",
     };
-    let (status, body) = runtime()?.block_on(admin_call(admin, http::Method::GET, path))?;
+    let (status, body) = runtime()?.block_on(admin_call(admin, http::Method::GET, path, None))?;
     if !status.is_success() {
         bail!(
             "{admin} answered {status}: {}",
@@ -321,11 +321,13 @@ fn report(admin: &str, format: ReportFormat) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One call to a running banyan's admin API, with the token from the environment.
+/// One call to a running banyan's admin API, with the token from the environment and,
+/// when given, a body and its content type.
 async fn admin_call(
     admin: &str,
     method: http::Method,
     path: &str,
+    body: Option<(&'static str, String)>,
 ) -> Result<(http::StatusCode, bytes::Bytes)> {
     use http_body_util::{BodyExt, Full};
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -335,8 +337,15 @@ async fn admin_call(
     if let Ok(token) = std::env::var(banyan::admin::TOKEN_ENV) {
         req = req.header("authorization", format!("Bearer {token}"));
     }
+    let bytes = match body {
+        Some((content_type, text)) => {
+            req = req.header("content-type", content_type);
+            bytes::Bytes::from(text)
+        }
+        None => bytes::Bytes::new(),
+    };
     let req = req
-        .body(Full::new(bytes::Bytes::new()))
+        .body(Full::new(bytes))
         .with_context(|| format!("{url:?} is not a URL"))?;
     let resp = client
         .request(req)
@@ -348,23 +357,9 @@ async fn admin_call(
 
 /// Ask a running banyan what `text` would change (`PUT /api/config?dry_run=true`).
 async fn remote_diff(admin: &str, text: &str) -> Result<banyan::config::diff::ConfigDiff> {
-    use http_body_util::{BodyExt, Full};
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<bytes::Bytes>>();
-    let url = format!("{}/api/config?dry_run=true", admin.trim_end_matches('/'));
-    let mut req = http::Request::put(&url).header("content-type", "application/toml");
-    if let Ok(token) = std::env::var(banyan::admin::TOKEN_ENV) {
-        req = req.header("authorization", format!("Bearer {token}"));
-    }
-    let req = req
-        .body(Full::new(bytes::Bytes::from(text.to_string())))
-        .with_context(|| format!("{url:?} is not a URL"))?;
-    let resp = client
-        .request(req)
-        .await
-        .with_context(|| format!("cannot reach the admin API at {admin}"))?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
+    let body = Some(("application/toml", text.to_string()));
+    let (status, body) =
+        admin_call(admin, http::Method::PUT, "/api/config?dry_run=true", body).await?;
     let answer: serde_json::Value = serde_json::from_slice(&body)
         .with_context(|| format!("{admin} answered {status} with something other than JSON"))?;
     if !status.is_success() && answer.get("diff").is_none_or(|d| d.is_null()) {
