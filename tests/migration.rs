@@ -156,7 +156,7 @@ async fn a_service_that_starts_differing_is_rolled_back_and_the_reason_names_the
         &legacy,
         &new,
         dir.path(),
-        "steps = [5, 25, 50, 100], min_time = \"400ms\", min_requests = 2, interval = \"100ms\", \
+        "steps = [5, 25, 50, 100], min_time = \"1s\", min_requests = 2, interval = \"100ms\", \
          min_comparisons = 10, min_match_rate = 0.9, max_latency_factor = 50.0",
     ))
     .await;
