@@ -49,21 +49,42 @@ pub fn moved(snap: &Snapshot, state: &RampState, event: &Event, figures: &Figure
     save(snap, state);
 }
 
-/// Save a ramp's state to the embedded store, off the async workers. The state is read
-/// when the write runs, so two moves in quick succession cannot land out of order.
+/// Save a ramp's state to the embedded store, off the async workers. Saves are
+/// serialised and read the state when they run, so two moves in quick succession cannot
+/// land out of order.
 pub fn save(snap: &Snapshot, state: &RampState) {
     let path = snap.config.shadow.store.clone();
     let state = state.clone();
-    let write = move || {
-        let saved = state.saved();
-        let (route, fingerprint) = (&state.route, &state.fingerprint);
-        if let Err(e) = crate::store::migration::save(&path, route, fingerprint, &saved) {
-            tracing::error!(error = %e, route, "cannot save the migration state; it holds in memory");
-        }
-    };
     match tokio::runtime::Handle::try_current() {
-        Ok(h) => drop(h.spawn_blocking(write)),
-        Err(_) => write(),
+        Ok(h) => drop(h.spawn_blocking(move || write(&path, &state))),
+        Err(_) => write(&path, &state),
+    }
+}
+
+/// Save every ramp now and wait for it: at shutdown, so no move made just before is lost.
+pub async fn flush(snap: &Snapshot) {
+    let path = snap.config.shadow.store.clone();
+    let states: Vec<RampState> = snap.ramps().map(|(_, s)| s.clone()).collect();
+    if states.is_empty() {
+        return;
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        for state in &states {
+            write(&path, state);
+        }
+    })
+    .await;
+}
+
+/// One save at a time, reading the state under the lock: the last to write has read the
+/// latest state.
+fn write(path: &Path, state: &RampState) {
+    static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SAVING.lock().unwrap_or_else(|e| e.into_inner());
+    let saved = state.saved();
+    let (route, fingerprint) = (&state.route, &state.fingerprint);
+    if let Err(e) = crate::store::migration::save(path, route, fingerprint, &saved) {
+        tracing::error!(error = %e, route, "cannot save the migration state; it holds in memory");
     }
 }
 

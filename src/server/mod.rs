@@ -209,6 +209,7 @@ impl Running {
     }
 
     async fn drain(self) {
+        crate::migration::control::flush(&self.snapshot.load()).await;
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
