@@ -30,8 +30,9 @@ async fn every_metric_in_the_grafana_dashboard_is_exported() {
         .flat_map(|e| name.find_iter(e).map(|m| m.as_str().to_string()))
         .collect();
 
-    // Run a banyan that exercises every family: a fallback, a shadow mismatch (whose
-    // sample cannot be stored: the store's directory cannot exist), health checks.
+    // Run a banyan that exercises every family: a fallback (and a retry) to a dead
+    // upstream, a shadow mismatch (whose sample cannot be stored: the store's directory
+    // cannot exist), health checks, a circuit breaker, a ramp, a refused request.
     let legacy = Backend::with_handler("legacy", |_| {
         Reply::ok(r#"{"a":1}"#).header("content-type", "application/json")
     })
@@ -62,6 +63,14 @@ match = {{ path = {{ prefix = "/f" }} }}
 action = "forward"
 upstream = "dead"
 fallback = "legacy"
+circuit_breaker = {{ min_requests = 100 }}
+max_body = 1
+[[routes]]
+name = "g-migrate"
+match = {{ path = {{ prefix = "/m" }} }}
+action = "migrate"
+migration = {{ stage = "canary", new = "new" }}
+ramp = {{ steps = [10, 100] }}
 "#,
         legacy.url(),
         new.url(),
@@ -70,6 +79,15 @@ fallback = "legacy"
     .await;
     get(b.proxy_addr, "/s", &[]).await;
     get(b.proxy_addr, "/f", &[]).await;
+    let refused = send(
+        &client(),
+        "POST",
+        &format!("http://{}/f", b.proxy_addr),
+        &[],
+        "xx",
+    )
+    .await;
+    assert_eq!(refused.status, 413);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let exported = get(b.admin_addr, "/metrics", &[]).await.text();
     let families: BTreeSet<String> = exported
