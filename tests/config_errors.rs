@@ -61,7 +61,8 @@ fn cases() -> Vec<(String, &'static str)> {
         (route("action = \"migrate\"\nmigration = { stage = \"canary\", new = \"new\" }\nramp = { steps = [50, 10, 100] } # HERE"), "rising percentages"),
         (route("action = \"migrate\"\nmigration = { stage = \"canary\", new = \"new\", percent = 5 } # HERE\nramp = { steps = [10, 100] }"), "remove percent"),
         (route("action = \"migrate\"\nmigration = { stage = \"canary\", new = \"new\" }\nramp = { steps = [10, 100], max_latency_factor = 0.5 } # HERE"), "max_latency_factor must be 1 or more"),
-        (route("action = \"migrate\"\nmigration = { stage = \"new\", new = \"new\" }\nshadow = { to = \"legacy\" } # HERE"), "takes no shadow table"),
+        (route("action = \"migrate\"\nmigration = { stage = \"new\", new = \"new\" }\nshadow = { to = \"legacy\" } # HERE"), "its stage decides where copies go"),
+        (route("action = \"shadow\"\nshadow = { percent = 5 } # HERE"), "needs to = "),
         (format!("default = \"legacy\"\n{UPSTREAMS}\n[server.tls]\nlisten = \"127.0.0.1:0\"\ncertificates = [] # HERE\n"), "at least one certificate"),
     ]
 }

@@ -397,3 +397,18 @@ async fn the_ramp_survives_a_reload_of_an_unchanged_route_and_a_restart() {
     let kinds: Vec<&str> = evs.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["advance", "promote", "pause"]);
 }
+
+#[test]
+fn a_migrated_route_takes_the_shadow_settings_but_not_where_copies_go() {
+    let text = "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://127.0.0.1:1\"]\n\
+        [upstreams.items]\nendpoints = [\"http://127.0.0.1:2\"]\n\
+        [[routes]]\nname = \"m\"\naction = \"migrate\"\nmigration = { stage = \"shadow\", new = \"items\" }\n\
+        shadow = { percent = 20, max_in_flight = 8, noise = \"secondary\" }\n";
+    let config = common::config(text);
+    let route = &config.routes.routes()[0];
+    let shadow = route.shadow.as_ref().unwrap();
+    assert_eq!(shadow.to, config.upstream_id("items").unwrap());
+    assert_eq!(shadow.threshold, 2000);
+    assert_eq!(shadow.max_in_flight, 8);
+    assert!(shadow.noise);
+}

@@ -193,10 +193,11 @@ pub struct RawBreaker {
 }
 
 /// `shadow = { to = "items-svc", percent = 100, ... }`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawShadow {
-    pub to: Spanned<String>,
+    /// Required, except on a migrated route, whose stage sets it.
+    pub to: Option<Spanned<String>>,
     pub percent: Option<Spanned<f64>>,
     /// Sample by this key (sticky); at random when absent.
     pub key: Option<Spanned<RawSplitKey>>,

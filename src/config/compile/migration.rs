@@ -5,7 +5,7 @@ use super::Compiler;
 use crate::config::raw::{RawRamp, RawRoute};
 use crate::migration::ramp::{Gates, RampSpec};
 use crate::migration::{MigrationSpec, Stage};
-use crate::routing::split::{salt_for, threshold, SplitKey, BUCKETS};
+use crate::routing::split::{salt_for, threshold, SplitKey};
 use crate::routing::{Action, Split, UpstreamId};
 use crate::shadow::spec::ShadowSpec;
 use std::collections::HashMap;
@@ -27,14 +27,11 @@ impl Compiler<'_> {
             self.error(raw.action.span(), format!("route {route:?} migrates but has no migration table: add migration = {{ stage = \"shadow\", new = \"...\" }}"));
             return None;
         };
-        let tables = [
-            (raw.split.as_ref().map(|t| t.span()), "split"),
-            (raw.shadow.as_ref().map(|t| t.span()), "shadow"),
-        ];
-        for (span, what) in tables {
-            if let Some(span) = span {
-                self.error(span, format!("route {route:?} migrates: its {what} follows from its stage, so it takes no {what} table (comparison settings go in compare)"));
-            }
+        if let Some(split) = &raw.split {
+            self.error(split.span(), format!("route {route:?} migrates: its split follows from its stage, so it takes no split table (a canary's share is migration.percent or its ramp)"));
+        }
+        if let Some(to) = raw.shadow.as_ref().and_then(|s| s.get_ref().to.as_ref()) {
+            self.error(to.span(), format!("route {route:?} migrates: its stage decides where copies go, so its shadow table takes no to (the other settings apply)"));
         }
         let m = spanned.get_ref();
         let legacy = match &raw.upstream {
@@ -100,7 +97,8 @@ impl Compiler<'_> {
     }
 
     /// A migrated route's shadow: every request the monolith serves is copied to the new
-    /// service (shadow, canary), and in stage new the other way round.
+    /// service (shadow, canary), and in stage new the other way round; the route's
+    /// shadow table, without `to`, sets the rest (percent, limits, noise).
     pub(super) fn migration_shadow(
         &mut self,
         route: &str,
@@ -112,20 +110,8 @@ impl Compiler<'_> {
             Stage::New => m.legacy,
             Stage::Legacy | Stage::Retired => return None,
         };
-        let (rules, redact) = self.compare_rules(route, raw.compare.as_ref());
-        Some(ShadowSpec {
-            to,
-            threshold: BUCKETS,
-            key: None,
-            salt: salt_for(&format!("shadow:{route}"), None),
-            methods: crate::shadow::spec::SAFE_METHODS.to_vec(),
-            max_in_flight: 64,
-            timeout: Duration::from_secs(10),
-            max_body: 0,
-            noise: false,
-            rules: Arc::new(rules),
-            redact,
-        })
+        let settings = raw.shadow.as_ref().map(|s| s.get_ref());
+        self.shadow_spec(route, raw, settings, to)
     }
 
     fn ramp(&mut self, route: &str, raw: &Spanned<RawRamp>) -> Option<RampSpec> {

@@ -443,15 +443,34 @@ impl Compiler<'_> {
         ids: &HashMap<&str, UpstreamId>,
         action: &Action,
     ) -> Option<ShadowSpec> {
-        let methods_given = !raw.shadow_methods.is_empty();
         let spanned = raw.shadow.as_ref()?;
         let sh = spanned.get_ref();
-        let to = self.upstream_ref(ids, &sh.to, &format!("route {route:?}: shadow.to"));
+        let Some(to_name) = &sh.to else {
+            self.error(
+                spanned.span(),
+                format!("route {route:?}: the shadow table needs to = \"...\", the upstream that gets the copy"),
+            );
+            return None;
+        };
+        let to = self.upstream_ref(ids, to_name, &format!("route {route:?}: shadow.to"));
         if let (Some(to), Action::Forward(primary)) = (to, action) {
             if to == *primary {
-                self.error(sh.to.span(), format!("route {route:?} shadows to {:?}, which already serves it: shadow to the other side", sh.to.get_ref()));
+                self.error(to_name.span(), format!("route {route:?} shadows to {:?}, which already serves it: shadow to the other side", to_name.get_ref()));
             }
         }
+        self.shadow_spec(route, raw, Some(sh), to?)
+    }
+
+    /// A shadow to `to` with the settings of the route's shadow table (defaults without).
+    fn shadow_spec(
+        &mut self,
+        route: &str,
+        raw: &RawRoute,
+        sh: Option<&RawShadow>,
+        to: UpstreamId,
+    ) -> Option<ShadowSpec> {
+        let empty = RawShadow::default();
+        let sh = sh.unwrap_or(&empty);
         let percent = sh.percent.as_ref().map_or(100.0, |p| *p.get_ref());
         if let Some(p) = &sh.percent {
             if !(0.0..=100.0).contains(p.get_ref()) {
@@ -499,10 +518,9 @@ impl Compiler<'_> {
                 ),
             }
         }
-        let _ = methods_given;
         let (rules, redact) = self.compare_rules(route, raw.compare.as_ref());
         Some(ShadowSpec {
-            to: to?,
+            to,
             threshold: threshold(percent),
             key,
             salt: salt_for(&format!("shadow:{route}"), None),
