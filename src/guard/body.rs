@@ -14,17 +14,20 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Sleep;
 
-/// Why the client's body stopped, once it has; shared with the request's handler.
+/// Why the client's body stopped, once it has; shared with the request's handler. A
+/// request without a body (most of them) has no verdict to share, and no allocation.
 #[derive(Debug, Clone, Default)]
-pub struct Verdict(Arc<OnceLock<Refusal>>);
+pub struct Verdict(Option<Arc<OnceLock<Refusal>>>);
 
 impl Verdict {
     pub fn get(&self) -> Option<Refusal> {
-        self.0.get().copied()
+        self.0.as_ref()?.get().copied()
     }
 
     fn set(&self, refusal: Refusal) -> BoxError {
-        let _ = self.0.set(refusal);
+        if let Some(cell) = &self.0 {
+            let _ = cell.set(refusal);
+        }
         format!("client body refused: {refusal:?}").into()
     }
 }
@@ -44,7 +47,11 @@ pin_project_lite::pin_project! {
 
 impl ClientBody {
     pub fn new(inner: Incoming, max: u64, gap: Duration) -> (Self, Verdict) {
-        let verdict = Verdict::default();
+        let verdict = if inner.is_end_stream() {
+            Verdict::default()
+        } else {
+            Verdict(Some(Arc::default()))
+        };
         let body = ClientBody {
             inner,
             max,

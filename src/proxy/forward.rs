@@ -127,6 +127,12 @@ pub async fn send_replayable(
     loop {
         let index = pool.pick(&tried);
         tried.push(index);
+        if tried.len() > retries {
+            // The last attempt sends the request itself: only one that may be followed
+            // by another needs a copy.
+            let req = outgoing.request_for(pool, index, body::full(body));
+            return attempt(pool, index, req).await.map_err(|f| f.error);
+        }
         let req = outgoing
             .clone()
             .request_for(pool, index, body::full(body.clone()));
@@ -135,7 +141,7 @@ pub async fn send_replayable(
             Err(Failure {
                 retry: Some(reason),
                 ..
-            }) if tried.len() <= retries => crate::metrics::upstream_retry(pool.name(), reason),
+            }) => crate::metrics::upstream_retry(pool.name(), reason),
             Err(f) => return Err(f.error),
         }
     }
