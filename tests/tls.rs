@@ -153,6 +153,49 @@ async fn certificates_are_reread_when_their_files_change() {
     assert_eq!(presented(&tls), renewed.der);
 }
 
+#[tokio::test]
+async fn certificates_are_reread_on_a_config_reload() {
+    let ca = Ca::new();
+    let shop = ca.leaf("shop", &["shop.example"]);
+    let legacy = Backend::start("legacy").await;
+    let b = banyan(&tls_config(&legacy, &[&shop])).await;
+    let addr = b.tls_addr.unwrap();
+    let config = ca.client_config(&[b"http/1.1"]);
+    let served = || async {
+        let tls = handshake(addr, config.clone(), dns("shop.example"))
+            .await
+            .unwrap();
+        presented(&tls)
+    };
+    assert_eq!(served().await, shop.der);
+
+    // The renewed certificate arrives under new file names, which no file watcher
+    // follows: only the reload that names them reads them, and at once.
+    let renewed = ca.leaf("shop-renewed", &["shop.example"]);
+    let text = |leaf: &Leaf| format!("{}\n{}", tls_config(&legacy, &[leaf]), listeners());
+    let put = call(b.admin_addr, "PUT", "/api/config", &[], &text(&renewed)).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(served().await, renewed.der);
+
+    // A reload naming a broken certificate is refused where it names it, and the
+    // certificate in use keeps being served.
+    let broken = Leaf {
+        cert: ca.dir.path().join("broken.pem"),
+        key: renewed.key.clone(),
+        der: Vec::new(),
+    };
+    std::fs::write(&broken.cert, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    let put = call(b.admin_addr, "PUT", "/api/config", &[], &text(&broken)).await;
+    assert_eq!(put.status, 422, "{}", put.text());
+    let body: serde_json::Value = serde_json::from_slice(&put.body).unwrap();
+    assert_eq!(body["line"], 6, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("broken.pem"),
+        "{body}"
+    );
+    assert_eq!(served().await, renewed.der);
+}
+
 /// An HTTPS upstream that records the SNI name of every handshake.
 async fn tls_backend(leaf: &Leaf) -> (SocketAddr, Arc<Mutex<Vec<Option<String>>>>) {
     let key = banyan::tls::certified_key(&leaf.cert, &leaf.key).unwrap();
