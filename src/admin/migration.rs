@@ -191,8 +191,17 @@ pub fn report(snap: &Snapshot, examples: &BTreeMap<(String, String), i64>) -> Va
                 })
                 .unwrap_or_default();
             let percent = percent_new(snap, i, r, m);
-            let (ready, why) =
-                readiness(snap, i, m, percent, compared, interval, regressions.len());
+            let standing = Standing {
+                stage: m.stage,
+                percent_new: percent,
+                compared,
+                match_low: interval.map(|(low, _)| low),
+                regressions: regressions.len(),
+                wanted: snap
+                    .ramp(i)
+                    .map_or(READY_MATCH_RATE, |r| r.spec.gates.min_match_rate),
+            };
+            let (ready, why) = standing.readiness();
             json!({
                 "route": r.name,
                 "stage": m.stage.label(),
@@ -214,50 +223,59 @@ pub fn report(snap: &Snapshot, examples: &BTreeMap<(String, String), i64>) -> Va
     json!({ "routes": routes, "summary": summary(snap) })
 }
 
-fn readiness(
-    snap: &Snapshot,
-    i: usize,
-    m: &MigrationSpec,
-    percent: f64,
+/// Where a migrated route stands, as far as its readiness for the next stage goes.
+struct Standing {
+    stage: Stage,
+    percent_new: f64,
     compared: u64,
-    interval: Option<(f64, f64)>,
+    /// The lower bound of the match rate's 95% interval.
+    match_low: Option<f64>,
     regressions: usize,
-) -> (bool, String) {
-    let wanted = snap
-        .ramp(i)
-        .map_or(READY_MATCH_RATE, |r| r.spec.gates.min_match_rate);
-    let agreeing = || -> Result<(), String> {
+    /// The match rate the route's ramp gates on, else [`READY_MATCH_RATE`].
+    wanted: f64,
+}
+
+impl Standing {
+    /// Ready for the next stage, and why (or why not).
+    fn readiness(&self) -> (bool, String) {
+        let verdict = match self.stage {
+            Stage::Legacy => Ok(()),
+            Stage::Shadow | Stage::New => self.agreeing(),
+            Stage::Canary if self.percent_new < 100.0 => {
+                Err(format!("the canary serves {}%, not 100%", self.percent_new))
+            }
+            Stage::Canary => self.agreeing(),
+            Stage::Retired => Err("retired: the migration is done".into()),
+        };
+        match verdict {
+            Ok(()) => (
+                true,
+                format!("ready for {}", self.stage.next().map_or("-", Stage::label)),
+            ),
+            Err(why) => (false, why),
+        }
+    }
+
+    /// The new service agrees with legacy well enough, on enough comparisons.
+    fn agreeing(&self) -> Result<(), String> {
+        let compared = self.compared;
         if compared < READY_COMPARISONS {
             return Err(format!(
                 "{compared} of {READY_COMPARISONS} comparisons so far"
             ));
         }
-        let low = interval.map_or(0.0, |i| i.0);
-        if low < wanted {
+        let low = self.match_low.unwrap_or(0.0);
+        if low < self.wanted {
             return Err(format!(
                 "match rate lower bound {:.1}% is under {:.1}%",
                 100.0 * low,
-                100.0 * wanted
+                100.0 * self.wanted
             ));
         }
-        if regressions > 0 {
-            return Err(format!("{regressions} open regression(s)"));
+        if self.regressions > 0 {
+            return Err(format!("{} open regression(s)", self.regressions));
         }
         Ok(())
-    };
-    let verdict = match m.stage {
-        Stage::Legacy => Ok(()),
-        Stage::Shadow | Stage::New => agreeing(),
-        Stage::Canary if percent < 100.0 => Err(format!("the canary serves {percent}%, not 100%")),
-        Stage::Canary => agreeing(),
-        Stage::Retired => Err("retired: the migration is done".into()),
-    };
-    match verdict {
-        Ok(()) => (
-            true,
-            format!("ready for {}", m.stage.next().map_or("-", Stage::label)),
-        ),
-        Err(why) => (false, why),
     }
 }
 
@@ -327,4 +345,70 @@ pub fn markdown(report: &Value) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn standing(stage: Stage) -> Standing {
+        Standing {
+            stage,
+            percent_new: 0.0,
+            compared: 1000,
+            match_low: Some(0.99),
+            regressions: 0,
+            wanted: 0.95,
+        }
+    }
+
+    #[test]
+    fn readiness_needs_agreement_and_a_full_canary() {
+        assert_eq!(
+            standing(Stage::Legacy).readiness(),
+            (true, "ready for shadow".into())
+        );
+        assert_eq!(
+            standing(Stage::Shadow).readiness(),
+            (true, "ready for canary".into())
+        );
+        let few = Standing {
+            compared: 40,
+            ..standing(Stage::Shadow)
+        };
+        assert_eq!(
+            few.readiness(),
+            (false, "40 of 100 comparisons so far".into())
+        );
+        let disagreeing = Standing {
+            match_low: Some(0.9),
+            ..standing(Stage::New)
+        };
+        assert_eq!(
+            disagreeing.readiness(),
+            (false, "match rate lower bound 90.0% is under 95.0%".into())
+        );
+        let regressed = Standing {
+            regressions: 2,
+            ..standing(Stage::Shadow)
+        };
+        assert_eq!(
+            regressed.readiness(),
+            (false, "2 open regression(s)".into())
+        );
+        let partial = Standing {
+            percent_new: 25.0,
+            ..standing(Stage::Canary)
+        };
+        assert_eq!(
+            partial.readiness(),
+            (false, "the canary serves 25%, not 100%".into())
+        );
+        let full = Standing {
+            percent_new: 100.0,
+            ..standing(Stage::Canary)
+        };
+        assert_eq!(full.readiness(), (true, "ready for new".into()));
+        assert!(!standing(Stage::Retired).readiness().0);
+    }
 }
