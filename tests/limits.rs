@@ -194,3 +194,249 @@ async fn http2_idle_connections_close_too() {
     let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
     assert!(ended.is_ok(), "the server ends an idle HTTP/2 connection");
 }
+
+/// Raw HTTP/2 frames, to send what no well-behaved client library would.
+mod h2raw {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub const HEADERS: u8 = 0x1;
+    pub const RST_STREAM: u8 = 0x3;
+    pub const SETTINGS: u8 = 0x4;
+    pub const GOAWAY: u8 = 0x7;
+    pub const CONTINUATION: u8 = 0x9;
+    pub const END_STREAM: u8 = 0x1;
+    pub const END_HEADERS: u8 = 0x4;
+    pub const CANCEL: u32 = 0x8;
+    pub const REFUSED_STREAM: u32 = 0x7;
+    pub const ENHANCE_YOUR_CALM: u32 = 0xb;
+    pub const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
+
+    #[derive(Debug)]
+    pub struct Frame {
+        pub kind: u8,
+        pub flags: u8,
+        pub stream: u32,
+        pub payload: Vec<u8>,
+    }
+
+    impl Frame {
+        /// The error code of a RST_STREAM or GOAWAY frame.
+        pub fn error_code(&self) -> u32 {
+            let at = if self.kind == GOAWAY { 4 } else { 0 };
+            u32::from_be_bytes(self.payload[at..at + 4].try_into().unwrap())
+        }
+
+        pub fn settings(&self) -> Vec<(u16, u32)> {
+            self.payload
+                .chunks_exact(6)
+                .map(|c| {
+                    let id = u16::from_be_bytes([c[0], c[1]]);
+                    (id, u32::from_be_bytes([c[2], c[3], c[4], c[5]]))
+                })
+                .collect()
+        }
+    }
+
+    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut out = len.to_be_bytes()[1..].to_vec();
+        out.extend([kind, flags]);
+        out.extend(stream.to_be_bytes());
+        out.extend(payload);
+        out
+    }
+
+    /// The client preface and an empty SETTINGS frame.
+    pub fn preface() -> Vec<u8> {
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(frame(SETTINGS, 0, 0, &[]));
+        out
+    }
+
+    /// An HPACK integer with an `n`-bit prefix, the byte's other bits being `flags`.
+    fn integer(out: &mut Vec<u8>, flags: u8, n: u32, mut value: usize) {
+        let max = (1usize << n) - 1;
+        if value < max {
+            out.push(flags | value as u8);
+            return;
+        }
+        out.push(flags | max as u8);
+        value -= max;
+        while value >= 128 {
+            out.push((value % 128) as u8 | 0x80);
+            value /= 128;
+        }
+        out.push(value as u8);
+    }
+
+    /// A header field "never indexed" (no dynamic table state): the name by its static
+    /// table index when it has one, else literally.
+    pub fn literal(out: &mut Vec<u8>, name: Result<usize, &str>, value: &str) {
+        match name {
+            Ok(index) => integer(out, 0x10, 4, index),
+            Err(name) => {
+                out.push(0x10);
+                integer(out, 0, 7, name.len());
+                out.extend(name.as_bytes());
+            }
+        }
+        integer(out, 0, 7, value.len());
+        out.extend(value.as_bytes());
+    }
+
+    /// The header block of `GET path` (static table: :method GET, :scheme http).
+    pub fn get(path: &str) -> Vec<u8> {
+        let mut out = vec![0x82, 0x86];
+        literal(&mut out, Ok(4), path);
+        literal(&mut out, Ok(1), "localhost");
+        out
+    }
+
+    /// Every frame the server sends until it closes the connection (or `limit` passes).
+    pub async fn read_all(stream: &mut TcpStream, limit: Duration) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        let read = async {
+            loop {
+                let mut head = [0u8; 9];
+                if stream.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                let mut payload = vec![0; len];
+                if stream.read_exact(&mut payload).await.is_err() {
+                    return;
+                }
+                let stream_id = u32::from_be_bytes(head[5..9].try_into().unwrap()) & 0x7fff_ffff;
+                let ended = head[3] == GOAWAY;
+                frames.push(Frame {
+                    kind: head[3],
+                    flags: head[4],
+                    stream: stream_id,
+                    payload,
+                });
+                if ended {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(limit, read).await;
+        frames
+    }
+
+    /// Send the bytes, ignoring a write the server refuses by closing.
+    pub async fn send(stream: &mut TcpStream, bytes: &[u8]) {
+        let _ = stream.write_all(bytes).await;
+    }
+}
+
+/// A plain HTTP/2 GET on a fresh connection, as a well-behaved client sends it.
+async fn h2_get(addr: std::net::SocketAddr, path: &str) -> u16 {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("http://{addr}{path}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    sender.send_request(req).await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn http2_rapid_reset_ends_the_connection() {
+    use h2raw::*;
+    let legacy = Backend::start("legacy").await;
+    let b = start(&legacy, "").await;
+    let mut s = TcpStream::connect(b.proxy_addr).await.unwrap();
+    let sent = 1000u32;
+    let mut out = preface();
+    for i in 0..sent {
+        let id = 2 * i + 1;
+        out.extend(frame(HEADERS, END_STREAM | END_HEADERS, id, &get("/rapid")));
+        out.extend(frame(RST_STREAM, 0, id, &CANCEL.to_be_bytes()));
+    }
+    send(&mut s, &out).await;
+    let frames = read_all(&mut s, Duration::from_secs(10)).await;
+    let goaway = frames
+        .iter()
+        .find(|f| f.kind == GOAWAY)
+        .unwrap_or_else(|| panic!("no GOAWAY in {frames:?}"));
+    assert_eq!(goaway.error_code(), ENHANCE_YOUR_CALM);
+    assert!(
+        legacy.count() < sent as usize / 10,
+        "the upstream saw {} of {sent} reset requests",
+        legacy.count()
+    );
+    // Other clients are served.
+    assert_eq!(h2_get(b.proxy_addr, "/after").await, 200);
+}
+
+#[tokio::test]
+async fn http2_continuation_flood_is_refused_without_reaching_the_upstream() {
+    use h2raw::*;
+    let legacy = Backend::start("legacy").await;
+    let b = start(&legacy, "").await;
+    let mut s = TcpStream::connect(b.proxy_addr).await.unwrap();
+    let mut out = preface();
+    out.extend(frame(HEADERS, END_STREAM, 1, &get("/flood")));
+    let mut junk = Vec::new();
+    literal(&mut junk, Err("x-junk"), &"a".repeat(1000));
+    // 1 MB of header list, sixteen times the 64 KiB limit, never ending.
+    for _ in 0..1000 {
+        out.extend(frame(CONTINUATION, 0, 1, &junk));
+    }
+    send(&mut s, &out).await;
+    let frames = read_all(&mut s, Duration::from_secs(10)).await;
+    let goaway = frames
+        .iter()
+        .find(|f| f.kind == GOAWAY)
+        .unwrap_or_else(|| panic!("no GOAWAY in {frames:?}"));
+    assert_eq!(goaway.error_code(), ENHANCE_YOUR_CALM);
+    assert_eq!(legacy.count(), 0, "nothing reached the upstream");
+    assert_eq!(h2_get(b.proxy_addr, "/after").await, 200);
+}
+
+#[tokio::test]
+async fn http2_streams_past_max_concurrent_streams_are_refused() {
+    use h2raw::*;
+    // A slow upstream keeps the first streams open while the others arrive.
+    let legacy = Backend::with_handler("legacy", |_| {
+        Reply::ok("slow").delay(Duration::from_millis(1500))
+    })
+    .await;
+    let b = start(&legacy, "max_concurrent_streams = 4").await;
+    let mut s = TcpStream::connect(b.proxy_addr).await.unwrap();
+    let mut out = preface();
+    for id in [1u32, 3, 5, 7, 9, 11] {
+        out.extend(frame(HEADERS, END_STREAM | END_HEADERS, id, &get("/slow")));
+    }
+    send(&mut s, &out).await;
+    let frames = read_all(&mut s, Duration::from_secs(5)).await;
+    let settings = frames
+        .iter()
+        .find(|f| f.kind == SETTINGS && f.flags == 0)
+        .expect("the server's SETTINGS");
+    assert!(settings
+        .settings()
+        .contains(&(SETTINGS_MAX_CONCURRENT_STREAMS, 4)));
+    let refused: Vec<u32> = frames
+        .iter()
+        .filter(|f| f.kind == RST_STREAM && f.error_code() == REFUSED_STREAM)
+        .map(|f| f.stream)
+        .collect();
+    assert_eq!(refused, [9, 11]);
+    // :status 200 is HPACK static entry 8 (0x88).
+    let mut answered: Vec<u32> = frames
+        .iter()
+        .filter(|f| f.kind == HEADERS && f.payload.first() == Some(&0x88))
+        .map(|f| f.stream)
+        .collect();
+    answered.sort();
+    assert_eq!(answered, [1, 3, 5, 7]);
+    assert_eq!(legacy.count(), 4);
+}

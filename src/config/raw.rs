@@ -53,6 +53,7 @@ pub struct RawServer {
     pub max_header_bytes: Option<Spanned<i64>>,
     pub max_headers: Option<Spanned<i64>>,
     pub max_uri_bytes: Option<Spanned<i64>>,
+    pub max_concurrent_streams: Option<Spanned<i64>>,
     pub max_body: Option<Spanned<i64>>,
     pub header_timeout: Option<Spanned<String>>,
     pub body_timeout: Option<Spanned<String>>,

@@ -15,6 +15,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub max_headers: usize,
     pub max_uri_bytes: usize,
+    /// HTTP/2 streams a client may have open on one connection at a time.
+    pub max_concurrent_streams: u32,
     /// Default largest request body; a route may set its own.
     pub max_body: u64,
     /// From waiting for a request's head (a new connection, or an idle keep-alive one)
@@ -32,6 +34,8 @@ impl Default for Limits {
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
+            // nginx's http2_max_concurrent_streams.
+            max_concurrent_streams: 128,
             max_body: 100 * 1024 * 1024,
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(60),

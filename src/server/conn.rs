@@ -23,6 +23,14 @@ use tokio::time::Instant;
 /// HTTP/1.1 connection at once races a request the client may be sending on it.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
+/// Streams a client may open and reset before banyan has accepted them; beyond, the
+/// connection is ended (the HTTP/2 rapid reset attack). h2's default, made explicit.
+const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+
+/// Streams banyan may reset for a client's protocol errors on one connection before it
+/// ends the connection (the "made you reset" attack). hyper's default, made explicit.
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
 /// The HTTP/1.1 + HTTP/2 connection builder, with the client limits.
 pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -33,10 +41,17 @@ pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .max_headers(limits.max_headers)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
+    // HTTP/2 abuse is bounded by h2 itself once told the limits: a header list over the
+    // limit (however many CONTINUATION frames carry it) is refused, and streams the client
+    // resets before banyan takes them (rapid reset) or keeps making banyan reset end the
+    // connection with GOAWAY.
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS);
     builder
 }
 

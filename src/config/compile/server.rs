@@ -91,6 +91,11 @@ impl Compiler<'_> {
             max_header_bytes,
             max_headers: self.count(raw.max_headers.as_ref(), d.max_headers, "max_headers"),
             max_uri_bytes: self.count(raw.max_uri_bytes.as_ref(), d.max_uri_bytes, "max_uri_bytes"),
+            max_concurrent_streams: self.count(
+                raw.max_concurrent_streams.as_ref(),
+                d.max_concurrent_streams,
+                "max_concurrent_streams",
+            ),
             max_body: self
                 .bytes(raw.max_body.as_ref(), "max_body")
                 .unwrap_or(d.max_body),
