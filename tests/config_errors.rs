@@ -54,6 +54,7 @@ fn cases() -> Vec<(String, &'static str)> {
         ("default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"https://a:1\"]\nca_file = \"/nonexistent/ca.pem\" # HERE\n".to_string(), "ca_file"),
         (format!("default = \"legacy\"\n{UPSTREAMS}\n[server]\nmax_header_bytes = 100 # HERE\n"), "at least 8192"),
         (format!("default = \"legacy\"\n{UPSTREAMS}\n[server]\nidle_timeout = \"0s\" # HERE\n"), "more than zero"),
+        (format!("default = \"legacy\"\n{UPSTREAMS}\n[server]\nmax_concurrent_streams = 0 # HERE\n"), "max_concurrent_streams must be a whole number above 0"),
         (route("action = \"migrate\" # HERE"), "no migration table"),
         (route("action = \"migrate\"\nmigration = { stage = \"beta\", new = \"new\" } # HERE"), "is not one of legacy, shadow, canary, new, retired"),
         (route("action = \"migrate\"\nmigration = { stage = \"shadow\", new = \"legacy\" } # HERE"), "is its legacy upstream too"),
