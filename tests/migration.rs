@@ -203,6 +203,111 @@ async fn a_service_that_starts_differing_is_rolled_back_and_the_reason_names_the
 }
 
 #[tokio::test]
+async fn a_canary_compares_every_request_whichever_side_serves_it() {
+    let legacy = Backend::with_handler("legacy", |_| item(10)).await;
+    let new = Backend::with_handler("items", |_| item(11)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let b = banyan(&format!(
+        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"{}\"]\n\
+         [upstreams.items]\nendpoints = [\"{}\"]\n[shadow]\nstore = {:?}\n\
+         [[routes]]\nname = \"items_both_ways\"\nmatch.path = {{ prefix = \"/items\" }}\n\
+         action = \"migrate\"\n\
+         migration = {{ stage = \"canary\", new = \"items\", percent = 50, key = {{ header = \"x-user\" }} }}\n\
+         compare = {{ ignore = [\"header.x-backend\"] }}\n",
+        legacy.url(),
+        new.url(),
+        dir.path().join("diffs.sqlite"),
+    ))
+    .await;
+    let admin = b.admin_addr;
+    let route: Value = serde_json::from_str(&get(admin, "/api/routes", &[]).await.text()).unwrap();
+    let shadow = &route["routes"][0]["shadow"];
+    assert_eq!(
+        (&shadow["to"], &shadow["back"]),
+        (&"items".into(), &"legacy".into())
+    );
+
+    let users = 40;
+    let mut by_new = 0;
+    for i in 0..users {
+        let got = get(
+            b.proxy_addr,
+            "/items/7",
+            &[("x-user", &format!("user-{i}"))],
+        )
+        .await;
+        assert_eq!(got.status, 200);
+        by_new += usize::from(got.backend() == Some("items"));
+    }
+    assert!(by_new > 0 && by_new < users, "{by_new} of {users} on new");
+    // Each side got a copy of exactly what the other served.
+    let copies = |b: &Backend| {
+        b.requests()
+            .iter()
+            .filter(|r| r.headers.contains_key("x-banyan-shadow"))
+            .count()
+    };
+    let copied = eventually(Duration::from_secs(10), || async {
+        copies(&legacy) == by_new && copies(&new) == users - by_new
+    })
+    .await;
+    assert!(
+        copied,
+        "legacy got {} copies, new {}; new served {by_new}",
+        copies(&legacy),
+        copies(&new)
+    );
+    let compared = eventually(Duration::from_secs(10), || async move {
+        let shadow: Value =
+            serde_json::from_str(&get(admin, "/api/shadow", &[]).await.text()).unwrap();
+        shadow["routes"][0]["mismatches"].as_u64() == Some(users as u64)
+    })
+    .await;
+    assert!(compared, "every request compared");
+
+    // The samples say which side answered the client.
+    let mut primaries = std::collections::BTreeSet::new();
+    let stored = eventually(Duration::from_secs(10), || async {
+        let diffs: Value =
+            serde_json::from_str(&get(admin, "/api/diffs", &[]).await.text()).unwrap();
+        diffs["groups"][0]["count"].as_u64() == Some(users as u64)
+    })
+    .await;
+    assert!(stored, "every mismatch stored");
+    let diffs: Value = serde_json::from_str(&get(admin, "/api/diffs", &[]).await.text()).unwrap();
+    let signature = diffs["groups"][0]["signature"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let group: Value = serde_json::from_str(
+        &get(
+            admin,
+            &format!("/api/diffs?signature={signature}&limit=100"),
+            &[],
+        )
+        .await
+        .text(),
+    )
+    .unwrap();
+    for s in group["samples"].as_array().unwrap() {
+        let id = s["id"].as_i64().unwrap();
+        let sample: Value =
+            serde_json::from_str(&get(admin, &format!("/api/diffs/{id}"), &[]).await.text())
+                .unwrap();
+        let (primary, copy) = (
+            &sample["primary"]["upstream"],
+            &sample["shadow"]["upstream"],
+        );
+        assert_ne!(primary, copy, "{sample:#}");
+        primaries.insert(primary.as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        primaries.into_iter().collect::<Vec<_>>(),
+        ["items", "legacy"]
+    );
+}
+
+#[tokio::test]
 async fn pause_resume_promote_and_rollback_through_the_api() {
     let legacy = Backend::with_handler("legacy", |_| item(10)).await;
     let new = Backend::with_handler("items", |_| item(10)).await;

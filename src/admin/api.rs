@@ -106,6 +106,7 @@ pub fn routes(snap: &Snapshot) -> Value {
             let shadow = r.shadow.as_ref().map(|s| {
                 json!({
                     "to": name(s.to),
+                    "back": s.back.map(name),
                     "percent": f64::from(s.threshold) / 100.0,
                     "noise": if s.noise { "secondary" } else { "off" },
                     "max_in_flight": s.max_in_flight,

@@ -68,12 +68,14 @@ pub async fn handle(
         Ok(requests) => {
             // Shadowing costs the request path two taps and a spawn, nothing it waits on.
             let mirror = route
-                .filter(|_| plan.shadow && client_upgrade.is_none())
-                .and_then(|r| {
+                .zip(plan.shadow)
+                .filter(|_| client_upgrade.is_none())
+                .and_then(|(r, to)| {
                     shadow::begin(
                         &snap,
                         r,
                         upstream,
+                        to,
                         &requests.primary,
                         body.is_end_stream(),
                         started,
@@ -128,8 +130,9 @@ struct Plan {
     route: Option<usize>,
     upstream: UpstreamId,
     requests: Result<Requests, ProxyError>,
-    /// The route shadows this request (method, side and sample allow it).
-    shadow: bool,
+    /// Where the route's shadow copies this request, if it does (method, serving side
+    /// and sample decide).
+    shadow: Option<UpstreamId>,
     /// The largest body the route takes.
     max_body: u64,
     /// What the route's circuit breaker said, when it has one.
@@ -163,7 +166,7 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
     let too_large = guard::head::declared_body_too_large(&parts.headers, max_body);
     let shadow = route
         .and_then(|r| r.shadow.as_deref())
-        .is_some_and(|spec| shadow::wanted(spec, upstream, &view));
+        .and_then(|spec| shadow::target(spec, upstream, &view));
 
     let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
         let authority = parts.uri.authority()?;

@@ -30,28 +30,39 @@ pub struct Mirror {
     pub response: Capture,
 }
 
-/// Whether this request is shadowed (by route, method, side and sample).
-pub fn wanted(spec: &ShadowSpec, upstream: UpstreamId, req: &RequestView<'_>) -> bool {
-    if upstream == spec.to || !spec.shadows_method(req.method) {
-        return false;
+/// Where a copy of this request goes, if it is shadowed (by method, serving side and
+/// sample): `to`, or `back` when `to` serves it.
+pub fn target(
+    spec: &ShadowSpec,
+    upstream: UpstreamId,
+    req: &RequestView<'_>,
+) -> Option<UpstreamId> {
+    let to = if upstream == spec.to {
+        spec.back?
+    } else {
+        spec.to
+    };
+    if !spec.shadows_method(req.method) {
+        return None;
     }
     if spec.threshold >= crate::routing::split::BUCKETS {
-        return true;
+        return Some(to);
     }
     let b = match &spec.key {
         Some(key) => bucket(spec.salt, &key.value(req).0),
         None => rand::random_range(0..crate::routing::split::BUCKETS),
     };
-    b < spec.threshold
+    (b < spec.threshold).then_some(to)
 }
 
-/// Start shadowing a request that `wanted` chose: take the permits (or count it dropped),
+/// Start shadowing a request to `to`, as `target` chose: take the permits (or count it dropped),
 /// spawn the task, and hand back the taps. `outgoing` is the request as the primary gets
 /// it (rewritten); `empty_body` when there is no body to wait for.
 pub fn begin(
     snap: &Arc<Snapshot>,
     route: usize,
     primary: UpstreamId,
+    to: UpstreamId,
     outgoing: &Outgoing,
     empty_body: bool,
     started: Instant,
@@ -84,6 +95,7 @@ pub fn begin(
         route,
         spec,
         primary,
+        to,
         shadow_request: shadow_req,
         primary_request: outgoing.clone(),
         request_body: request_rx,
@@ -93,4 +105,49 @@ pub fn begin(
         _permits: permits,
     }));
     Some(Mirror { request, response })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderMap, Method, Uri};
+    use std::time::Duration;
+
+    fn spec(back: Option<UpstreamId>) -> ShadowSpec {
+        ShadowSpec {
+            to: 1,
+            back,
+            threshold: crate::routing::split::BUCKETS,
+            key: None,
+            salt: 0,
+            methods: vec![Method::GET],
+            max_in_flight: 1,
+            timeout: Duration::from_secs(1),
+            max_body: 0,
+            noise: false,
+            rules: Arc::new(Default::default()),
+            redact: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn copies_go_to_the_side_that_did_not_serve() {
+        let uri = Uri::from_static("/items/7");
+        let headers = HeaderMap::new();
+        let ip = std::net::Ipv4Addr::LOCALHOST.into();
+        let get = RequestView::new(&Method::GET, &uri, &headers, ip);
+        let post = RequestView::new(&Method::POST, &uri, &headers, ip);
+        let one_way = spec(None);
+        assert_eq!(target(&one_way, 0, &get), Some(1));
+        assert_eq!(target(&one_way, 1, &get), None, "to serves: no copy");
+        assert_eq!(target(&one_way, 0, &post), None, "method not shadowed");
+        let both_ways = spec(Some(0));
+        assert_eq!(target(&both_ways, 0, &get), Some(1));
+        assert_eq!(target(&both_ways, 1, &get), Some(0));
+        let none = ShadowSpec {
+            threshold: 0,
+            ..spec(Some(0))
+        };
+        assert_eq!(target(&none, 1, &get), None, "0% sampled");
+    }
 }

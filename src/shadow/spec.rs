@@ -14,6 +14,9 @@ pub const SAFE_METHODS: [Method; 3] = [Method::GET, Method::HEAD, Method::OPTION
 #[derive(Debug, Clone)]
 pub struct ShadowSpec {
     pub to: UpstreamId,
+    /// Where a copy goes when `to` serves the request itself: a canary compares both
+    /// ways, so every request is compared whichever side serves it.
+    pub back: Option<UpstreamId>,
     /// Hundredths of a percent of requests shadowed (0..=10,000).
     pub threshold: u32,
     /// Sample by this key, so a user is shadowed always or never; at random when None.

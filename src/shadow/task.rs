@@ -28,6 +28,8 @@ pub struct Job {
     pub route: usize,
     pub spec: Arc<ShadowSpec>,
     pub primary: UpstreamId,
+    /// Where the copy goes.
+    pub to: UpstreamId,
     pub shadow_request: Outgoing,
     pub primary_request: Outgoing,
     pub request_body: oneshot::Receiver<Captured>,
@@ -99,7 +101,7 @@ async fn compare_job(job: &mut Job, name: &str) -> Outcome {
     let spec = job.spec.clone();
     let snap = job.snap.clone();
     let shadow = fetch(
-        snap.pool(spec.to),
+        snap.pool(job.to),
         job.shadow_request.clone(),
         body.clone(),
         job.max_body,
@@ -215,9 +217,11 @@ fn store(
     let mut globs = job.snap.config.shadow.redact.clone();
     globs.extend(job.spec.redact.iter().cloned());
     let redactor = Redactor::new(&globs);
-    let response = |r: &Response| {
+    // Which side answered: in a canary, the primary is legacy or new request by request.
+    let response = |r: &Response, upstream: UpstreamId| {
         let decoded = crate::compare::body::decoded(r);
         json!({
+            "upstream": job.snap.config.upstreams[upstream].name,
             "status": r.status,
             "headers": redactor.headers(&r.headers),
             "body": redactor.body(&decoded),
@@ -242,8 +246,8 @@ fn store(
             "headers": redactor.headers(&job.primary_request.headers),
             "body": redactor.body(request_body),
         }),
-        primary: response(primary),
-        shadow: response(&shadow.response),
+        primary: response(primary, job.primary),
+        shadow: response(&shadow.response, job.to),
         differences: redactor.differences(diffs),
         primary_ms: primary_latency.as_secs_f64() * 1e3,
         shadow_ms: shadow.latency.as_secs_f64() * 1e3,

@@ -97,8 +97,9 @@ impl Compiler<'_> {
     }
 
     /// A migrated route's shadow: every request the monolith serves is copied to the new
-    /// service (shadow, canary), and in stage new the other way round; the route's
-    /// shadow table, without `to`, sets the rest (percent, limits, noise).
+    /// service (shadow, canary), every one the new service serves to legacy (canary,
+    /// new); the route's shadow table, without `to`, sets the rest (percent, limits,
+    /// noise).
     pub(super) fn migration_shadow(
         &mut self,
         route: &str,
@@ -111,7 +112,13 @@ impl Compiler<'_> {
             Stage::Legacy | Stage::Retired => return None,
         };
         let settings = raw.shadow.as_ref().map(|s| s.get_ref());
-        self.shadow_spec(route, raw, settings, to)
+        let mut spec = self.shadow_spec(route, raw, settings, to)?;
+        if m.stage == Stage::Canary {
+            // The new-served share is copied back to legacy: every request is compared,
+            // at 100% as at 1%.
+            spec.back = Some(m.legacy);
+        }
+        Some(spec)
     }
 
     fn ramp(&mut self, route: &str, raw: &Spanned<RawRamp>) -> Option<RampSpec> {

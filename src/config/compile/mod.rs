@@ -521,6 +521,7 @@ impl Compiler<'_> {
         let (rules, redact) = self.compare_rules(route, raw.compare.as_ref());
         Some(ShadowSpec {
             to,
+            back: None,
             threshold: threshold(percent),
             key,
             salt: salt_for(&format!("shadow:{route}"), None),
