@@ -140,9 +140,13 @@ pub fn describe_action<'a>(r: &Route, name: impl Fn(usize) -> &'a str) -> String
     if let Some(shadow) = &r.shadow {
         let _ = write!(
             s,
-            ", shadow {}% to {}{}",
+            ", shadow {}% to {}{}{}",
             f64::from(shadow.threshold) * 100.0 / f64::from(BUCKETS),
             name(shadow.to),
+            match shadow.back {
+                Some(back) => format!(" (what it serves to {})", name(back)),
+                None => String::new(),
+            },
             if shadow.noise {
                 " (noise: secondary)"
             } else {
