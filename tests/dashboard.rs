@@ -169,6 +169,18 @@ async fn the_dashboard_shows_routes_verdicts_and_highlighted_samples() {
     let highlighted = text_of(&c, ".diff-highlight[data-path=\"$.name\"]").await;
     assert!(highlighted.contains("name"), "{highlighted}");
     text_of(&c, "#copy-curl").await;
+    // Each side is named by the upstream that answered.
+    let mut titles = Vec::new();
+    for pane in c.find_all(Locator::Css(".panes h3")).await.unwrap() {
+        titles.push(pane.text().await.unwrap());
+    }
+    assert_eq!(titles.len(), 2, "{titles:?}");
+    assert!(titles[0].starts_with("primary: "), "{titles:?}");
+    assert!(titles[1].starts_with("shadow: "), "{titles:?}");
+    assert_ne!(
+        titles[0]["primary: ".len()..].split(' ').next(),
+        titles[1]["shadow: ".len()..].split(' ').next()
+    );
     screenshot(&c, "dashboard-sample").await;
 
     // Migration page: the users route is at stage "new", its figures per stage.
