@@ -325,6 +325,15 @@ mod h2raw {
         frames
     }
 
+    /// The error code of the GOAWAY that ended the connection.
+    pub fn goaway_code(frames: &[Frame]) -> u32 {
+        frames
+            .iter()
+            .find(|f| f.kind == GOAWAY)
+            .unwrap_or_else(|| panic!("no GOAWAY in {frames:?}"))
+            .error_code()
+    }
+
     /// Send the bytes, ignoring a write the server refuses by closing.
     pub async fn send(stream: &mut TcpStream, bytes: &[u8]) {
         let _ = stream.write_all(bytes).await;
@@ -362,11 +371,7 @@ async fn http2_rapid_reset_ends_the_connection() {
     }
     send(&mut s, &out).await;
     let frames = read_all(&mut s, Duration::from_secs(10)).await;
-    let goaway = frames
-        .iter()
-        .find(|f| f.kind == GOAWAY)
-        .unwrap_or_else(|| panic!("no GOAWAY in {frames:?}"));
-    assert_eq!(goaway.error_code(), ENHANCE_YOUR_CALM);
+    assert_eq!(goaway_code(&frames), ENHANCE_YOUR_CALM);
     assert!(
         legacy.count() < sent as usize / 10,
         "the upstream saw {} of {sent} reset requests",
@@ -392,11 +397,7 @@ async fn http2_continuation_flood_is_refused_without_reaching_the_upstream() {
     }
     send(&mut s, &out).await;
     let frames = read_all(&mut s, Duration::from_secs(10)).await;
-    let goaway = frames
-        .iter()
-        .find(|f| f.kind == GOAWAY)
-        .unwrap_or_else(|| panic!("no GOAWAY in {frames:?}"));
-    assert_eq!(goaway.error_code(), ENHANCE_YOUR_CALM);
+    assert_eq!(goaway_code(&frames), ENHANCE_YOUR_CALM);
     assert_eq!(legacy.count(), 0, "nothing reached the upstream");
     assert_eq!(h2_get(b.proxy_addr, "/after").await, 200);
 }

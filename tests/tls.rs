@@ -117,14 +117,43 @@ async fn https_listener_chooses_certificates_by_sni_and_speaks_h2_by_alpn() {
     assert_eq!(&body[..], b"legacy");
 }
 
+/// banyan serving HTTPS with one certificate, for shop.example, and a client that
+/// trusts its CA.
+struct Shop {
+    ca: Ca,
+    shop: Leaf,
+    legacy: Backend,
+    b: banyan::server::Running,
+    config: rustls::ClientConfig,
+}
+
+impl Shop {
+    async fn start() -> Shop {
+        let ca = Ca::new();
+        let shop = ca.leaf("shop", &["shop.example"]);
+        let legacy = Backend::start("legacy").await;
+        let b = banyan(&tls_config(&legacy, &[&shop])).await;
+        let config = ca.client_config(&[b"http/1.1"]);
+        Shop {
+            ca,
+            shop,
+            legacy,
+            b,
+            config,
+        }
+    }
+}
+
 #[tokio::test]
 async fn certificates_are_reread_when_their_files_change() {
-    let ca = Ca::new();
-    let shop = ca.leaf("shop", &["shop.example"]);
-    let legacy = Backend::start("legacy").await;
-    let b = banyan(&tls_config(&legacy, &[&shop])).await;
+    let Shop {
+        ca,
+        shop,
+        legacy: _legacy,
+        b,
+        config,
+    } = Shop::start().await;
     let addr = b.tls_addr.unwrap();
-    let config = ca.client_config(&[b"http/1.1"]);
     let tls = handshake(addr, config.clone(), dns("shop.example"))
         .await
         .unwrap();
@@ -155,12 +184,14 @@ async fn certificates_are_reread_when_their_files_change() {
 
 #[tokio::test]
 async fn certificates_are_reread_on_a_config_reload() {
-    let ca = Ca::new();
-    let shop = ca.leaf("shop", &["shop.example"]);
-    let legacy = Backend::start("legacy").await;
-    let b = banyan(&tls_config(&legacy, &[&shop])).await;
+    let Shop {
+        ca,
+        shop,
+        legacy,
+        b,
+        config,
+    } = Shop::start().await;
     let addr = b.tls_addr.unwrap();
-    let config = ca.client_config(&[b"http/1.1"]);
     let served = || async {
         let tls = handshake(addr, config.clone(), dns("shop.example"))
             .await
