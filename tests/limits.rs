@@ -296,6 +296,16 @@ mod h2raw {
 
     /// Every frame the server sends until it closes the connection (or `limit` passes).
     pub async fn read_all(stream: &mut TcpStream, limit: Duration) -> Vec<Frame> {
+        read_until(stream, limit, |_| false).await
+    }
+
+    /// The frames the server sends until `enough` says so, a GOAWAY, the connection's
+    /// end, or `limit`.
+    pub async fn read_until(
+        stream: &mut TcpStream,
+        limit: Duration,
+        enough: impl Fn(&[Frame]) -> bool,
+    ) -> Vec<Frame> {
         let mut frames = Vec::new();
         let read = async {
             loop {
@@ -316,7 +326,7 @@ mod h2raw {
                     stream: stream_id,
                     payload,
                 });
-                if ended {
+                if ended || enough(&frames) {
                     return;
                 }
             }
@@ -417,7 +427,15 @@ async fn http2_streams_past_max_concurrent_streams_are_refused() {
         out.extend(frame(HEADERS, END_STREAM | END_HEADERS, id, &get("/slow")));
     }
     send(&mut s, &out).await;
-    let frames = read_all(&mut s, Duration::from_secs(5)).await;
+    // Until every stream has its answer: two refusals and four responses.
+    let frames = read_until(&mut s, Duration::from_secs(10), |frames| {
+        frames
+            .iter()
+            .filter(|f| f.stream != 0 && (f.kind == RST_STREAM || f.kind == HEADERS))
+            .count()
+            == 6
+    })
+    .await;
     let settings = frames
         .iter()
         .find(|f| f.kind == SETTINGS && f.flags == 0)
