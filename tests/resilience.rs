@@ -1,5 +1,6 @@
 //! Riding out failing services: retries of idempotent requests on another endpoint,
-//! passive outlier detection, a route's circuit breaker to legacy, the upstream timeouts;
+//! passive outlier detection, a route's circuit breaker to legacy, the upstream timeouts
+//! (connect, read, write, pooled idle);
 //! each visible in the metrics and the admin API.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -255,4 +256,118 @@ async fn upstream_timeouts_answer_504_and_count_as_failures() {
         serde_json::from_str(&get(b.admin_addr, "/api/upstreams", &[]).await.text()).unwrap();
     assert_eq!(api["upstreams"][0]["endpoints"][0]["ejected"], true);
     assert_eq!(api["upstreams"][0]["timeouts"]["read"], "200ms");
+}
+
+/// An upstream whose accept queue is full: a connection to it never completes, as to a
+/// host that drops SYNs.
+async fn unanswering_addr() -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Fill the queue with connections nobody accepts; the next SYNs are dropped.
+    let mut fillers = Vec::new();
+    loop {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break,
+        }
+        assert!(fillers.len() < 64, "the accept queue never filled");
+    }
+    (listener, fillers)
+}
+
+#[tokio::test]
+async fn connect_and_write_timeouts_answer_504() {
+    // Connect: the upstream never completes the handshake.
+    let (listener, _fillers) = unanswering_addr().await;
+    let b = banyan(&format!(
+        "default = \"dark\"\n[upstreams.dark]\nendpoints = [\"http://{}\"]\n\
+         connect_timeout = \"300ms\"\nretries = 0\n",
+        listener.local_addr().unwrap()
+    ))
+    .await;
+    // The bound only keeps a broken build from hanging the test: without the timeout
+    // the connect would wait minutes for the kernel to give up.
+    let bound = Duration::from_secs(30);
+    let got = tokio::time::timeout(bound, get(b.proxy_addr, "/connect", &[]))
+        .await
+        .expect("answered by the connect timeout, not the kernel's");
+    assert_eq!(got.status, 504, "{}", got.text());
+    assert_eq!(got.header("x-banyan-error"), Some("upstream_timeout"));
+
+    // Write: the upstream accepts but never reads, so the request body stops moving
+    // once the socket buffers are full.
+    let stuck = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = stuck.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = stuck.accept().await {
+            held.push(s);
+        }
+    });
+    let b = banyan(&format!(
+        "default = \"stuck\"\n[upstreams.stuck]\nendpoints = [\"http://{addr}\"]\n\
+         write_timeout = \"300ms\"\nread_timeout = \"1h\"\nretries = 0\n"
+    ))
+    .await;
+    let body = "x".repeat(64 * 1024 * 1024);
+    let got = tokio::time::timeout(bound, call(b.proxy_addr, "POST", "/upload", &[], &body))
+        .await
+        .expect("answered by the write timeout, not the read timeout");
+    assert_eq!(got.status, 504, "{}", got.text());
+    assert_eq!(got.header("x-banyan-error"), Some("upstream_timeout"));
+    held.abort();
+}
+
+#[tokio::test]
+async fn idle_pooled_connections_are_closed_after_idle_timeout() {
+    // An upstream that counts the connections it accepts and the ones that end.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ended = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (a, e) = (accepted.clone(), ended.clone());
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            let e = e.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"pooled")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), service)
+                    .await;
+                e.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    let b = banyan(&format!(
+        "default = \"pooled\"\n[upstreams.pooled]\nendpoints = [\"http://{addr}\"]\n\
+         idle_timeout = \"300ms\"\n"
+    ))
+    .await;
+    assert_eq!(get(b.proxy_addr, "/one", &[]).await.text(), "pooled");
+    assert_eq!(get(b.proxy_addr, "/two", &[]).await.text(), "pooled");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "kept alive between requests"
+    );
+    let closed = eventually(Duration::from_secs(10), || {
+        let ended = ended.clone();
+        async move { ended.load(Ordering::SeqCst) == 1 }
+    })
+    .await;
+    assert!(closed, "banyan closes the idle pooled connection");
+    assert_eq!(get(b.proxy_addr, "/three", &[]).await.text(), "pooled");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "a fresh connection");
 }
