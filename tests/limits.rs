@@ -176,6 +176,40 @@ async fn slow_clients_are_cut_off() {
 }
 
 #[tokio::test]
+async fn header_timeout_bounds_heads_not_idle_keep_alive_connections() {
+    let legacy = Backend::start("legacy").await;
+    // An idle timeout longer than the test: any close below comes from header_timeout.
+    let b = start(&legacy, "header_timeout = \"300ms\"\nidle_timeout = \"1h\"").await;
+    let mut buf = vec![0u8; 4096];
+
+    // A keep-alive connection idle for longer than header_timeout still takes requests.
+    let mut s = TcpStream::connect(b.proxy_addr).await.unwrap();
+    for path in ["/first", "/after-a-pause"] {
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let n = s.read(&mut buf).await.unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    assert_eq!(legacy.count(), 2);
+
+    // A connection that never sends a request, and a head begun after a pause on a
+    // kept-alive connection, are closed by header_timeout.
+    let mut silent = TcpStream::connect(b.proxy_addr).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "silent client closed"
+    );
+    s.write_all(b"GET /slow-head HTTP/1.1\r\n").await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "slow head closed");
+    assert_eq!(legacy.count(), 2);
+}
+
+#[tokio::test]
 async fn http2_idle_connections_close_too() {
     let legacy = Backend::start("legacy").await;
     let b = start(&legacy, "idle_timeout = \"500ms\"").await;

@@ -59,6 +59,12 @@ impl Framing {
         }
     }
 
+    /// Part of a request head has arrived, and not all of it: the client is sending a
+    /// head, which `header_timeout` bounds (an idle connection is not).
+    pub fn in_head(&self) -> bool {
+        self.state == State::Head && !self.head.is_empty()
+    }
+
     /// Read `bytes`, the next ones the client sent.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), Violation> {
         let mut rest = bytes;
@@ -367,6 +373,24 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
         }
+    }
+
+    #[test]
+    fn a_head_is_in_progress_from_its_first_byte_to_its_end() {
+        let mut f = Framing::new(1024);
+        assert!(!f.in_head(), "a connection that has sent nothing");
+        f.feed(b"GET / HT").unwrap();
+        assert!(f.in_head());
+        f.feed(b"TP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nab")
+            .unwrap();
+        assert!(!f.in_head(), "in the body");
+        f.feed(b"cGET /2 HTTP/1.1\r\n").unwrap();
+        assert!(f.in_head(), "a pipelined head begun");
+        f.feed(b"Host: a\r\n\r\n").unwrap();
+        assert!(!f.in_head(), "idle between requests");
+        let mut h2 = Framing::new(1024);
+        h2.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+        assert!(!h2.in_head(), "HTTP/2 is not followed");
     }
 
     #[test]

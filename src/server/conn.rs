@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 /// How long a draining connection with no request in flight waits for the client's next
@@ -37,7 +37,10 @@ pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        // hyper would start its header timer while a keep-alive connection waits for its
+        // next request, bounding idle connections by header_timeout; banyan times the
+        // head itself, from its first byte (see `serve`).
+        .header_read_timeout(None)
         .max_headers(limits.max_headers)
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
@@ -55,27 +58,60 @@ pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// What a connection's watchdog reads: when bytes last moved, and requests in flight.
+/// `Activity::head_since` when no request head is on its way.
+const NO_HEAD: u64 = u64::MAX;
+
+/// What a connection's watchdog reads: when bytes last moved, requests in flight, and
+/// since when a request head has been arriving.
 #[derive(Debug)]
 struct Activity {
     started: Instant,
     /// Milliseconds after `started`.
     last: AtomicU64,
     in_flight: AtomicUsize,
+    /// Milliseconds after `started` at which the head now arriving began (0, the
+    /// connection's start, for its first request), or `NO_HEAD`.
+    head_since: AtomicU64,
+    /// Wakes the watchdog when a head begins, to time it.
+    head_began: Notify,
 }
 
 impl Activity {
-    fn new() -> Arc<Self> {
+    /// `timed_heads`: the connection's heads are followed (HTTP/1), so the first one is
+    /// awaited from the start.
+    fn new(timed_heads: bool) -> Arc<Self> {
         Arc::new(Activity {
             started: Instant::now(),
             last: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            head_since: AtomicU64::new(if timed_heads { 0 } else { NO_HEAD }),
+            head_began: Notify::new(),
         })
     }
 
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     fn touch(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.last.store(ms, Ordering::Relaxed);
+        self.last.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// After each read: whether a head is part-way in.
+    fn heading(&self, in_head: bool) {
+        let since = self.head_since.load(Ordering::Relaxed);
+        if in_head && since == NO_HEAD {
+            self.head_since.store(self.now_ms(), Ordering::Relaxed);
+            self.head_began.notify_one();
+        } else if !in_head && since != NO_HEAD {
+            self.head_since.store(NO_HEAD, Ordering::Relaxed);
+        }
+    }
+
+    /// When the head now arriving must be complete.
+    fn head_deadline(&self, header_timeout: Duration) -> Option<Instant> {
+        let since = self.head_since.load(Ordering::Relaxed);
+        (since != NO_HEAD).then(|| self.started + Duration::from_millis(since) + header_timeout)
     }
 
     fn idle_for(&self) -> Duration {
@@ -128,7 +164,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = shared.limits();
-    let activity = Activity::new();
+    let activity = Activity::new(strict_h1);
     let io = ClientIo {
         inner: stream,
         framing: strict_h1.then(|| Framing::new(limits.max_header_bytes)),
@@ -185,6 +221,17 @@ where
                 drain_deadline = Some(Instant::now() + drain_period());
             }
             _ = tokio::time::sleep(wait.max(Duration::from_millis(10))), if !closing => {}
+            _ = activity.head_began.notified() => {}
+            _ = sleep_until(activity.head_deadline(limits.header_timeout)) => {
+                // Slow headers (slowloris), or a client that connects and sends nothing.
+                if activity
+                    .head_deadline(limits.header_timeout)
+                    .is_some_and(|at| at <= Instant::now())
+                {
+                    tracing::debug!(client = %client.addr, "request head not complete within header_timeout; closing the connection");
+                    return;
+                }
+            }
             _ = sleep_until(drain_deadline) => {
                 tracing::debug!(client = %client.addr, "drain period over; closing the connection");
                 return;
@@ -232,6 +279,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
                         tracing::debug!(why, "request framing refused; closing the connection");
                         return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
                     }
+                    this.activity.heading(framing.in_head());
                 }
             }
         }
