@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps browser-deps test-deps bench-deps build release test lint unit fuzz demo bench bench-quick bench-build clean
+.PHONY: deps browser-deps test-deps bench-deps build release test lint unit fuzz demo bench bench-quick bench-build bench-instructions clean
 
 deps:
 	@command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
@@ -72,6 +72,14 @@ bench: bench-build
 
 bench-quick: bench-build
 	python3 loadtest/run.py --quick
+
+# Instructions per request under callgrind (loadtest/instructions.py): figures that the
+# machine's neighbours do not move, to compare builds (--against) and banyan with hyper.
+bench-instructions: bench-build
+	@command -v valgrind >/dev/null 2>&1 || { \
+		echo "installing valgrind (instruction counts)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq valgrind; }
+	python3 loadtest/instructions.py
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Instructions per request: banyan against nginx and a bare hyper proxy, counted by
+callgrind, so the figures do not move with the machine's neighbours.
+
+    make bench-instructions                       # banyan, nginx, bare hyper
+    python3 loadtest/instructions.py --against /path/to/other/banyan
+
+The CPU-seconds figures of run.py swing by 30% or more when the hypervisor steals time
+(seen: 1.64x nginx on a quiet machine, 2.17x with 17% steal, in runs minutes apart).
+Instruction counts do not: each proxy runs under `valgrind --tool=callgrind`, one worker,
+and serves 200 + N sequential keep-alive GETs of a 1 KB body; a run with only the 200 is
+subtracted, so start-up, shut-down and what the first requests set up once cancel out.
+What remains is the cost of N requests plus whatever the proxy does on its own while
+they run (timers), divided by N. Results go to loadtest/results/instructions.md.
+
+Callgrind counts user-space instructions only: the kernel's work for each proxy's system
+calls is not in them. nginx spends more of its time in the kernel than banyan or hyper
+do, so the ratio to nginx here is not the ratio of CPU time that run.py measures. The
+figures are for comparing builds (--against) and banyan with the bare hyper proxy, its
+floor.
+
+Loopback only. Programs come from target/release (built by `make bench-build`).
+"""
+
+import argparse
+import http.client
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import BIN, PATH, RESULTS, free_port, wait_listening  # noqa: E402
+
+BODY = 1024
+WARM_UP = 200
+
+
+def banyan_config(port, upstream, store):
+    return f"""default = "legacy"
+[server]
+listen = "127.0.0.1:{port}"
+[admin]
+listen = "127.0.0.1:{free_port()}"
+[shadow]
+store = "{store}"
+[upstreams.legacy]
+endpoints = ["http://{upstream}"]
+
+[[routes]]
+name = "items"
+match = {{ methods = ["GET"], path = {{ prefix = "/api/items" }} }}
+action = "forward"
+upstream = "legacy"
+"""
+
+
+def nginx_config(prefix, port, upstream):
+    # One process (no master), as banyan runs one worker here.
+    return f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    upstream a {{ server {upstream}; keepalive 16; keepalive_requests 1000000; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://a;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+class Run:
+    def __init__(self, tmp, upstream, binaries):
+        self.tmp = tmp
+        self.upstream = upstream
+        # banyan's builds by name: this one, and the one given with --against.
+        self.binaries = binaries
+
+    def command(self, proxy, port):
+        """The command line of `proxy` listening on `port`."""
+        if proxy.startswith("banyan"):
+            binary = self.binaries[proxy]
+            path = os.path.join(self.tmp, f"banyan-{port}.toml")
+            store = os.path.join(self.tmp, f"diffs-{port}.sqlite")
+            with open(path, "w") as f:
+                f.write(banyan_config(port, self.upstream, store))
+            return [binary, "run", "-c", path, "--threads", "1"]
+        if proxy == "nginx":
+            prefix = os.path.join(self.tmp, f"nginx-{port}")
+            os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+            path = os.path.join(prefix, "nginx.conf")
+            with open(path, "w") as f:
+                f.write(nginx_config(prefix, port, self.upstream))
+            return [shutil.which("nginx") or "/usr/sbin/nginx", "-p", prefix, "-c", path]
+        return [f"{BIN}/bare-hyper", "--listen", f"127.0.0.1:{port}",
+                "--upstream", self.upstream, "--threads", "1"]
+
+    def instructions(self, proxy, requests):
+        """Instructions the proxy executed from start to exit, serving `requests`."""
+        port = free_port()
+        out = os.path.join(self.tmp, f"callgrind-{port}.out")
+        proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+            + self.command(proxy, port),
+            env={**os.environ, "BANYAN_LOG": "warn"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_listening(port, proc, timeout=120)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            for _ in range(requests):
+                conn.request("GET", PATH, headers={"accept": "application/json"})
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status != 200 or len(body) != BODY:
+                    raise RuntimeError(f"{proxy}: {resp.status}, {len(body)} bytes")
+            conn.close()
+        finally:
+            # nginx ends at once on SIGQUIT only after its connections close; SIGTERM
+            # is a fast shutdown for all three.
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+        with open(out) as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+        raise RuntimeError(f"{proxy}: no totals in {out}")
+
+    def per_request(self, proxy, requests):
+        # Both runs serve the warm-up requests, so what the first requests set up once
+        # (pooled connections, metrics series, lazily built state) cancels out too.
+        base = self.instructions(proxy, WARM_UP)
+        full = self.instructions(proxy, WARM_UP + requests)
+        return (full - base) / requests
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--against", help="another banyan binary, measured beside this one")
+    parser.add_argument("--out", default=os.path.join(RESULTS, "instructions.md"))
+    args = parser.parse_args()
+    if not shutil.which("valgrind"):
+        sys.exit("valgrind not found (make bench-instructions installs it)")
+    with tempfile.TemporaryDirectory() as tmp:
+        upstream_port = free_port()
+        upstream = subprocess.Popen(
+            [f"{BIN}/bench-upstream", "--listen", f"127.0.0.1:{upstream_port}",
+             "--size", str(BODY), "--delay-ms", "0"],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            wait_listening(upstream_port, upstream)
+            binaries = {"banyan": f"{BIN}/banyan"}
+            if args.against:
+                binaries["banyan (--against)"] = args.against
+            run = Run(tmp, f"127.0.0.1:{upstream_port}", binaries)
+            proxies = ["nginx", "bare hyper", *binaries]
+            figures = {}
+            for proxy in proxies:
+                print(f"  {proxy} ...", file=sys.stderr, flush=True)
+                figures[proxy] = run.per_request(proxy, args.requests)
+        finally:
+            upstream.kill()
+    head = subprocess.run(["git", "-C", os.path.dirname(BIN), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    lines = [
+        "# Instructions per request (callgrind)",
+        "",
+        f"banyan {head}; {args.requests} sequential keep-alive GETs of a {BODY} B body "
+        f"after {WARM_UP} to warm up, one worker; user-space instructions only "
+        "(the kernel's work is not counted, see instructions.py).",
+        "",
+        "| proxy | instructions / request | x bare hyper | x nginx |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for proxy, n in figures.items():
+        lines.append(
+            f"| {proxy} | {n:,.0f} | {n / figures['bare hyper']:.2f} | {n / figures['nginx']:.2f} |"
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(args.out, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
