@@ -55,9 +55,9 @@ pub fn target(
     (b < spec.threshold).then_some(to)
 }
 
-/// Start shadowing a request to `to`, as `target` chose: take the permits (or count it dropped),
-/// spawn the task, and hand back the taps. `outgoing` is the request as the primary gets
-/// it (rewritten); `empty_body` when there is no body to wait for.
+/// Start shadowing a request to `to`, as `target` chose: take the permits (or count it
+/// dropped), spawn the task, and hand back the taps. `outgoing` is the request as the
+/// primary gets it (rewritten); `empty_body` when there is no body to wait for.
 pub fn begin(
     snap: &Arc<Snapshot>,
     route: usize,
