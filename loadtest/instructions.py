@@ -32,29 +32,10 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import BIN, PATH, RESULTS, free_port, wait_listening  # noqa: E402
+from run import BIN, PATH, RESULTS, banyan_config, free_port, wait_listening  # noqa: E402
 
 BODY = 1024
 WARM_UP = 200
-
-
-def banyan_config(port, upstream, store):
-    return f"""default = "legacy"
-[server]
-listen = "127.0.0.1:{port}"
-[admin]
-listen = "127.0.0.1:{free_port()}"
-[shadow]
-store = "{store}"
-[upstreams.legacy]
-endpoints = ["http://{upstream}"]
-
-[[routes]]
-name = "items"
-match = {{ methods = ["GET"], path = {{ prefix = "/api/items" }} }}
-action = "forward"
-upstream = "legacy"
-"""
 
 
 def nginx_config(prefix, port, upstream):
@@ -95,7 +76,10 @@ class Run:
             path = os.path.join(self.tmp, f"banyan-{port}.toml")
             store = os.path.join(self.tmp, f"diffs-{port}.sqlite")
             with open(path, "w") as f:
-                f.write(banyan_config(port, self.upstream, store))
+                # run.py's scenario b: one forward route (its other upstreams stay idle).
+                upstreams = {"a": self.upstream, "b": self.upstream, "slow": self.upstream}
+                f.write(banyan_config(port, upstreams, store,
+                                      'action = "forward"\nupstream = "legacy"'))
             return [binary, "run", "-c", path, "--threads", "1"]
         if proxy == "nginx":
             prefix = os.path.join(self.tmp, f"nginx-{port}")

@@ -57,6 +57,31 @@ def wait_listening(port, proc, timeout=20.0):
     raise RuntimeError(f"nothing listens on {port} after {timeout}s")
 
 
+def banyan_config(port, upstreams, store, route):
+    """banyan on `port` with upstreams legacy, new and slow (`upstreams` a, b and slow) and
+    one route, `items`, whose action is `route`."""
+    return f"""default = "legacy"
+[server]
+listen = "127.0.0.1:{port}"
+[admin]
+listen = "127.0.0.1:{free_port()}"
+[shadow]
+store = "{store}"
+[upstreams.legacy]
+endpoints = ["http://{upstreams['a']}"]
+[upstreams.new]
+endpoints = ["http://{upstreams['b']}"]
+[upstreams.slow]
+endpoints = ["http://{upstreams['slow']}"]
+read_timeout = "5s"
+
+[[routes]]
+name = "items"
+match = {{ methods = ["GET"], path = {{ prefix = "/api/items" }} }}
+{route}
+"""
+
+
 class Cores:
     def __init__(self):
         cpus = sorted(os.sched_getaffinity(0))
@@ -199,28 +224,8 @@ class Bench:
         )
 
     def banyan_config(self, port, route):
-        a, b = self.upstreams["a"], self.upstreams["b"]
         store = os.path.join(self.tmp, f"diffs-{port}.sqlite")
-        return f"""default = "legacy"
-[server]
-listen = "127.0.0.1:{port}"
-[admin]
-listen = "127.0.0.1:{free_port()}"
-[shadow]
-store = "{store}"
-[upstreams.legacy]
-endpoints = ["http://{a}"]
-[upstreams.new]
-endpoints = ["http://{b}"]
-[upstreams.slow]
-endpoints = ["http://{self.upstreams['slow']}"]
-read_timeout = "5s"
-
-[[routes]]
-name = "items"
-match = {{ methods = ["GET"], path = {{ prefix = "/api/items" }} }}
-{route}
-"""
+        return banyan_config(port, self.upstreams, store, route)
 
     def nginx(self, port, mirror):
         prefix = os.path.join(self.tmp, f"nginx-{port}")
