@@ -32,34 +32,12 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import BIN, PATH, RESULTS, banyan_config, free_port, wait_listening  # noqa: E402
+from run import (  # noqa: E402
+    BIN, PATH, RESULTS, banyan_config, free_port, nginx_command, wait_listening,
+)
 
 BODY = 1024
 WARM_UP = 200
-
-
-def nginx_config(prefix, port, upstream):
-    # One process (no master), as banyan runs one worker here.
-    return f"""daemon off;
-master_process off;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    upstream a {{ server {upstream}; keepalive 16; keepalive_requests 1000000; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://a;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}
-}}
-"""
 
 
 class Run:
@@ -82,12 +60,10 @@ class Run:
                                       'action = "forward"\nupstream = "legacy"'))
             return [binary, "run", "-c", path, "--threads", "1"]
         if proxy == "nginx":
+            # One process, as banyan runs one worker here.
             prefix = os.path.join(self.tmp, f"nginx-{port}")
-            os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
-            path = os.path.join(prefix, "nginx.conf")
-            with open(path, "w") as f:
-                f.write(nginx_config(prefix, port, self.upstream))
-            return [shutil.which("nginx") or "/usr/sbin/nginx", "-p", prefix, "-c", path]
+            upstreams = {"a": self.upstream, "b": self.upstream}
+            return nginx_command(prefix, port, upstreams, 1, master=False)
         return [f"{BIN}/bare-hyper", "--listen", f"127.0.0.1:{port}",
                 "--upstream", self.upstream, "--threads", "1"]
 

@@ -82,6 +82,53 @@ match = {{ methods = ["GET"], path = {{ prefix = "/api/items" }} }}
 """
 
 
+def nginx_command(prefix, port, upstreams, workers, mirror=False, master=True):
+    """nginx as a keep-alive reverse proxy to upstream `a` (scenario c), mirroring to `b`
+    with `mirror` (scenario e), its files under `prefix`: the command line to start it.
+    Without `master`, one process serves (callgrind follows one)."""
+    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+    a, b = upstreams["a"], upstreams["b"]
+    mirror_conf = (
+        f"""
+            mirror /mirror;
+            mirror_request_body off;
+        }}
+        location = /mirror {{
+            internal;
+            proxy_pass http://b$request_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";"""
+        if mirror
+        else ""
+    )
+    conf = f"""worker_processes {workers};
+master_process {"on" if master else "off"};
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    # Keep connections as banyan does: no cap on requests per connection either side.
+    keepalive_requests 1000000;
+    upstream a {{ server {a}; keepalive 128; keepalive_requests 1000000; }}
+    upstream b {{ server {b}; keepalive 128; keepalive_requests 1000000; }}
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location / {{
+            proxy_pass http://a;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";{mirror_conf}
+        }}
+    }}
+}}
+"""
+    path = os.path.join(prefix, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return [shutil.which("nginx") or "/usr/sbin/nginx", "-p", prefix, "-c", path]
+
+
 class Cores:
     def __init__(self):
         cpus = sorted(os.sched_getaffinity(0))
@@ -229,46 +276,7 @@ class Bench:
 
     def nginx(self, port, mirror):
         prefix = os.path.join(self.tmp, f"nginx-{port}")
-        os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
-        a, b = self.upstreams["a"], self.upstreams["b"]
-        mirror_conf = (
-            f"""
-            mirror /mirror;
-            mirror_request_body off;
-        }}
-        location = /mirror {{
-            internal;
-            proxy_pass http://b$request_uri;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";"""
-            if mirror
-            else ""
-        )
-        conf = f"""worker_processes {self.cores.threads};
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    # Keep connections as banyan does: no cap on requests per connection either side.
-    keepalive_requests 1000000;
-    upstream a {{ server {a}; keepalive 128; keepalive_requests 1000000; }}
-    upstream b {{ server {b}; keepalive 128; keepalive_requests 1000000; }}
-    server {{
-        listen 127.0.0.1:{port} reuseport;
-        location / {{
-            proxy_pass http://a;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";{mirror_conf}
-        }}
-    }}
-}}
-"""
-        path = os.path.join(prefix, "nginx.conf")
-        with open(path, "w") as f:
-            f.write(conf)
-        return [shutil.which("nginx") or "/usr/sbin/nginx", "-p", prefix, "-c", path], {}
+        return nginx_command(prefix, port, self.upstreams, self.cores.threads, mirror), {}
 
     def scenarios(self):
         """(key, label, start) where start(port) gives (command, env), or None for direct."""
