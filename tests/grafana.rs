@@ -79,14 +79,7 @@ ramp = {{ steps = [10, 100] }}
     .await;
     get(b.proxy_addr, "/s", &[]).await;
     get(b.proxy_addr, "/f", &[]).await;
-    let refused = send(
-        &client(),
-        "POST",
-        &format!("http://{}/f", b.proxy_addr),
-        &[],
-        "xx",
-    )
-    .await;
+    let refused = call(b.proxy_addr, "POST", "/f", &[], "xx").await;
     assert_eq!(refused.status, 413);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let exported = get(b.admin_addr, "/metrics", &[]).await.text();

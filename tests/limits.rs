@@ -83,34 +83,13 @@ async fn uri_headers_and_bodies_over_the_limits_are_refused() {
     // The route's own limit (1000) and the server's (5000), declared up front: refused
     // before anything reaches the upstream.
     let before = legacy.count();
-    let got = send(
-        &client(),
-        "POST",
-        &format!("http://{}/upload/a", b.proxy_addr),
-        &[],
-        vec![b'x'; 1001],
-    )
-    .await;
+    let got = call(b.proxy_addr, "POST", "/upload/a", &[], &"x".repeat(1001)).await;
     assert_eq!(got.status, 413);
     assert_eq!(got.header("x-banyan-error"), Some("body_too_large"));
-    let got = send(
-        &client(),
-        "POST",
-        &format!("http://{}/other", b.proxy_addr),
-        &[],
-        vec![b'x'; 5001],
-    )
-    .await;
+    let got = call(b.proxy_addr, "POST", "/other", &[], &"x".repeat(5001)).await;
     assert_eq!(got.status, 413);
     assert_eq!(legacy.count(), before);
-    let got = send(
-        &client(),
-        "POST",
-        &format!("http://{}/upload/a", b.proxy_addr),
-        &[],
-        vec![b'x'; 1000],
-    )
-    .await;
+    let got = call(b.proxy_addr, "POST", "/upload/a", &[], &"x".repeat(1000)).await;
     assert_eq!(got.status, 200);
 
     // Chunked, with no length declared: cut off as it passes the limit.

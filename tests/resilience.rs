@@ -61,14 +61,7 @@ async fn idempotent_requests_are_retried_and_a_dead_endpoint_is_ejected() {
 
     // A POST with a body is not idempotent: never sent twice. The dead endpoint is
     // ejected now, so it goes to the live one; counted retries do not move.
-    let got = send(
-        &client(),
-        "POST",
-        &format!("http://{}/order", b.proxy_addr),
-        &[],
-        "x",
-    )
-    .await;
+    let got = call(b.proxy_addr, "POST", "/order", &[], "x").await;
     assert_eq!(got.status, 200);
     assert_eq!(
         live.requests()
@@ -91,14 +84,7 @@ async fn non_idempotent_requests_are_not_retried() {
     .await;
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        let got = send(
-            &client(),
-            "POST",
-            &format!("http://{}/pay", b.proxy_addr),
-            &[],
-            "{}",
-        )
-        .await;
+        let got = call(b.proxy_addr, "POST", "/pay", &[], "{}").await;
         statuses.push(got.status.as_u16());
     }
     statuses.sort_unstable();
