@@ -106,13 +106,77 @@ async fn http2_cleartext_clients_are_served_over_http1_upstreams() {
     assert_eq!(seen.headers["host"], b.proxy_addr.to_string().as_str());
 }
 
+/// Send an upgrade request over raw TCP; return the response head.
+async fn ask_upgrade(
+    proxy: std::net::SocketAddr,
+    protocol: &str,
+) -> (tokio::net::TcpStream, String) {
+    let mut s = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    (s, String::from_utf8_lossy(&head).to_lowercase())
+}
+
+async fn echoes_through(s: &mut tokio::net::TcpStream) {
+    for msg in [&b"hello"[..], b"through banyan"] {
+        s.write_all(msg).await.unwrap();
+        let mut back = vec![0u8; msg.len()];
+        s.read_exact(&mut back).await.unwrap();
+        assert_eq!(back, msg);
+    }
+}
+
 #[tokio::test]
-async fn websocket_style_upgrades_are_tunnelled() {
+async fn websocket_upgrades_are_tunnelled() {
     let legacy = Backend::start("legacy").await;
     let b = banyan(&single(&legacy, "")).await;
+    let (mut s, head) = ask_upgrade(b.proxy_addr, "websocket").await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    echoes_through(&mut s).await;
+    let seen = &legacy.requests()[0];
+    assert_eq!(seen.headers["upgrade"], "websocket");
+    assert_eq!(seen.headers["connection"], "upgrade");
+}
+
+#[tokio::test]
+async fn only_the_upgrades_a_route_allows_are_tunnelled() {
+    let legacy = Backend::start("legacy").await;
+    let b = banyan(&format!(
+        "{}[[routes]]\nname = \"echo\"\nmatch = {{ headers = [{{ name = \"x-echo\", present = true }}] }}\naction = \"forward\"\nupstream = \"legacy\"\nupgrades = [\"echo\"]\n",
+        single(&legacy, "")
+    ))
+    .await;
+
+    // The default route tunnels websocket only: `echo` goes as a plain request, without
+    // its upgrade, and the connection ends after it (its framing was not followed).
+    let (mut s, head) = ask_upgrade(b.proxy_addr, "echo").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    let mut rest = Vec::new();
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the connection stayed open");
+    let seen = legacy.requests();
+    assert!(
+        !seen[0].headers.contains_key("upgrade"),
+        "{:?}",
+        seen[0].headers
+    );
+    assert!(!seen[0].headers.contains_key("connection"));
+
+    // A route that lists it tunnels it.
     let mut s = tokio::net::TcpStream::connect(b.proxy_addr).await.unwrap();
     s.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nX-Echo: 1\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
     )
     .await
     .unwrap();
@@ -122,16 +186,10 @@ async fn websocket_style_upgrades_are_tunnelled() {
         s.read_exact(&mut byte).await.unwrap();
         head.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&head).to_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("upgrade: echo"), "{head}");
-    for msg in [&b"hello"[..], b"through banyan"] {
-        s.write_all(msg).await.unwrap();
-        let mut back = vec![0u8; msg.len()];
-        s.read_exact(&mut back).await.unwrap();
-        assert_eq!(back, msg);
-    }
-    let seen = &legacy.requests()[0];
-    assert_eq!(seen.headers["upgrade"], "echo");
-    assert_eq!(seen.headers["connection"], "upgrade");
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    echoes_through(&mut s).await;
 }

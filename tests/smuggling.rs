@@ -27,6 +27,11 @@ impl Drop for RawRecorder {
 
 impl RawRecorder {
     async fn start() -> RawRecorder {
+        Self::answering(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await
+    }
+
+    /// One that answers every read with `reply`.
+    async fn answering(reply: &'static [u8]) -> RawRecorder {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let bytes = Arc::new(Mutex::new(Vec::new()));
@@ -47,7 +52,6 @@ impl RawRecorder {
                         log.lock().unwrap().extend_from_slice(&buf[..n]);
                         // Enough for one small request per read, which is all the
                         // control requests send.
-                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                         if stream.write_all(reply).await.is_err() {
                             return;
                         }
@@ -176,6 +180,43 @@ const CORPUS: &[(&str, &str)] = &[
         "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     ),
     (
+        "transfer-encoding gzip, chunked",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    ),
+    (
+        "transfer-encoding identity, chunked",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    ),
+    (
+        "transfer-encoding chunked, chunked",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    ),
+    (
+        "two transfer-encoding headers",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    ),
+    ("host that is a list", "GET / HTTP/1.1\r\nHost: a, b\r\n\r\n"),
+    ("host with a path", "GET / HTTP/1.1\r\nHost: evil/x\r\n\r\n"),
+    ("host with user info", "GET / HTTP/1.1\r\nHost: u@evil\r\n\r\n"),
+    (
+        "host hiding another behind user info",
+        "GET / HTTP/1.1\r\nHost: public.example@internal.example\r\n\r\n",
+    ),
+    ("host with a port past 65535", "GET / HTTP/1.1\r\nHost: h:99999\r\n\r\n"),
+    ("host with a port that is not a number", "GET / HTTP/1.1\r\nHost: h:abc\r\n\r\n"),
+    (
+        "absolute-form target with user info",
+        "GET http://u@evil/x HTTP/1.1\r\nHost: u@evil\r\n\r\n",
+    ),
+    (
+        "CONNECT, which no route allows",
+        "CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\nSSH-2.0-x\r\n",
+    ),
+    (
+        "TRACE, which no route allows",
+        "TRACE / HTTP/1.1\r\nHost: a\r\nCookie: session=secret\r\n\r\n",
+    ),
+    (
         "CR without LF in a header",
         "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rTransfer-Encoding: chunked\r\n\r\n",
     ),
@@ -247,4 +288,104 @@ async fn malformed_requests_are_refused_and_never_reach_the_upstream() {
     .await;
     assert_eq!(status_of(&after), Some(200), "{after}");
     assert!(!upstream.take().contains("smuggled"));
+}
+
+/// An h2c upgrade is never forwarded: were the backend to switch (this one switches to
+/// whatever it is asked), banyan would tunnel raw bytes past its framing reader, and a
+/// CL+TE request sent next would reach the backend verbatim.
+#[tokio::test]
+async fn h2c_upgrades_are_never_forwarded_or_tunnelled() {
+    let upstream = RawRecorder::answering(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+    )
+    .await;
+    let b = banyan(&format!(
+        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://{}\"]\n",
+        upstream.addr
+    ))
+    .await;
+    let answer = exchange(
+        b.proxy_addr,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n\
+          POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
+    let reached = upstream.take().to_ascii_lowercase();
+    assert!(!reached.contains("h2c"), "{reached}");
+    assert!(!reached.contains("http2-settings"), "{reached}");
+    assert!(!reached.contains("smuggled"), "{reached}");
+    assert!(!reached.contains("transfer-encoding"), "{reached}");
+    // The backend switched unasked: 502, and the connection ends there.
+    assert_eq!(status_of(&answer), Some(502), "{answer}");
+    assert!(answer.contains("upstream_unrequested_upgrade"), "{answer}");
+    assert_eq!(answer.matches("HTTP/1.").count(), 1, "{answer}");
+}
+
+/// A websocket upgrade answered with a switch to another protocol is not tunnelled.
+#[tokio::test]
+async fn a_switch_to_a_protocol_not_asked_for_is_a_502() {
+    let upstream = RawRecorder::answering(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+    )
+    .await;
+    let b = banyan(&format!(
+        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://{}\"]\n",
+        upstream.addr
+    ))
+    .await;
+    let answer = exchange(
+        b.proxy_addr,
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nraw bytes",
+    )
+    .await;
+    assert_eq!(status_of(&answer), Some(502), "{answer}");
+    assert!(upstream.take().contains("upgrade: websocket"));
+}
+
+/// `x-banyan-shadow` tells a backend that a request is a copy: a client cannot forge it,
+/// nor any other header banyan owns.
+#[tokio::test]
+async fn headers_banyan_owns_are_stripped_from_client_requests() {
+    let upstream = RawRecorder::start().await;
+    let b = banyan(&format!(
+        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://{}\"]\n",
+        upstream.addr
+    ))
+    .await;
+    let answer = exchange(
+        b.proxy_addr,
+        b"GET /x HTTP/1.1\r\nHost: a\r\nX-Banyan-Shadow: 1\r\nx-banyan-error: forged\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&answer), Some(200), "{answer}");
+    let reached = upstream.take().to_ascii_lowercase();
+    assert!(reached.starts_with("get /x http/1.1"), "{reached}");
+    assert!(!reached.contains("x-banyan-"), "{reached}");
+}
+
+/// A route may allow TRACE; CONNECT and TRACE stay refused elsewhere.
+#[tokio::test]
+async fn trace_is_forwarded_only_where_a_route_allows_it() {
+    let upstream = RawRecorder::start().await;
+    let b = banyan(&format!(
+        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://{}\"]\n\
+         [[routes]]\nname = \"debug\"\nmatch = {{ path = {{ prefix = \"/debug/\" }} }}\naction = \"forward\"\nupstream = \"legacy\"\nallow_methods = [\"TRACE\"]\n",
+        upstream.addr
+    ))
+    .await;
+    let refused = exchange(
+        b.proxy_addr,
+        b"TRACE /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&refused), Some(405), "{refused}");
+    assert!(refused.contains("method_not_allowed"), "{refused}");
+    assert!(upstream.take().is_empty());
+    let allowed = exchange(
+        b.proxy_addr,
+        b"TRACE /debug/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&allowed), Some(200), "{allowed}");
+    assert!(upstream.take().starts_with("TRACE /debug/x HTTP/1.1"));
 }

@@ -155,6 +155,11 @@ pub struct RawRoute {
     pub migration: Option<Spanned<RawMigration>>,
     /// A gated ramp of the canary stage.
     pub ramp: Option<Spanned<RawRamp>>,
+    /// Upgrade protocols tunnelled (default `["websocket"]`).
+    pub upgrades: Option<Vec<Spanned<String>>>,
+    /// Methods refused by default (CONNECT, TRACE) that this route forwards.
+    #[serde(default)]
+    pub allow_methods: Vec<Spanned<String>>,
 }
 
 /// `migration = { stage = "canary", new = "items-svc", percent = 5, key = { cookie = "sid" } }`

@@ -290,6 +290,17 @@ fn body_framing(head: &[u8]) -> Result<State, Violation> {
         if has("content-length") {
             return Err(Violation("both Content-Length and Transfer-Encoding"));
         }
+        let mut codings = req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+        let chunked_alone = match (codings.next(), codings.next()) {
+            (Some(one), None) => super::head::is_chunked_alone(one.value),
+            _ => false,
+        };
+        if !chunked_alone {
+            return Err(Violation("a Transfer-Encoding other than chunked alone"));
+        }
         return Ok(State::ChunkSize {
             size: 0,
             digits: 0,

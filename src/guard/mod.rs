@@ -54,4 +54,6 @@ pub enum Refusal {
     BodyTooLarge,
     /// The client stopped sending its body.
     BodyTimeout,
+    /// CONNECT or TRACE, which the route does not allow.
+    MethodNotAllowed,
 }

@@ -16,6 +16,8 @@ pub enum ProxyError {
     UpstreamTimeout,
     /// The connection failed after it was made (reset, protocol error).
     UpstreamError,
+    /// The upstream answered 101 to switch to a protocol the client did not ask for.
+    UnrequestedUpgrade,
     /// banyan refused the request itself: malformed, ambiguous or over a limit.
     Refused(Refusal),
 }
@@ -23,7 +25,9 @@ pub enum ProxyError {
 impl ProxyError {
     pub fn status(self) -> StatusCode {
         match self {
-            ProxyError::UpstreamConnect | ProxyError::UpstreamError => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamConnect
+            | ProxyError::UpstreamError
+            | ProxyError::UnrequestedUpgrade => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Refused(r) => match r {
                 Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -31,6 +35,7 @@ impl ProxyError {
                 Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+                Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             },
         }
     }
@@ -41,12 +46,14 @@ impl ProxyError {
             ProxyError::UpstreamConnect => "upstream_connect_failed",
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::UpstreamError => "upstream_error",
+            ProxyError::UnrequestedUpgrade => "upstream_unrequested_upgrade",
             ProxyError::Refused(r) => match r {
                 Refusal::BadRequest(_) => "bad_request",
                 Refusal::UriTooLong => "uri_too_long",
                 Refusal::HeadersTooLarge => "headers_too_large",
                 Refusal::BodyTooLarge => "body_too_large",
                 Refusal::BodyTimeout => "body_timeout",
+                Refusal::MethodNotAllowed => "method_not_allowed",
             },
         }
     }
@@ -59,10 +66,14 @@ impl ProxyError {
                 Refusal::HeadersTooLarge => "the request has too many or too large headers",
                 Refusal::BodyTooLarge => "the request body is larger than this route takes",
                 Refusal::BodyTimeout => "the request body stopped arriving",
+                Refusal::MethodNotAllowed => "this method is not allowed on this route",
             },
             ProxyError::UpstreamConnect => "could not connect to the upstream",
             ProxyError::UpstreamTimeout => "the upstream did not answer in time",
             ProxyError::UpstreamError => "the upstream connection failed",
+            ProxyError::UnrequestedUpgrade => {
+                "the upstream switched to a protocol the client did not ask for:"
+            }
         }
     }
 

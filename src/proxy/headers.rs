@@ -10,9 +10,15 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
-/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// Headers that banyan itself sets (`x-banyan-shadow` marks a copy, `x-banyan-error` its
+/// own answers): a client must not be able to forge them.
+const OWN_PREFIX: &str = "x-banyan-";
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1), and h2c's
+/// `HTTP2-Settings` (RFC 7540 3.2.1), which belongs to the upgrade banyan never forwards.
+const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -22,14 +28,19 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HTTP2_SETTINGS,
 ];
 
 /// Remove hop-by-hop headers, including those the Connection header names.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over their names costs less than nine lookups.
+    // Most messages carry none: one pass over their names costs less than ten lookups.
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
+    remove_hop_by_hop_present(headers);
+}
+
+fn remove_hop_by_hop_present(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -63,13 +74,27 @@ pub struct ClientContext<'a> {
     pub scheme: &'static str,
     pub host: Option<&'a HeaderValue>,
     pub trust_forwarded: bool,
+    /// The upgrade to ask the upstream for: what the client asked for and its route
+    /// tunnels. Any other upgrade goes no further than banyan.
+    pub upgrade: Option<HeaderValue>,
 }
 
 /// Prepare a client's request headers for the upstream.
 pub fn forward_request_headers(headers: &mut HeaderMap, client: &ClientContext<'_>) {
-    let upgrade = upgrade_request(headers);
-    remove_hop_by_hop(headers);
-    if let Some(protocol) = upgrade {
+    // One pass over the names finds both kinds of header to remove (most requests
+    // carry neither).
+    let (mut hop, mut own) = (false, false);
+    for name in headers.keys() {
+        hop |= HOP_BY_HOP.contains(name);
+        own |= name.as_str().starts_with(OWN_PREFIX);
+    }
+    if hop {
+        remove_hop_by_hop_present(headers);
+    }
+    if own {
+        remove_own(headers);
+    }
+    if let Some(protocol) = client.upgrade.clone() {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
     }
@@ -97,6 +122,18 @@ pub fn forward_response_headers(headers: &mut HeaderMap, switching_protocols: bo
     if let Some(protocol) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
+    }
+}
+
+/// Remove every `x-banyan-*` header.
+fn remove_own(headers: &mut HeaderMap) {
+    let own: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with(OWN_PREFIX))
+        .cloned()
+        .collect();
+    for name in own {
+        headers.remove(name);
     }
 }
 
@@ -170,6 +207,7 @@ mod tests {
             scheme: "http",
             host: Some(&host),
             trust_forwarded: false,
+            upgrade: None,
         };
         let mut h = map(&[
             ("x-forwarded-for", "1.1.1.1"),
@@ -204,23 +242,55 @@ mod tests {
         assert_eq!(client_ip(&HeaderMap::new(), peer, true), peer);
     }
 
+    fn local(upgrade: Option<&'static str>) -> ClientContext<'static> {
+        ClientContext {
+            ip: [127, 0, 0, 1].into(),
+            scheme: "http",
+            host: None,
+            trust_forwarded: false,
+            upgrade: upgrade.map(HeaderValue::from_static),
+        }
+    }
+
     #[test]
-    fn upgrade_survives_hygiene() {
+    fn an_allowed_upgrade_survives_hygiene() {
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert_eq!(
             upgrade_request(&h),
             Some(HeaderValue::from_static("websocket"))
         );
-        forward_request_headers(
-            &mut h,
-            &ClientContext {
-                ip: [127, 0, 0, 1].into(),
-                scheme: "http",
-                host: None,
-                trust_forwarded: false,
-            },
-        );
+        forward_request_headers(&mut h, &local(Some("websocket")));
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
+    }
+
+    #[test]
+    fn an_upgrade_the_route_does_not_tunnel_is_removed_with_h2c_settings() {
+        let mut h = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+        ]);
+        forward_request_headers(&mut h, &local(None));
+        for gone in ["connection", "upgrade", "http2-settings"] {
+            assert!(!h.contains_key(gone), "{gone} was forwarded");
+        }
+        // Without Connection naming it, HTTP2-Settings still goes.
+        let mut h = map(&[("http2-settings", "AAMAAABk")]);
+        forward_request_headers(&mut h, &local(None));
+        assert!(!h.contains_key("http2-settings"));
+    }
+
+    #[test]
+    fn headers_banyan_owns_are_not_taken_from_clients() {
+        let mut h = map(&[
+            ("x-banyan-shadow", "1"),
+            ("X-Banyan-Error", "forged"),
+            ("x-banyanish", "kept"),
+        ]);
+        forward_request_headers(&mut h, &local(None));
+        assert!(!h.contains_key("x-banyan-shadow"));
+        assert!(!h.contains_key("x-banyan-error"));
+        assert_eq!(h["x-banyanish"], "kept");
     }
 }

@@ -9,7 +9,7 @@ mod tunnel;
 use crate::body::{self, ResponseBody};
 use crate::breaker::Admit;
 use crate::guard::{self, body::ClientBody, Refusal};
-use crate::routing::{RequestView, UpstreamId};
+use crate::routing::{protocol, RequestView, UpstreamId};
 use crate::shadow::{self, capture::Capture};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
@@ -18,7 +18,7 @@ use error::ProxyError;
 use forward::Outgoing;
 use headers::ClientContext;
 use http::uri::PathAndQuery;
-use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -45,23 +45,33 @@ pub async fn handle(
     let started = Instant::now();
     // One snapshot for the whole request, however long it runs.
     let snap = shared.load_full();
+    let h1 = req.version() < Version::HTTP_2;
+    // The framing reader stops following a connection at an Upgrade header or a
+    // CONNECT (what comes next may be another protocol): unless it is tunnelled, such a
+    // request is the connection's last, so no later request passes unread.
+    let leaves_framing =
+        h1 && (req.method() == Method::CONNECT || req.headers().contains_key(header::UPGRADE));
     let client_upgrade = (req.version() == Version::HTTP_11
-        && headers::upgrade_request(req.headers()).is_some())
+        && (req.method() == Method::CONNECT || headers::upgrade_request(req.headers()).is_some()))
     .then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let limits = &snap.config.server.limits;
     if let Err(refusal) = guard::head::check(&parts, limits) {
         let default = snap.config.routes.default_upstream();
-        return finish(
+        let resp = finish(
             &snap,
             None,
             default,
             started,
             Err(ProxyError::Refused(refusal)),
         );
+        // A head that could be read two ways leaves the connection's framing in doubt.
+        return if h1 { closing(resp) } else { resp };
     }
     let plan = plan(&snap, client, parts);
     let (route, upstream) = (plan.route, plan.upstream);
+    let tunnel = plan.tunnel.clone();
+    let client_upgrade = client_upgrade.filter(|_| tunnel.is_some());
     let (body, verdict) = ClientBody::new(body, plan.max_body, limits.body_timeout);
     let (result, answered_by, mirror) = match plan.requests {
         Err(e) => (Err(e), upstream, None),
@@ -69,7 +79,7 @@ pub async fn handle(
             // Shadowing costs the request path two taps and a spawn, nothing it waits on.
             let mirror = route
                 .zip(plan.shadow)
-                .filter(|_| client_upgrade.is_none())
+                .filter(|_| tunnel.is_none())
                 .and_then(|(r, to)| {
                     shadow::begin(
                         &snap,
@@ -85,14 +95,13 @@ pub async fn handle(
                 Some(m) => (m.request, Some(m.response)),
                 None => (None, None),
             };
-            let upgrade = client_upgrade.is_some();
             let (result, answered_by) = send(
                 &snap,
                 route,
                 upstream,
                 requests,
                 body,
-                upgrade,
+                tunnel.is_some(),
                 mirror_request,
             )
             .await;
@@ -109,20 +118,39 @@ pub async fn handle(
             (result, answered_by, mirror_response)
         }
     };
-    let result = match (result, client_upgrade) {
-        (Ok(resp), Some(client_side)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+    let mut tunnelled = false;
+    let result = match (result, client_upgrade, &tunnel) {
+        (Ok(resp), Some(client_side), Some(asked)) if asked.switched(&resp) => {
+            tunnelled = true;
             Ok(tunnel::start(client_side, resp))
         }
-        (Ok(resp), _) => Ok(match mirror {
+        // A switch the client did not ask for would leave it speaking HTTP/1.1 to a
+        // connection the upstream no longer reads as HTTP/1.1.
+        (Ok(resp), _, _) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            Err(ProxyError::UnrequestedUpgrade)
+        }
+        (Ok(resp), _, _) => Ok(match mirror {
             Some(capture) => {
                 let capture = capture.with_head(resp.status(), resp.headers());
                 resp.map(|b| body::tapped(b, capture))
             }
             None => resp.map(body::streamed),
         }),
-        (Err(e), _) => Err(e),
+        (Err(e), _, _) => Err(e),
     };
-    finish(&snap, route, answered_by, started, result)
+    let resp = finish(&snap, route, answered_by, started, result);
+    if leaves_framing && !tunnelled {
+        closing(resp)
+    } else {
+        resp
+    }
+}
+
+/// The response with `Connection: close`: hyper ends the connection after it.
+fn closing(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// Where a request goes and what is sent there.
@@ -137,6 +165,30 @@ struct Plan {
     max_body: u64,
     /// What the route's circuit breaker said, when it has one.
     breaker: Option<Admit>,
+    /// The tunnel asked of the upstream, when the route allows what the client asked.
+    tunnel: Option<Tunnel>,
+}
+
+/// A tunnel the client asked for and its route allows.
+#[derive(Debug, Clone)]
+enum Tunnel {
+    /// `Upgrade`: the protocols asked of the upstream.
+    Upgrade(HeaderValue),
+    /// CONNECT: a 2xx opens the tunnel.
+    Connect,
+}
+
+impl Tunnel {
+    /// Whether the upstream's answer opens this tunnel.
+    fn switched(&self, resp: &Response<Incoming>) -> bool {
+        match self {
+            Tunnel::Upgrade(asked) => {
+                resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                    && protocol::switch_was_asked(asked, resp.headers().get(header::UPGRADE))
+            }
+            Tunnel::Connect => resp.status().is_success(),
+        }
+    }
 }
 
 /// The request for the route's upstream and, when the route has a fallback that may take
@@ -167,6 +219,17 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
     let shadow = route
         .and_then(|r| r.shadow.as_deref())
         .and_then(|spec| shadow::target(spec, upstream, &view));
+    let protocols = snap.config.routes.protocols(route_index);
+    let method_refused = !protocols.admits_method(&parts.method);
+    let tunnel = if parts.version != Version::HTTP_11 || method_refused {
+        None
+    } else if parts.method == Method::CONNECT {
+        Some(Tunnel::Connect)
+    } else {
+        headers::upgrade_request(&parts.headers)
+            .and_then(|asked| protocols.allowed_upgrade(&asked))
+            .map(Tunnel::Upgrade)
+    };
 
     let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
         let authority = parts.uri.authority()?;
@@ -179,6 +242,10 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
             scheme: client.scheme,
             host: client_host.as_ref(),
             trust_forwarded,
+            upgrade: match &tunnel {
+                Some(Tunnel::Upgrade(asked)) => Some(asked.clone()),
+                _ => None,
+            },
         },
     );
     let mut primary = Outgoing {
@@ -196,7 +263,9 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
         .filter(|_| !diverted)
         .filter(|f| *f != upstream && forward::is_idempotent(&primary.method))
         .map(|f| (f, primary.clone()));
-    let mut requests = if too_large {
+    let mut requests = if method_refused {
+        Err(ProxyError::Refused(Refusal::MethodNotAllowed))
+    } else if too_large {
         Err(ProxyError::Refused(Refusal::BodyTooLarge))
     } else {
         Ok(())
@@ -221,6 +290,7 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
         shadow,
         max_body,
         breaker,
+        tunnel,
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod explain;
 pub mod index;
 pub mod matcher;
+pub mod protocol;
 pub mod request;
 pub mod rewrite;
 pub mod split;
@@ -36,6 +37,8 @@ pub struct Route {
     pub legacy: UpstreamId,
     /// A route being migrated by stages (`action = "migrate"`).
     pub migration: Option<crate::migration::MigrationSpec>,
+    /// The upgrades it tunnels and the guarded methods it forwards.
+    pub protocols: protocol::Protocols,
 }
 
 /// What a route does with a request.
@@ -93,6 +96,8 @@ pub struct RouteTable {
     routes: Vec<Route>,
     index: PathIndex,
     default_upstream: UpstreamId,
+    /// The policy for requests no route matches.
+    default_protocols: protocol::Protocols,
 }
 
 impl RouteTable {
@@ -102,6 +107,7 @@ impl RouteTable {
             routes,
             index,
             default_upstream,
+            default_protocols: protocol::Protocols::default(),
         }
     }
 
@@ -111,6 +117,11 @@ impl RouteTable {
 
     pub fn default_upstream(&self) -> UpstreamId {
         self.default_upstream
+    }
+
+    /// The upgrades and guarded methods a request that took `route` may use.
+    pub fn protocols(&self, route: Option<usize>) -> &protocol::Protocols {
+        route.map_or(&self.default_protocols, |i| &self.routes[i].protocols)
     }
 
     /// The routes whose path condition `path` may meet, in order (see PathIndex).
@@ -169,6 +180,7 @@ mod tests {
             breaker: None,
             legacy: 0,
             migration: None,
+            protocols: Default::default(),
         }
     }
 

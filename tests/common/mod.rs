@@ -204,10 +204,12 @@ async fn answer(
                 }
             }
         });
+        // Switches to whatever was asked, as a backend that checks nothing would.
+        let asked = parts.headers[http::header::UPGRADE].clone();
         return Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header("connection", "upgrade")
-            .header("upgrade", "echo")
+            .header("upgrade", asked)
             .body(Full::new(Bytes::new()).boxed())
             .unwrap();
     }

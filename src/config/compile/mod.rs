@@ -8,6 +8,7 @@ use crate::compare::Rules;
 use crate::routing::matcher::{
     full_match_regex, HeaderMatch, HostMatch, ParamMatch, PathMatch, RouteMatch, ValueMatch,
 };
+use crate::routing::protocol::{self, Protocols};
 use crate::routing::rewrite::{PathRewrite, Rewrite};
 use crate::routing::split::{salt_for, threshold, SplitKey};
 use crate::routing::template::Template;
@@ -282,7 +283,52 @@ impl Compiler<'_> {
             breaker,
             legacy,
             migration,
+            protocols: self.protocols(name, raw),
         })
+    }
+
+    /// `upgrades` and `allow_methods`.
+    fn protocols(&mut self, route: &str, raw: &RawRoute) -> Protocols {
+        let mut protocols = Protocols::default();
+        if let Some(upgrades) = &raw.upgrades {
+            protocols.upgrades.clear();
+            for u in upgrades {
+                let name = u.get_ref();
+                if protocol::NEVER_UPGRADED
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name))
+                {
+                    self.error(
+                        u.span(),
+                        format!("route {route:?}: {name:?} upgrades are never tunnelled: they would hand the client a raw connection to the backend, past banyan's checks"),
+                    );
+                } else if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                {
+                    self.error(
+                        u.span(),
+                        format!("route {route:?}: upgrade {name:?} is not a protocol name such as \"websocket\""),
+                    );
+                } else {
+                    protocols.upgrades.push(name.to_ascii_lowercase());
+                }
+            }
+        }
+        for m in &raw.allow_methods {
+            match protocol::GUARDED_METHODS
+                .iter()
+                .find(|g| g.as_str() == m.get_ref())
+            {
+                Some(method) => protocols.methods.push(method.clone()),
+                None => self.error(
+                    m.span(),
+                    format!("route {route:?}: allow_methods takes \"CONNECT\" and \"TRACE\", the methods refused unless a route allows them; {:?} is not one", m.get_ref()),
+                ),
+            }
+        }
+        protocols
     }
 
     fn action(
