@@ -201,5 +201,29 @@ async fn the_dashboard_shows_routes_verdicts_and_highlighted_samples() {
     c.goto(&format!("{base}#/config")).await.unwrap();
     assert_eq!(text_of(&c, "#running-version").await, "1");
     screenshot(&c, "dashboard-config").await;
+
+    // Its rollback button is a same-origin POST, which the cross-site checks let through
+    // (a page on another site sending the same POST is refused: tests/admin_security.rs).
+    let v2 = format!("{text}\n# version 2\n");
+    let put = call(admin, "PUT", "/api/config", &[], &v2).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    c.refresh().await.unwrap();
+    assert_eq!(text_of(&c, "#running-version").await, "2");
+    c.find(Locator::Css("button[data-rollback=\"1\"]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let status: serde_json::Value =
+                serde_json::from_slice(&get(admin, "/api/config/status", &[]).await.body).unwrap();
+            status["version"]["number"] == 3
+        })
+        .await,
+        "the dashboard's rollback did not apply"
+    );
+    assert_eq!(text_of(&c, "#running-version").await, "3");
     c.close().await.unwrap();
 }

@@ -63,6 +63,7 @@ mod tests {
         let mut settings = AdminSettings {
             listen: ([0, 0, 0, 0], 9090).into(),
             token: None,
+            allowed_hosts: vec![],
         };
         assert!(exposure_warning(&settings, None).is_some());
         assert!(exposure_warning(&settings, Some("t")).is_none());
@@ -75,6 +76,7 @@ mod tests {
         let settings = AdminSettings {
             listen: ([127, 0, 0, 1], 0).into(),
             token: Some(Secret("from-file".into())),
+            allowed_hosts: vec![],
         };
         assert_eq!(expected(Some("env"), &settings), Some("env"));
         assert_eq!(expected(None, &settings), Some("from-file"));

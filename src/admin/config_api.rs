@@ -57,20 +57,39 @@ pub async fn reload(reloader: Arc<Reloader>) -> Response<ResponseBody> {
     outcome(result, None)
 }
 
+/// What a `PUT /api/config` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    Apply,
+    /// Validate and say what would change.
+    DryRun,
+    /// A dry run that reads no file the config names.
+    DryRunWithoutFiles,
+}
+
 /// `PUT /api/config`: apply the TOML in the body; with `dry_run`, only validate it and
 /// say what it would change.
-pub async fn put(reloader: Arc<Reloader>, body: String, dry_run: bool) -> Response<ResponseBody> {
+pub async fn put(reloader: Arc<Reloader>, body: String, mode: Put) -> Response<ResponseBody> {
     let running = reloader.snapshot().load().config.source.clone();
     let changes = diff(&running.text, &body).ok();
-    if dry_run {
-        let result = blocking(move || Config::parse(&Source::new("PUT /api/config", body))).await;
+    if mode != Put::Apply {
+        let running = reloader.snapshot().load_full();
+        let result = blocking(move || {
+            let source = Source::new("PUT /api/config", body);
+            if mode == Put::DryRun {
+                Config::parse(&source)
+            } else {
+                Config::parse_without_files(&source)
+            }
+        })
+        .await;
         return match result {
             Ok(config) => json(
                 StatusCode::OK,
                 &json!({
                     "valid": true,
                     "diff": changes,
-                    "warnings": config.warnings.iter().map(|w| w.with_level("warning")).collect::<Vec<_>>(),
+                    "warnings": crate::reload::warnings(&config, &running.config),
                 }),
             ),
             Err(e) => {

@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod config_api;
 mod migration;
+mod origin;
 mod resilience;
 mod respond;
 
@@ -65,14 +66,22 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
     let path = req.uri().path().trim_end_matches('/').to_string();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let reloader = &admin.reloader;
-    let mutating = matches!(*req.method(), Method::POST | Method::PUT | Method::DELETE)
-        && !(req.method() == Method::PUT && dry_run(&req));
+    // Dry runs included: they read the files a config names.
+    let mutating = matches!(*req.method(), Method::POST | Method::PUT | Method::DELETE);
+    let mut token_set = false;
     if mutating {
         let snap = reloader.snapshot().load();
-        let expected = auth::expected(admin.env_token.as_deref(), &snap.config.admin);
+        let settings = &snap.config.admin;
+        if let Err(origin::Refused(why)) =
+            origin::check(req.headers(), settings.listen, &settings.allowed_hosts)
+        {
+            return error(StatusCode::FORBIDDEN, why);
+        }
+        let expected = auth::expected(admin.env_token.as_deref(), settings);
         if !auth::authorized(req.headers(), expected) {
             return respond::unauthorized();
         }
+        token_set = expected.is_some();
     }
     match (req.method().clone(), segments.as_slice()) {
         (Method::GET, ["metrics"]) => text(
@@ -146,9 +155,15 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
             config_api::rollback(reloader.clone(), &n).await
         }
         (Method::PUT, ["api", "config"]) => {
-            let dry = dry_run(&req);
+            // Without a token, nobody has shown who they are: a dry run must not tell
+            // them what a file holds, or whether it exists.
+            let mode = match (dry_run(&req), token_set) {
+                (false, _) => config_api::Put::Apply,
+                (true, true) => config_api::Put::DryRun,
+                (true, false) => config_api::Put::DryRunWithoutFiles,
+            };
             match read_text(req).await {
-                Ok(body) => config_api::put(reloader.clone(), body, dry).await,
+                Ok(body) => config_api::put(reloader.clone(), body, mode).await,
                 Err(resp) => resp,
             }
         }

@@ -80,6 +80,9 @@ pub struct AdminSettings {
     pub listen: SocketAddr,
     /// The token from `token_file`, if set; `BANYAN_ADMIN_TOKEN` takes precedence.
     pub token: Option<Secret>,
+    /// Host names (lower case, no port) that mutating calls may name besides the listen
+    /// address, IP addresses and loopback names.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// A secret that never shows in logs or debug output.
@@ -104,7 +107,14 @@ impl Config {
 
     /// Parse and validate config text.
     pub fn parse(source: &Source) -> Result<Config, ConfigError> {
-        compile::compile(source)
+        compile::compile(source, compile::Files::Read)
+    }
+
+    /// Validate without reading any file the config names (certificates, `ca_file`,
+    /// `token_file`): for a caller who must not learn what files hold or whether they
+    /// exist. Such a config is for looking at, never for serving.
+    pub fn parse_without_files(source: &Source) -> Result<Config, ConfigError> {
+        compile::compile(source, compile::Files::Skip)
     }
 
     pub fn upstream_id(&self, name: &str) -> Option<usize> {

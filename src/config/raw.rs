@@ -83,6 +83,9 @@ pub struct RawAdmin {
     pub listen: Option<Spanned<String>>,
     /// A file holding the bearer token mutating admin calls need.
     pub token_file: Option<Spanned<String>>,
+    /// Host names, besides addresses and loopback names, that mutating calls may name.
+    #[serde(default)]
+    pub allowed_hosts: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

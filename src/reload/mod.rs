@@ -194,33 +194,7 @@ impl Reloader {
     }
 
     fn warnings(&self, config: &Config) -> Vec<String> {
-        let mut out: Vec<String> = config
-            .warnings
-            .iter()
-            .map(|w| w.with_level("warning"))
-            .collect();
-        let current = self.shared.load();
-        let running = &current.config;
-        if config.server.listen != running.server.listen {
-            out.push(format!(
-                "server.listen changed to {}: listeners move only on restart; still serving on {}",
-                config.server.listen, running.server.listen
-            ));
-        }
-        let tls_listen = |c: &Config| c.server.tls.as_ref().map(|t| t.listen);
-        if tls_listen(config) != tls_listen(running) {
-            out.push(format!(
-                "server.tls.listen changed to {:?}: listeners move only on restart; the HTTPS listener stays as it was ({:?})",
-                tls_listen(config),
-                tls_listen(running)
-            ));
-        }
-        if config.admin.listen != running.admin.listen {
-            out.push(format!(
-                "admin.listen changed to {}: listeners move only on restart; still on {}",
-                config.admin.listen, running.admin.listen
-            ));
-        }
+        let out = warnings(config, &self.shared.load().config);
         for w in &out {
             tracing::warn!("{w}");
         }
@@ -257,4 +231,35 @@ impl Reloader {
     pub fn version(&self, number: u64) -> Option<Version> {
         self.state().history.get(number).cloned()
     }
+}
+
+/// What applying `config` over `running` would warn of: the config's own findings, and
+/// listeners that would not move (they move only on restart).
+pub fn warnings(config: &Config, running: &Config) -> Vec<String> {
+    let mut out: Vec<String> = config
+        .warnings
+        .iter()
+        .map(|w| w.with_level("warning"))
+        .collect();
+    if config.server.listen != running.server.listen {
+        out.push(format!(
+            "server.listen changed to {}: listeners move only on restart; still serving on {}",
+            config.server.listen, running.server.listen
+        ));
+    }
+    let tls_listen = |c: &Config| c.server.tls.as_ref().map(|t| t.listen);
+    if tls_listen(config) != tls_listen(running) {
+        out.push(format!(
+            "server.tls.listen changed to {:?}: listeners move only on restart; the HTTPS listener stays as it was ({:?})",
+            tls_listen(config),
+            tls_listen(running)
+        ));
+    }
+    if config.admin.listen != running.admin.listen {
+        out.push(format!(
+            "admin.listen changed to {}: listeners move only on restart; still on {}",
+            config.admin.listen, running.admin.listen
+        ));
+    }
+    out
 }

@@ -31,7 +31,18 @@ mod upstream;
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 const DEFAULT_STORE: &str = "./data/banyan-diffs.sqlite";
 
-pub(super) fn compile(src: &Source) -> Result<Config, ConfigError> {
+/// Whether the compiler reads the files a config names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Files {
+    Read,
+    /// Leave them unread, with one warning that says so.
+    Skip,
+}
+
+/// What a config whose files were not read is told.
+const FILES_SKIPPED: &str = "files the config names (certificates, ca_file, token_file) were not read: a dry run without the admin token reads none; they are checked when the config is applied";
+
+pub(super) fn compile(src: &Source, files: Files) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(&src.text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         let message = e.message().trim().lines().collect::<Vec<_>>().join(": ");
@@ -41,6 +52,8 @@ pub(super) fn compile(src: &Source) -> Result<Config, ConfigError> {
         src,
         errors: Vec::new(),
         warnings: Vec::new(),
+        files,
+        skipped_file: false,
     };
     let config = c.config(&raw);
     match config {
@@ -54,6 +67,9 @@ struct Compiler<'a> {
     errors: Vec<Diagnostic>,
     /// Findings that do not refuse the config.
     warnings: Vec<Diagnostic>,
+    files: Files,
+    /// A file was left unread (Files::Skip).
+    skipped_file: bool,
 }
 
 impl Compiler<'_> {
@@ -65,11 +81,29 @@ impl Compiler<'_> {
         self.warnings.push(self.src.diagnostic(span, message));
     }
 
+    /// Whether to read a file the config names here; when not, warn once.
+    fn reads_file(&mut self, span: Range<usize>) -> bool {
+        if self.files == Files::Read {
+            return true;
+        }
+        if !self.skipped_file {
+            self.skipped_file = true;
+            self.warning(span, FILES_SKIPPED);
+        }
+        false
+    }
+
     fn config(&mut self, raw: &RawConfig) -> Option<Config> {
         let server = self.server(&raw.server);
         let admin = AdminSettings {
             listen: self.socket_addr(raw.admin.listen.as_ref(), DEFAULT_ADMIN_LISTEN),
             token: raw.admin.token_file.as_ref().and_then(|f| self.token(f)),
+            allowed_hosts: raw
+                .admin
+                .allowed_hosts
+                .iter()
+                .filter_map(|h| self.allowed_host(h))
+                .collect(),
         };
         let upstreams = self.upstreams(&raw.upstreams);
         let ids: HashMap<&str, UpstreamId> = upstreams
@@ -99,7 +133,25 @@ impl Compiler<'_> {
         })
     }
 
+    fn allowed_host(&mut self, host: &Spanned<String>) -> Option<String> {
+        let name = host.get_ref();
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if !valid {
+            self.error(
+                host.span(),
+                format!("admin.allowed_hosts: {name:?} is not a host name (no port, no scheme)"),
+            );
+        }
+        valid.then(|| name.to_ascii_lowercase())
+    }
+
     fn token(&mut self, file: &Spanned<String>) -> Option<Secret> {
+        if !self.reads_file(file.span()) {
+            return None;
+        }
         match std::fs::read_to_string(file.get_ref()) {
             Ok(text) if !text.trim().is_empty() => Some(Secret(text.trim().to_string())),
             Ok(_) => {

@@ -64,8 +64,10 @@ impl Compiler<'_> {
                 cert: PathBuf::from(&c.get_ref().cert),
                 key: PathBuf::from(&c.get_ref().key),
             };
-            if let Err(e) = crate::tls::certified_key(&paths.cert, &paths.key) {
-                self.error(c.span(), format!("server.tls: {e}"));
+            if self.reads_file(c.span()) {
+                if let Err(e) = crate::tls::certified_key(&paths.cert, &paths.key) {
+                    self.error(c.span(), format!("server.tls: {e}"));
+                }
             }
             certificates.push(paths);
         }

@@ -150,6 +150,7 @@ impl Compiler<'_> {
         }
         let roots = match &raw.ca_file {
             None => Vec::new(),
+            Some(file) if !self.reads_file(file.span()) => Vec::new(),
             Some(file) => match crate::tls::read_certificates(std::path::Path::new(file.get_ref()))
             {
                 Ok(certs) => certs,
