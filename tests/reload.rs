@@ -197,8 +197,11 @@ async fn history_versions_rollback_dry_run_and_the_token() {
     );
     assert_eq!(get(proxy, "/api/x", &[]).await.backend(), Some("a"));
 
-    // A dry run needs no token, says what would change, and changes nothing.
-    let dry = call(admin, "PUT", "/api/config?dry_run=true", &[], &cfg("b")).await;
+    // A dry run needs the token too (it reads the files a config names), says what
+    // would change, and changes nothing.
+    let anonymous = call(admin, "PUT", "/api/config?dry_run=true", &[], &cfg("b")).await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    let dry = call(admin, "PUT", "/api/config?dry_run=true", &auth, &cfg("b")).await;
     assert_eq!(dry.status, 200, "{}", dry.text());
     let dry: Value = serde_json::from_slice(&dry.body).unwrap();
     assert_eq!(dry["valid"], true);
@@ -207,7 +210,7 @@ async fn history_versions_rollback_dry_run_and_the_token() {
     assert_eq!(dry["diff"]["routes"][0]["fields"][0]["key"], "upstream");
     assert_eq!(dry["diff"]["routes"][0]["fields"][0]["to"], "\"b\"");
     assert_eq!(get(proxy, "/api/x", &[]).await.backend(), Some("a"));
-    let bad = call(admin, "PUT", "/api/config?dry_run=true", &[], &cfg("zzz")).await;
+    let bad = call(admin, "PUT", "/api/config?dry_run=true", &auth, &cfg("zzz")).await;
     assert_eq!(bad.status, 422);
 
     // Apply two versions, read the history, roll back to the first.

@@ -383,6 +383,145 @@ async fn stored_samples_hold_no_credentials() {
     assert!(sample.contains("redacted:"), "{sample}");
 }
 
+/// Echo backends, as the independent attack used: every credential a request carries
+/// comes back in both responses. With no redaction configured, none of them may reach the
+/// diff store's files, and the difference in a secret field still counts.
+#[tokio::test]
+async fn a_corpus_of_secrets_never_reaches_the_store_by_default() {
+    fn echo(side: &'static str) -> impl Fn(&Seen) -> Reply + Send + Sync + 'static {
+        move |seen: &Seen| {
+            let headers: serde_json::Map<String, Value> = seen
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::from(v.to_str().unwrap_or(""))))
+                .collect();
+            let body = serde_json::json!({
+                "side": side,
+                "path": seen.uri.to_string(),
+                "headers": headers,
+                "body": String::from_utf8_lossy(&seen.body),
+                "refresh_token": format!("{side}-refresh-token-7f3a"),
+                "profile": { "name": "Ann", "card": "4111 1111 1111 1111" },
+                "jwt_echo": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbm4ifQ.c2lnbmF0dXJlLXNlY3JldA",
+            });
+            Reply::ok(body.to_string())
+                .header("content-type", "application/json")
+                .header("set-cookie", format!("session={side}-set-cookie-secret"))
+                .header("x-auth-token", format!("{side}-response-header-secret"))
+        }
+    }
+    let legacy = Backend::with_handler("legacy", echo("legacy")).await;
+    let new = Backend::with_handler("new", echo("new")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("diffs.sqlite");
+    let route = "shadow = { to = \"new\" }\nshadow_methods = [\"POST\"]";
+    let text = shadow_config("secret-corpus", &legacy, &new.url(), route, &db, "");
+    let b = banyan::server::start(config(&format!(
+        "{text}\n[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+    )))
+    .await
+    .unwrap();
+    let url = |path: &str| format!("http://{}{path}", b.proxy_addr);
+    let c = client();
+    type Corpus<'a> = Vec<(&'a str, String, Vec<(&'a str, &'a str)>, &'a str)>;
+    let requests: Corpus = vec![
+        (
+            "POST",
+            url("/api/echo"),
+            vec![
+                ("authorization", "Bearer corpus-bearer-secret-1"),
+                ("content-type", "application/json"),
+            ],
+            r#"{"user":"ann","password":"corpus-password-2","nested":{"api_key":"corpus-apikey-3"}}"#,
+        ),
+        (
+            "GET",
+            url("/api/echo?token=corpus-query-token-4&page=2&access_token=corpus-query-at-5"),
+            vec![("cookie", "sid=corpus-cookie-6"), ("x-session-id", "corpus-session-7")],
+            "",
+        ),
+        (
+            "POST",
+            url("/api/login"),
+            vec![("content-type", "application/x-www-form-urlencoded")],
+            "user=ann&passwd=corpus-form-passwd-8&client_secret=corpus-form-secret-9",
+        ),
+        (
+            "POST",
+            url("/api/upload"),
+            vec![("content-type", "multipart/form-data; boundary=B0und")],
+            "--B0und\r\nContent-Disposition: form-data; name=\"private_key\"\r\n\r\ncorpus-multipart-key-10\r\n--B0und--\r\n",
+        ),
+        (
+            "POST",
+            url("/api/note"),
+            vec![("content-type", "text/plain"), ("x-api-key", "corpus-apikey-header-11")],
+            "call me with Bearer corpus-bearer-in-text-12 or card 5500 0000 0000 0004",
+        ),
+    ];
+    for (method, url, headers, body) in &requests {
+        let got = send(&c, method, url, headers, body.to_string()).await;
+        assert_eq!(got.status, 200, "{method} {url}");
+    }
+    let stored = || {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.query_row("SELECT count(*) FROM diff_samples", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || async { stored() == 5 }).await,
+        "{} samples stored",
+        stored()
+    );
+    // Compare first: the secret field differs between the sides, and that is counted.
+    let diffs: Value = serde_json::from_slice(
+        &get(b.admin_addr, "/api/diffs?route=secret-corpus", &[])
+            .await
+            .body,
+    )
+    .unwrap();
+    assert!(
+        diffs.to_string().contains("$.refresh_token"),
+        "the difference in a secret field was hidden: {diffs}"
+    );
+    let mut everything = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        everything.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let everything = String::from_utf8_lossy(&everything);
+    let mut found = Vec::new();
+    for secret in [
+        "corpus-bearer-secret-1",
+        "corpus-password-2",
+        "corpus-apikey-3",
+        "corpus-query-token-4",
+        "corpus-query-at-5",
+        "corpus-cookie-6",
+        "corpus-session-7",
+        "corpus-form-passwd-8",
+        "corpus-form-secret-9",
+        "corpus-multipart-key-10",
+        "corpus-apikey-header-11",
+        "corpus-bearer-in-text-12",
+        "5500 0000 0000 0004",
+        "4111 1111 1111 1111",
+        "refresh-token-7f3a",
+        "set-cookie-secret",
+        "response-header-secret",
+        "c2lnbmF0dXJlLXNlY3JldA",
+    ] {
+        if everything.contains(secret) {
+            found.push(secret);
+        }
+    }
+    assert!(found.is_empty(), "stored in the diff store: {found:?}");
+    // What is not secret is kept, so the samples stay useful.
+    assert!(everything.contains("page=2"));
+    assert!(everything.contains("Ann"));
+}
+
 #[tokio::test]
 async fn split_with_shadow_and_reverse_shadow() {
     let legacy = Backend::start("legacy").await;

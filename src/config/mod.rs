@@ -43,8 +43,8 @@ pub struct ShadowSettings {
     pub store: PathBuf,
     pub retention_samples: u64,
     pub retention_age: std::time::Duration,
-    /// JSON paths redacted on every route.
-    pub redact: Vec<String>,
+    /// What every route redacts beyond the defaults (paths, names, exempt fields).
+    pub redact: crate::store::redact::RedactRules,
     pub thresholds: crate::compare::noise::Thresholds,
     /// Distinct fields counted per route; the rest are counted as `_other`.
     pub max_fields: usize,

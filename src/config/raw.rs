@@ -33,6 +33,12 @@ pub struct RawShadowSettings {
     pub retention_age: Option<Spanned<String>>,
     #[serde(default)]
     pub redact: Vec<Spanned<String>>,
+    /// Secret names besides the built-in ones.
+    #[serde(default)]
+    pub redact_names: Vec<Spanned<String>>,
+    /// Fields never redacted by name.
+    #[serde(default)]
+    pub redact_exempt: Vec<Spanned<String>>,
     pub relative_threshold: Option<Spanned<f64>>,
     pub absolute_threshold: Option<Spanned<f64>>,
     pub min_samples: Option<Spanned<i64>>,

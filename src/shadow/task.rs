@@ -214,9 +214,9 @@ fn store(
             .inc();
         return;
     };
-    let mut globs = job.snap.config.shadow.redact.clone();
-    globs.extend(job.spec.redact.iter().cloned());
-    let redactor = Redactor::new(&globs);
+    let mut rules = job.snap.config.shadow.redact.clone();
+    rules.paths.extend(job.spec.redact.iter().cloned());
+    let redactor = Redactor::new(&rules);
     // Which side answered: in a canary, the primary is legacy or new request by request.
     let response = |r: &Response, upstream: UpstreamId| {
         let decoded = crate::compare::body::decoded(r);
@@ -224,7 +224,7 @@ fn store(
             "upstream": job.snap.config.upstreams[upstream].name,
             "status": r.status,
             "headers": redactor.headers(&r.headers),
-            "body": redactor.body(&decoded),
+            "body": redactor.body(&decoded, content_type(&r.headers)),
         })
     };
     let req = &job.shadow_request;
@@ -242,9 +242,9 @@ fn store(
         at: crate::reload::history::unix_seconds(std::time::SystemTime::now()),
         request: json!({
             "method": req.method.as_str(),
-            "path": req.path_and_query.as_str(),
+            "path": redactor.target(req.path_and_query.as_str()),
             "headers": redactor.headers(&job.primary_request.headers),
-            "body": redactor.body(request_body),
+            "body": redactor.body(request_body, content_type(&job.primary_request.headers)),
         }),
         primary: response(primary, job.primary),
         shadow: response(&shadow.response, job.to),
@@ -258,6 +258,12 @@ fn store(
             .with_label_values(&[name])
             .inc();
     }
+}
+
+fn content_type(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// Send a copy and read its answer whole (up to `max_body`).

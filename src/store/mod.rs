@@ -6,6 +6,7 @@
 pub mod migration;
 pub mod query;
 pub mod redact;
+pub mod secrets;
 
 use crate::compare::Difference;
 use rusqlite::{params, Connection};

@@ -14,6 +14,7 @@ use crate::routing::split::{salt_for, threshold, SplitKey};
 use crate::routing::template::Template;
 use crate::routing::{Action, Route, RouteTable, Split, UpstreamId};
 use crate::shadow::spec::ShadowSpec;
+use crate::store::redact::RedactRules;
 
 use http::{HeaderName, HeaderValue, Method};
 use std::collections::HashMap;
@@ -506,7 +507,11 @@ impl Compiler<'_> {
                 raw.retention_age.as_ref(),
                 Duration::from_secs(7 * 24 * 3600),
             ),
-            redact: self.globs(&raw.redact, "shadow.redact"),
+            redact: RedactRules {
+                paths: self.globs(&raw.redact, "shadow.redact"),
+                names: self.redact_names(&raw.redact_names),
+                exempt: self.redact_exempt(&raw.redact_exempt),
+            },
             thresholds: crate::compare::noise::Thresholds {
                 relative,
                 absolute,
@@ -519,6 +524,34 @@ impl Compiler<'_> {
             max_fields: self.count::<u32>(raw.max_fields.as_ref(), 50, "shadow.max_fields")
                 as usize,
         }
+    }
+
+    fn redact_names(&mut self, raw: &[Spanned<String>]) -> Vec<String> {
+        raw.iter()
+            .filter_map(|n| {
+                let name = n.get_ref().trim();
+                if name.is_empty() || name.contains(['.', '$', '[', ' ']) {
+                    self.error(n.span(), format!("shadow.redact_names: {:?} is not a name: write a key, form field, query parameter or header name such as \"ssn\" (paths go in shadow.redact)", n.get_ref()));
+                    None
+                } else {
+                    Some(name.to_string())
+                }
+            })
+            .collect()
+    }
+
+    fn redact_exempt(&mut self, raw: &[Spanned<String>]) -> Vec<String> {
+        raw.iter()
+            .filter_map(|g| {
+                let field = g.get_ref();
+                if field.starts_with('$') || field.starts_with("header.") || field.starts_with("query.") {
+                    Some(field.clone())
+                } else {
+                    self.error(g.span(), format!("shadow.redact_exempt: {field:?} is not a field: write $.field, $..any_depth, header.name or query.name"));
+                    None
+                }
+            })
+            .collect()
     }
 
     fn globs(&mut self, raw: &[Spanned<String>], what: &str) -> Vec<String> {
