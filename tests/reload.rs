@@ -410,3 +410,52 @@ async fn unchanged_pools_keep_their_health_and_removed_pools_stop_checking() {
         "a removed pool kept checking its endpoints"
     );
 }
+
+/// A version applied through the API survives file events that do not change the file
+/// (a certificate renewed beside the config, an editor's swap file); the status says
+/// where the running version came from; a change to the file itself still applies.
+#[tokio::test]
+async fn an_api_version_survives_unrelated_file_events() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let banyan = Process::start(&two_way(&a, &b, "a"));
+    let (proxy, admin) = (banyan.proxy_addr, banyan.admin_addr);
+    let routed = || async move { get(proxy, "/api/x", &[]).await.backend().map(String::from) };
+    let s = status(admin).await;
+    assert_eq!(s["file_matches_running"], true, "{s}");
+
+    let api_version = with_listeners(&two_way(&a, &b, "b"));
+    let put = call(admin, "PUT", "/api/config", &[], &api_version).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(routed().await.as_deref(), Some("b"));
+    let s = status(admin).await;
+    assert_eq!(s["source"], "api", "{s}");
+    assert_eq!(s["file_matches_running"], false, "{s}");
+    assert!(s["note"].as_str().unwrap().contains("came from api"), "{s}");
+
+    // Unrelated events in the config's directory: a new file, a rewritten neighbour, the
+    // config file touched with its content unchanged.
+    let dir = banyan.config_path.parent().unwrap().to_path_buf();
+    std::fs::write(dir.join("tls.pem"), "renewed").unwrap();
+    std::fs::write(dir.join(".banyan.toml.swp"), "x").unwrap();
+    let same = std::fs::read(&banyan.config_path).unwrap();
+    std::fs::write(&banyan.config_path, same).unwrap();
+    // The watcher reads within its debounce (100 ms, at most 500 ms in a burst).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(routed().await.as_deref(), Some("b"), "a file event undid the API's version");
+    let s = status(admin).await;
+    assert_eq!(s["version"]["number"], 2, "{s}");
+    assert_eq!(s["version"]["source"], "api", "{s}");
+
+    // A real change to the file applies.
+    let file_version = format!("{}\n# edited\n", with_listeners(&two_way(&a, &b, "a")));
+    std::fs::write(&banyan.config_path, file_version).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            routed().await.as_deref() == Some("a")
+        })
+        .await
+    );
+    let s = status(admin).await;
+    assert_eq!(s["source"], "file", "{s}");
+    assert_eq!(s["file_matches_running"], true, "{s}");
+}

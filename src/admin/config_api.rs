@@ -24,11 +24,22 @@ pub fn current(reloader: &Reloader) -> Response<ResponseBody> {
 /// `GET /api/config/status`.
 pub fn status(reloader: &Reloader) -> Response<ResponseBody> {
     let (version, last_error, counts) = reloader.status();
+    let in_sync = reloader.file_matches_running();
+    let note = match (in_sync, version.as_ref().map(|v| v.source)) {
+        (Some(false), Some(source)) => Some(format!(
+            "the running version came from {}, and the config file holds another: the file applies again when its content changes, on SIGHUP or on POST /api/config/reload",
+            source.label()
+        )),
+        _ => None,
+    };
     json(
         StatusCode::OK,
         &json!({
             "version": version,
+            "source": version.as_ref().map(|v| v.source),
             "file": reloader.path().map(|p| p.display().to_string()),
+            "file_matches_running": in_sync,
+            "note": note,
             "last_error": last_error,
             "reloads": counts,
         }),

@@ -79,6 +79,10 @@ struct State {
     history: History,
     last_error: Option<Rejection>,
     counts: Counts,
+    /// The hash of the config file's content when it was last read: a file event
+    /// applies the file only when its content changed since, so an event next to it (a
+    /// certificate renewal, an editor's swap file) does not undo a version from the API.
+    file_hash: Option<String>,
 }
 
 /// The one place configs are applied.
@@ -94,6 +98,9 @@ impl Reloader {
         let mut state = State::default();
         let current = shared.load();
         let source = &current.config.source;
+        if path.is_some() {
+            state.file_hash = Some(content_hash(&source.text));
+        }
         state.history.push(
             Arc::from(source.text.as_str()),
             Origin::Startup,
@@ -124,7 +131,9 @@ impl Reloader {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Re-read the config file and apply it.
+    /// Re-read the config file and apply it. A file event (`Origin::File`) applies it only
+    /// when its content changed since it was last read; SIGHUP and the API's reload
+    /// apply it whatever it holds.
     pub fn reload_file(&self, origin: Origin) -> Result<Applied, Rejection> {
         let Some(path) = &self.path else {
             return Err(self.reject(Rejection::other(
@@ -133,7 +142,23 @@ impl Reloader {
             )));
         };
         match std::fs::read_to_string(path) {
-            Ok(text) => self.apply(&text, &path.display().to_string(), origin),
+            Ok(text) => {
+                let hash = content_hash(&text);
+                {
+                    let mut state = self.state();
+                    if origin == Origin::File && state.file_hash.as_deref() == Some(&hash) {
+                        let running = state.history.current().cloned();
+                        return Ok(Applied {
+                            version: running.as_ref().map_or(0, |v| v.number),
+                            hash: running.map(|v| v.hash).unwrap_or_default(),
+                            unchanged: true,
+                            warnings: Vec::new(),
+                        });
+                    }
+                    state.file_hash = Some(hash);
+                }
+                self.apply(&text, &path.display().to_string(), origin)
+            }
             Err(e) => Err(self.reject(Rejection::other(
                 format!("cannot read config file {}: {e}", path.display()),
                 origin,
@@ -221,6 +246,15 @@ impl Reloader {
             state.last_error.clone(),
             state.counts.clone(),
         )
+    }
+
+    /// Whether the running version is the config file's content as last read (None
+    /// without a file). False after an API change the file does not hold.
+    pub fn file_matches_running(&self) -> Option<bool> {
+        self.path.as_ref()?;
+        let state = self.state();
+        let running = state.history.current().map(|v| v.hash.as_str());
+        Some(state.file_hash.is_some() && state.file_hash.as_deref() == running)
     }
 
     /// Newest first.
