@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub shadow_limits: ShadowLimits,
     /// Where mismatch samples go; open only when a route shadows.
     pub store: Option<Arc<Store>>,
+    /// Why the store a route needs could not be opened.
+    pub store_error: Option<String>,
     /// One per route: its circuit breaker, when it has one.
     breakers: Vec<Option<Arc<Breaker>>>,
     /// The HTTPS listener's certificates.
@@ -64,6 +66,18 @@ impl RouteMetrics {
 }
 
 impl Snapshot {
+    /// The diff store's health: None when no route shadows.
+    pub fn store_health(&self) -> Option<crate::store::HealthReport> {
+        match (&self.store, &self.store_error) {
+            (Some(store), _) => Some(store.health()),
+            (None, Some(error)) => Some(crate::store::HealthReport::unavailable(
+                &self.config.shadow.store,
+                error.clone(),
+            )),
+            (None, None) => None,
+        }
+    }
+
     /// Start the pools of a config, reusing those of `previous` whose definition did not
     /// change (they keep their connections and health state).
     pub fn build(config: Config, previous: Option<&Snapshot>) -> Snapshot {
@@ -109,11 +123,14 @@ impl Snapshot {
             &shadowing,
             previous.map(|p| &p.shadow_limits),
         );
-        let store = shadowing
-            .iter()
-            .any(|(_, s)| s.is_some())
-            .then(|| open_store(&config, previous))
-            .flatten();
+        let (store, store_error) = if shadowing.iter().any(|(_, s)| s.is_some()) {
+            match open_store(&config, previous) {
+                Ok(store) => (Some(store), None),
+                Err(e) => (None, Some(e)),
+            }
+        } else {
+            (None, None)
+        };
         let breakers = breakers(&config, previous);
         let certs = certificates(&config, previous);
         let mut snapshot = Snapshot {
@@ -122,6 +139,7 @@ impl Snapshot {
             route_metrics,
             shadow_limits,
             store,
+            store_error,
             breakers,
             certs,
             ramps: Vec::new(),
@@ -243,24 +261,29 @@ fn breakers(config: &Config, previous: Option<&Snapshot>) -> Vec<Option<Arc<Brea
 }
 
 /// The previous snapshot's store when the path is the same, else a new one. A store that
-/// cannot open is logged: shadows still compare and count, samples are not kept.
-fn open_store(config: &Config, previous: Option<&Snapshot>) -> Option<Arc<Store>> {
+/// cannot open is logged and its error kept: shadows still compare and count, samples are
+/// not kept.
+fn open_store(config: &Config, previous: Option<&Snapshot>) -> Result<Arc<Store>, String> {
     let settings = &config.shadow;
     if let Some(store) = previous
         .and_then(|p| p.store.as_ref())
         .filter(|s| s.path() == settings.store)
     {
-        return Some(store.clone());
+        return Ok(store.clone());
     }
     let retention = Retention {
         samples: settings.retention_samples,
         age: settings.retention_age,
     };
     match Store::open(&settings.store, retention) {
-        Ok(store) => Some(Arc::new(store)),
+        Ok(store) => Ok(Arc::new(store)),
         Err(e) => {
-            tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "diff store unavailable; mismatch samples will not be kept");
-            None
+            let why = match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            };
+            tracing::error!(error = %why, "diff store unavailable; mismatch samples will not be kept");
+            Err(why)
         }
     }
 }

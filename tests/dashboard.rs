@@ -200,6 +200,7 @@ async fn the_dashboard_shows_routes_verdicts_and_highlighted_samples() {
     // Config page: the running version.
     c.goto(&format!("{base}#/config")).await.unwrap();
     assert_eq!(text_of(&c, "#running-version").await, "1");
+    assert_eq!(text_of(&c, "#store-health .state").await, "ok");
     screenshot(&c, "dashboard-config").await;
 
     // Its rollback button is a same-origin POST, which the cross-site checks let through

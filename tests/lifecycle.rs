@@ -216,3 +216,39 @@ async fn systemd_socket_activation_serves_on_the_passed_sockets() {
         "{log}"
     );
 }
+
+/// An upgrade keeps the listening sockets it takes over: when the new config asks for
+/// another address, it says so instead of keeping the old one without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_to_another_listen_address_says_it_keeps_the_old_one() {
+    let legacy = Backend::unrecorded("legacy").await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("upgrade.sock");
+    let path = write_config(dir.path(), &legacy, &format!("upgrade_socket = {socket:?}"));
+    let first_path = path.clone();
+    let mut old = tokio::task::spawn_blocking(move || Process::launch(&first_path, &[], &[]))
+        .await
+        .unwrap();
+    let proxy = old.proxy_addr;
+    let elsewhere = dead_addr().await;
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"{elsewhere}\""),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let new = tokio::task::spawn_blocking(move || Process::launch(&path, &["--upgrade"], &[]))
+        .await
+        .unwrap();
+    assert_eq!(new.proxy_addr, proxy, "the socket taken over");
+    let status = tokio::task::spawn_blocking(move || old.wait_exit(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(status.expect("the old process retires").success());
+    let said = new.stderr.lock().unwrap().join("\n");
+    assert!(
+        said.contains(&format!("asks for {elsewhere}")) && said.contains(&proxy.to_string()),
+        "{said}"
+    );
+    assert_eq!(get(proxy, "/still", &[]).await.status, 200);
+}

@@ -68,6 +68,11 @@ async fn uri_headers_and_bodies_over_the_limits_are_refused() {
     )
     .await;
     assert_eq!(status(&got), 431, "{got}");
+    assert!(
+        got.to_ascii_lowercase()
+            .contains("x-banyan-error: headers_too_large"),
+        "{got}"
+    );
     let got = raw(
         b.proxy_addr,
         format!(
@@ -79,6 +84,11 @@ async fn uri_headers_and_bodies_over_the_limits_are_refused() {
     )
     .await;
     assert_eq!(status(&got), 431, "{got}");
+    assert!(
+        got.to_ascii_lowercase()
+            .contains("x-banyan-error: headers_too_large"),
+        "{got}"
+    );
 
     // The route's own limit (1000) and the server's (5000), declared up front: refused
     // before anything reaches the upstream.

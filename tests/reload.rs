@@ -441,7 +441,11 @@ async fn an_api_version_survives_unrelated_file_events() {
     std::fs::write(&banyan.config_path, same).unwrap();
     // The watcher reads within its debounce (100 ms, at most 500 ms in a burst).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(routed().await.as_deref(), Some("b"), "a file event undid the API's version");
+    assert_eq!(
+        routed().await.as_deref(),
+        Some("b"),
+        "a file event undid the API's version"
+    );
     let s = status(admin).await;
     assert_eq!(s["version"]["number"], 2, "{s}");
     assert_eq!(s["version"]["source"], "api", "{s}");

@@ -597,3 +597,92 @@ shadow = {{ to = "legacy" }}
         .await
     );
 }
+
+/// A diff store that cannot be opened says why (diffs API and status), and shadows still
+/// compare; one whose writes fail counts the samples it loses and says it is failing,
+/// until a write succeeds again.
+#[tokio::test]
+async fn the_diff_store_reports_its_health() {
+    let legacy = Backend::with_handler("legacy", |_| {
+        Reply::ok(r#"{"v":1}"#).header("content-type", "application/json")
+    })
+    .await;
+    let new = Backend::with_handler("new", |_| {
+        Reply::ok(r#"{"v":2}"#).header("content-type", "application/json")
+    })
+    .await;
+    let listeners = "\n[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let route = "shadow = { to = \"new\" }";
+
+    // A directory where the file should be.
+    let dir = tempfile::tempdir().unwrap();
+    let text = shadow_config("store-broken", &legacy, &new.url(), route, dir.path(), "");
+    let b = banyan::server::start(config(&format!("{text}{listeners}")))
+        .await
+        .unwrap();
+    let diffs = get(b.admin_addr, "/api/diffs", &[]).await;
+    assert_eq!(diffs.status, 503, "{}", diffs.text());
+    assert!(
+        diffs.text().contains("could not be opened"),
+        "{}",
+        diffs.text()
+    );
+    let status: Value =
+        serde_json::from_slice(&get(b.admin_addr, "/api/config/status", &[]).await.body).unwrap();
+    assert_eq!(status["store"]["state"], "unavailable", "{status}");
+    assert!(
+        status["store"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("diff store"),
+        "{status}"
+    );
+    get(b.proxy_addr, "/api/x", &[]).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            metric(
+                b.admin_addr,
+                "banyan_shadow_requests_total{outcome=\"mismatch\",route=\"store-broken\"}",
+            )
+            .await
+                >= 1.0
+        })
+        .await,
+        "shadows stopped comparing without a store"
+    );
+
+    // A store whose writes fail: another connection holds the write lock.
+    let db = dir.path().join("locked.sqlite");
+    let text = shadow_config("store-locked", &legacy, &new.url(), route, &db, "");
+    let b = banyan::server::start(config(&format!("{text}{listeners}")))
+        .await
+        .unwrap();
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    get(b.proxy_addr, "/api/x", &[]).await;
+    let dropped = "banyan_shadow_samples_dropped_total{route=\"store-locked\"}";
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            metric(b.admin_addr, dropped).await >= 1.0
+        })
+        .await,
+        "a lost sample was not counted"
+    );
+    let status: Value =
+        serde_json::from_slice(&get(b.admin_addr, "/api/config/status", &[]).await.body).unwrap();
+    assert_eq!(status["store"]["state"], "failing", "{status}");
+    assert!(status["store"]["lost"].as_u64() >= Some(1), "{status}");
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    get(b.proxy_addr, "/api/x", &[]).await;
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            let status: Value =
+                serde_json::from_slice(&get(b.admin_addr, "/api/config/status", &[]).await.body)
+                    .unwrap();
+            status["store"]["state"] == "ok" && status["store"]["written"].as_u64() >= Some(1)
+        })
+        .await,
+        "the store did not recover"
+    );
+}

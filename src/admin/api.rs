@@ -226,8 +226,15 @@ fn store_path(snap: &Snapshot) -> Option<PathBuf> {
     snap.store.as_ref().map(|s| s.path().to_path_buf())
 }
 
-fn no_store() -> Response<ResponseBody> {
-    error(StatusCode::NOT_FOUND, "no diff store: no route shadows")
+/// Why there is no store to read: none is needed, or it could not be opened.
+fn no_store(snap: &Snapshot) -> Response<ResponseBody> {
+    match &snap.store_error {
+        Some(why) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the diff store could not be opened ({why}): shadows still compare and count, but no sample is kept; fix shadow.store and reload"),
+        ),
+        None => error(StatusCode::NOT_FOUND, "no diff store: no route shadows"),
+    }
 }
 
 fn db_error(e: rusqlite::Error) -> Response<ResponseBody> {
@@ -242,7 +249,7 @@ fn db_error(e: rusqlite::Error) -> Response<ResponseBody> {
 /// `next_cursor`.
 pub async fn diffs(snap: &Snapshot, query: Option<&str>) -> Response<ResponseBody> {
     let Some(path) = store_path(snap) else {
-        return no_store();
+        return no_store(snap);
     };
     let p = params(query);
     let limit = p
@@ -279,7 +286,7 @@ pub async fn diffs(snap: &Snapshot, query: Option<&str>) -> Response<ResponseBod
 /// `GET /api/diffs/{id}`: one sample, redacted, with both responses and the differences.
 pub async fn diff(snap: &Snapshot, id: &str) -> Response<ResponseBody> {
     let Some(path) = store_path(snap) else {
-        return no_store();
+        return no_store(snap);
     };
     let Ok(id) = id.parse::<i64>() else {
         return error(
@@ -298,7 +305,7 @@ pub async fn diff(snap: &Snapshot, id: &str) -> Response<ResponseBody> {
 /// `POST /api/diffs/clear?route=`: forget the samples of a route (of all, without route).
 pub async fn clear(snap: &Snapshot, query: Option<&str>) -> Response<ResponseBody> {
     let Some(path) = store_path(snap) else {
-        return no_store();
+        return no_store(snap);
     };
     let route = params(query).get("route").cloned();
     match tokio::task::spawn_blocking(move || query::clear(&path, route.as_deref())).await {

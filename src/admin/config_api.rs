@@ -40,6 +40,7 @@ pub fn status(reloader: &Reloader) -> Response<ResponseBody> {
             "file": reloader.path().map(|p| p.display().to_string()),
             "file_matches_running": in_sync,
             "note": note,
+            "store": reloader.snapshot().load().store_health(),
             "last_error": last_error,
             "reloads": counts,
         }),

@@ -9,9 +9,24 @@
 /// The first bytes of an HTTP/2 connection (prior knowledge).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
-/// The line structure of a request's framing is broken.
+/// The line structure of a request's framing is broken, or its head is over a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Violation(pub &'static str);
+
+/// A head with more header fields than `max_headers`, or more bytes than
+/// `max_header_bytes`: answered 431, before hyper would answer it without saying why.
+pub const HEADERS_TOO_LARGE: Violation = Violation("the request has too many or too large headers");
+
+impl Violation {
+    /// The status banyan answers with, when it can still answer.
+    pub fn status(self) -> http::StatusCode {
+        if self == HEADERS_TOO_LARGE {
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        } else {
+            http::StatusCode::BAD_REQUEST
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct Framing {
@@ -19,6 +34,8 @@ pub struct Framing {
     /// The head read so far (bounded by `max_head`).
     head: Vec<u8>,
     max_head: usize,
+    /// Header fields a head may have.
+    max_headers: usize,
     /// The previous byte was CR.
     after_cr: bool,
     /// Bytes seen since the connection began, to recognise HTTP/2's preface.
@@ -48,11 +65,12 @@ enum State {
 }
 
 impl Framing {
-    pub fn new(max_head: usize) -> Self {
+    pub fn new(max_head: usize, max_headers: usize) -> Self {
         Framing {
             state: State::Head,
             head: Vec::new(),
             max_head,
+            max_headers,
             after_cr: false,
             seen: 0,
             line_len: 0,
@@ -216,13 +234,13 @@ impl Framing {
             self.state = State::Off;
             return Ok(());
         }
-        if self.head.len() > self.max_head {
-            // hyper refuses it with 431.
-            self.state = State::Off;
-            return Ok(());
+        let complete = end && self.head.ends_with(b"\r\n\r\n");
+        // hyper gives up on a head that fills its buffer (max_header_bytes) unfinished.
+        if self.head.len() > self.max_head || (!complete && self.head.len() >= self.max_head) {
+            return Err(HEADERS_TOO_LARGE);
         }
-        if end && self.head.ends_with(b"\r\n\r\n") {
-            self.state = body_framing(&self.head)?;
+        if complete {
+            self.state = body_framing(&self.head, self.max_headers)?;
             self.head.clear();
         }
         Ok(())
@@ -241,7 +259,10 @@ impl Framing {
                 (after_cr, line_len) = (false, 0);
                 if empty_line {
                     self.head.extend_from_slice(&rest[..=i]);
-                    self.state = body_framing(&self.head)?;
+                    if self.head.len() > self.max_head {
+                        return Err(HEADERS_TOO_LARGE);
+                    }
+                    self.state = body_framing(&self.head, self.max_headers)?;
                     self.head.clear();
                     (self.after_cr, self.line_len) = (false, 0);
                     return Ok(i + 1);
@@ -256,9 +277,9 @@ impl Framing {
         }
         self.head.extend_from_slice(rest);
         (self.after_cr, self.line_len) = (after_cr, line_len);
-        if self.head.len() > self.max_head {
-            // hyper refuses it with 431.
-            self.state = State::Off;
+        // hyper gives up on a head that fills its buffer (max_header_bytes) unfinished.
+        if self.head.len() >= self.max_head {
+            return Err(HEADERS_TOO_LARGE);
         }
         Ok(rest.len())
     }
@@ -266,7 +287,16 @@ impl Framing {
 
 /// What follows a complete head: nothing, a fixed-length body, chunks, or something
 /// this reader does not follow.
-fn body_framing(head: &[u8]) -> Result<State, Violation> {
+fn body_framing(head: &[u8], max_headers: usize) -> Result<State, Violation> {
+    // Every line but the request line and the empty one is a header field.
+    let fields = head
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        .saturating_sub(2);
+    if fields > max_headers {
+        return Err(HEADERS_TOO_LARGE);
+    }
     let mut headers = [httparse::EMPTY_HEADER; 128];
     let mut req = httparse::Request::new(&mut headers);
     if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
@@ -329,13 +359,13 @@ mod tests {
     use super::*;
 
     fn run(input: &[u8]) -> Result<(), Violation> {
-        let mut f = Framing::new(1024);
+        let mut f = Framing::new(1024, 100);
         f.feed(input)
     }
 
     fn run_split(input: &[u8]) -> Result<(), Violation> {
         // Byte by byte: the reader keeps its place across reads.
-        let mut f = Framing::new(1024);
+        let mut f = Framing::new(1024, 100);
         input
             .iter()
             .try_for_each(|b| f.feed(std::slice::from_ref(b)))
@@ -388,7 +418,7 @@ mod tests {
 
     #[test]
     fn a_head_is_in_progress_from_its_first_byte_to_its_end() {
-        let mut f = Framing::new(1024);
+        let mut f = Framing::new(1024, 100);
         assert!(!f.in_head(), "a connection that has sent nothing");
         f.feed(b"GET / HT").unwrap();
         assert!(f.in_head());
@@ -399,15 +429,20 @@ mod tests {
         assert!(f.in_head(), "a pipelined head begun");
         f.feed(b"Host: a\r\n\r\n").unwrap();
         assert!(!f.in_head(), "idle between requests");
-        let mut h2 = Framing::new(1024);
+        let mut h2 = Framing::new(1024, 100);
         h2.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
         assert!(!h2.in_head(), "HTTP/2 is not followed");
     }
 
     #[test]
-    fn oversized_heads_are_left_to_hyper() {
-        let mut f = Framing::new(16);
+    fn heads_over_a_limit_are_refused_with_431() {
+        let mut f = Framing::new(16, 100);
         let head = format!("GET /{} HTTP/1.1\r\nHost: a\r\n", "a".repeat(64));
-        assert_eq!(f.feed(head.as_bytes()), Ok(()));
+        assert_eq!(f.feed(head.as_bytes()), Err(HEADERS_TOO_LARGE));
+        let mut f = Framing::new(1024, 2);
+        assert_eq!(f.feed(b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\n\r\n"), Ok(()));
+        let three = b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n";
+        assert_eq!(f.feed(three), Err(HEADERS_TOO_LARGE));
+        assert_eq!(HEADERS_TOO_LARGE.status().as_u16(), 431);
     }
 }

@@ -167,7 +167,7 @@ where
     let activity = Activity::new(strict_h1);
     let io = ClientIo {
         inner: stream,
-        framing: strict_h1.then(|| Framing::new(limits.max_header_bytes)),
+        framing: strict_h1.then(|| Framing::new(limits.max_header_bytes, limits.max_headers)),
         activity: activity.clone(),
     };
     let in_flight = activity.clone();
@@ -261,7 +261,43 @@ struct ClientIo<S> {
     activity: Arc<Activity>,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
+impl<S: AsyncWrite + Unpin> ClientIo<S> {
+    /// Answer a refused head before the connection closes, as banyan answers its other
+    /// refusals (a status, `x-banyan-error`, a sentence), when no response can be on its
+    /// way (nothing in flight). One attempt: a short answer to an idle connection fits
+    /// its socket buffer; if not, the connection closes without it.
+    fn answer(&mut self, cx: &mut Context<'_>, violation: Violation) {
+        if self.activity.busy() {
+            return;
+        }
+        let status = violation.status();
+        let cause = if status == http::StatusCode::BAD_REQUEST {
+            "bad_request"
+        } else {
+            "headers_too_large"
+        };
+        crate::metrics::client_refusal(cause);
+        let body = format!(
+            "{} {}: {}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            violation.0
+        );
+        let answer = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\n{}: {cause}\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            crate::proxy::error::ERROR_HEADER,
+            body.len()
+        );
+        let mut inner = Pin::new(&mut self.inner);
+        if let Poll::Ready(Ok(_)) = inner.as_mut().poll_write(cx, answer.as_bytes()) {
+            let _ = inner.as_mut().poll_flush(cx);
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -275,8 +311,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
             if !new.is_empty() {
                 this.activity.touch();
                 if let Some(framing) = &mut this.framing {
-                    if let Err(Violation(why)) = framing.feed(new) {
+                    if let Err(violation) = framing.feed(new) {
+                        let why = violation.0;
                         tracing::debug!(why, "request framing refused; closing the connection");
+                        this.answer(cx, violation);
                         return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)));
                     }
                     this.activity.heading(framing.in_head());

@@ -96,16 +96,40 @@ pub async fn listen(
     match inherited.take(role, addr) {
         Some(std_listener) => {
             std_listener.set_nonblocking(true)?;
-            tracing::info!(role = role.name(), addr = ?std_listener.local_addr().ok(), "listening on an inherited socket");
+            let actual = std_listener.local_addr().ok();
+            tracing::info!(role = role.name(), addr = ?actual, "listening on an inherited socket");
+            if let Some(actual) = actual.filter(|a| differs(addr, *a)) {
+                tracing::warn!(
+                    role = role.name(),
+                    "the config asks for {addr}, but the inherited socket listens on {actual}: it keeps serving there; an address moves only on a restart without --upgrade"
+                );
+            }
             tokio::net::TcpListener::from_std(std_listener)
         }
         None => tokio::net::TcpListener::bind(addr).await,
     }
 }
 
+/// Whether an inherited socket listens elsewhere than the config asks (port 0: any port).
+fn differs(configured: SocketAddr, actual: SocketAddr) -> bool {
+    let port_differs = configured.port() != 0 && configured.port() != actual.port();
+    let ip_differs = !configured.ip().is_unspecified() && configured.ip() != actual.ip();
+    port_differs || ip_differs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_moved_address_is_told() {
+        let a = |s: &str| s.parse::<SocketAddr>().expect("addr");
+        assert!(!differs(a("127.0.0.1:0"), a("127.0.0.1:4242")));
+        assert!(!differs(a("0.0.0.0:8080"), a("10.0.0.1:8080")));
+        assert!(!differs(a("127.0.0.1:8080"), a("127.0.0.1:8080")));
+        assert!(differs(a("127.0.0.1:8081"), a("127.0.0.1:8080")));
+        assert!(differs(a("127.0.0.2:8080"), a("127.0.0.1:8080")));
+    }
 
     #[test]
     fn sockets_are_matched_by_name_then_by_address() {

@@ -12,7 +12,9 @@ use crate::compare::Difference;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Samples waiting for the writer, at most.
@@ -62,6 +64,42 @@ pub struct Retention {
 pub struct Store {
     path: PathBuf,
     tx: SyncSender<Sample>,
+    health: Arc<Health>,
+}
+
+/// What the writer has done: shown in `/api/config/status` and the dashboard.
+#[derive(Debug, Default)]
+struct Health {
+    written: AtomicU64,
+    lost: AtomicU64,
+    /// The last write error, cleared by the next good write.
+    failing: Mutex<Option<String>>,
+}
+
+/// The store's health, as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthReport {
+    pub path: String,
+    /// `ok`, `failing` (its last write failed) or `unavailable` (it could not be opened).
+    pub state: &'static str,
+    pub written: u64,
+    /// Samples a failed write lost (a full queue's drops are counted per route in
+    /// `banyan_shadow_samples_dropped_total`, as these are).
+    pub lost: u64,
+    pub error: Option<String>,
+}
+
+impl HealthReport {
+    /// A store that could not be opened.
+    pub fn unavailable(path: &Path, error: String) -> Self {
+        HealthReport {
+            path: path.display().to_string(),
+            state: "unavailable",
+            written: 0,
+            lost: 0,
+            error: Some(error),
+        }
+    }
 }
 
 impl Store {
@@ -79,9 +117,11 @@ impl Store {
         let conn = Connection::open(path).map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
         let (tx, rx) = sync_channel(QUEUE);
+        let health = Arc::new(Health::default());
+        let writer_health = health.clone();
         std::thread::Builder::new()
             .name("banyan-diff-store".into())
-            .spawn(move || write_loop(conn, rx, retention))
+            .spawn(move || write_loop(conn, rx, retention, &writer_health))
             .map_err(|e| StoreError::Dir {
                 path: path.to_path_buf(),
                 source: e,
@@ -89,11 +129,28 @@ impl Store {
         Ok(Store {
             path: path.to_path_buf(),
             tx,
+            health,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn health(&self) -> HealthReport {
+        let error = self
+            .health
+            .failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        HealthReport {
+            path: self.path.display().to_string(),
+            state: if error.is_some() { "failing" } else { "ok" },
+            written: self.health.written.load(Ordering::Relaxed),
+            lost: self.health.lost.load(Ordering::Relaxed),
+            error,
+        }
     }
 
     /// Queue a sample; false (and nothing waits) when the queue is full.
@@ -132,7 +189,7 @@ CREATE INDEX IF NOT EXISTS diff_samples_signature ON diff_samples (signature);
 CREATE INDEX IF NOT EXISTS diff_samples_route_at ON diff_samples (route, at);
 ";
 
-fn write_loop(mut conn: Connection, rx: Receiver<Sample>, retention: Retention) {
+fn write_loop(mut conn: Connection, rx: Receiver<Sample>, retention: Retention, health: &Health) {
     let mut last_trim = Instant::now();
     loop {
         let first = match rx.recv_timeout(Duration::from_millis(500)) {
@@ -148,9 +205,26 @@ fn write_loop(mut conn: Connection, rx: Receiver<Sample>, retention: Retention) 
             }
         }
         if !batch.is_empty() {
-            if let Err(e) = write_batch(&mut conn, &batch) {
-                tracing::error!(error = %e, samples = batch.len(), "diff store write failed; samples lost");
-            }
+            let failing = match write_batch(&mut conn, &batch) {
+                Ok(()) => {
+                    health
+                        .written
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, samples = batch.len(), "diff store write failed; samples lost");
+                    health.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    for s in &batch {
+                        crate::metrics::metrics()
+                            .shadow_samples_dropped_total
+                            .with_label_values(&[s.route.as_str()])
+                            .inc();
+                    }
+                    Some(e.to_string())
+                }
+            };
+            *health.failing.lock().unwrap_or_else(|p| p.into_inner()) = failing;
         }
         if last_trim.elapsed() > Duration::from_secs(1) {
             last_trim = Instant::now();

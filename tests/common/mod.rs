@@ -393,6 +393,8 @@ pub struct Process {
     pub admin_addr: SocketAddr,
     /// The config file, alone in its own directory.
     pub config_path: std::path::PathBuf,
+    /// Every line it wrote to stderr so far.
+    pub stderr: Arc<Mutex<Vec<String>>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -424,9 +426,12 @@ impl Process {
             .expect("banyan runs");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let log = lines.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                log.lock().unwrap().push(line.clone());
                 for (what, marker) in [
                     ("proxy", "proxy listening addr="),
                     ("admin", "admin listening addr="),
@@ -455,6 +460,7 @@ impl Process {
             proxy_addr: proxy.unwrap(),
             admin_addr: admin.unwrap(),
             config_path: config_path.to_path_buf(),
+            stderr: lines,
             _dir: None,
         }
     }
