@@ -346,7 +346,7 @@ proptest! {
         points.push(0);
         points.push(stream.len());
         points.sort_unstable();
-        let mut framing = Framing::new(64 * 1024);
+        let mut framing = Framing::new(64 * 1024, 100);
         for w in points.windows(2) {
             prop_assert!(framing.feed(&stream[w[0]..w[1]]).is_ok());
         }
