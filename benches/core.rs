@@ -112,7 +112,7 @@ Connection: keep-alive\r\n\r\n";
     let mut group = c.benchmark_group("request_guards");
     group.bench_function("framing_head_330b", |b| {
         b.iter(|| {
-            let mut f = banyan::guard::framing::Framing::new(64 * 1024);
+            let mut f = banyan::guard::framing::Framing::new(64 * 1024, 100);
             f.feed(black_box(head)).unwrap();
         })
     });
