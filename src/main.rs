@@ -413,7 +413,8 @@ fn demo(path: Option<&Path>) -> Result<ExitCode> {
     };
     runtime()?.block_on(async {
         let backends = banyan::demo::start_backends(&config).await?;
-        let running = banyan::server::start(config).await?;
+        // A demo from a file reloads as `run` does: on changes and on SIGHUP.
+        let running = banyan::server::start_with_file(config, path.map(Path::to_path_buf)).await?;
         println!(
             "{}",
             banyan::demo::banner(running.proxy_addr, running.admin_addr, &backends)

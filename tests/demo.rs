@@ -5,6 +5,7 @@
 mod common;
 use banyan::demo::{serve, Backend as DemoBackend};
 use common::*;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 #[tokio::test]
@@ -113,4 +114,84 @@ async fn demo_traffic_reaches_both_backends_as_configured() {
     for noise in ["$.trace_id", "$.served_at"] {
         assert_eq!(verdict(noise), Some("noise".into()), "{noise}: {route:#}");
     }
+}
+
+/// `banyan demo` handles SIGHUP as `run` does: it reloads its file, and does not exit.
+#[test]
+fn the_demo_reloads_on_sighup_instead_of_exiting() {
+    use std::io::BufRead;
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.toml");
+    let text = banyan::demo::DEMO_TOML
+        .replace("127.0.0.1:18081", &free())
+        .replace("127.0.0.1:18082", &free())
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9090", "127.0.0.1:0")
+        .replace(
+            "./data/banyan-diffs.sqlite",
+            &dir.path().join("d.sqlite").display().to_string(),
+        );
+    std::fs::write(&path, &text).unwrap();
+    let mut child = std::process::Command::new(banyan_bin())
+        .args(["demo", "-c"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut admin = None;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("admin:") {
+            admin = Some(
+                rest.trim()
+                    .trim_start_matches("http://")
+                    .trim_end_matches("/metrics")
+                    .to_string(),
+            );
+            break;
+        }
+    }
+    let admin: std::net::SocketAddr = admin
+        .expect("the demo prints its admin address")
+        .parse()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push_str(&line);
+        }
+    });
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let reloaded = rt.block_on(eventually(Duration::from_secs(5), || {
+        let log = log.clone();
+        async move { log.lock().unwrap().contains("SIGHUP") }
+    }));
+    assert!(reloaded, "no reload was logged: {}", log.lock().unwrap());
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the demo exited on SIGHUP"
+    );
+    let status = rt.block_on(get(admin, "/healthz", &[]));
+    assert_eq!(status.status, 200);
+    let _ = child.kill();
+    let _ = child.wait();
 }

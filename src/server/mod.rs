@@ -151,9 +151,11 @@ pub async fn start_with(
     if path.is_some() {
         triggers.file = crate::reload::watch::watch_file(reloader.clone())
             .map_err(|e| ServerError::Watch(e.to_string()))?;
-        triggers.signal =
-            Some(crate::reload::watch::on_sighup(reloader.clone()).map_err(ServerError::Signal)?);
     }
+    // Without a file too: SIGHUP's default action would end the process, and operators
+    // send it to any banyan to reload (one without a file says there is nothing to read).
+    triggers.signal =
+        Some(crate::reload::watch::on_sighup(reloader.clone()).map_err(ServerError::Signal)?);
     tracing::info!(addr = %proxy_addr, "proxy listening");
     if let Some(addr) = tls_addr {
         tracing::info!(addr = %addr, "https listening");
