@@ -265,10 +265,12 @@ fn check(path: &Path, against: Option<&str>) -> Result<ExitCode> {
     print_warnings(&config);
     let env_token = banyan::admin::token_from_env();
     let exposure = banyan::admin::exposure_warning(&config.admin, env_token.as_deref());
-    if let Some(w) = &exposure {
+    let raw_paths = banyan::config::summary::normalization_warning(&config);
+    for w in exposure.iter().chain(raw_paths.iter()) {
         eprintln!("{}: warning: {w}", path.display());
     }
-    let warnings = config.warnings.len() + usize::from(exposure.is_some());
+    let warnings =
+        config.warnings.len() + usize::from(exposure.is_some()) + usize::from(raw_paths.is_some());
     if warnings > 0 {
         println!("{warnings} warning(s)");
     }

@@ -138,3 +138,35 @@ fn an_exposed_admin_without_a_token_is_a_warning_for_check_and_refused_by_run() 
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure-admin"));
 }
+
+#[test]
+fn check_warns_when_routes_look_like_access_control_and_paths_are_matched_raw() {
+    let config = |server: &str| {
+        format!(
+            "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://127.0.0.1:1\"]\n[upstreams.ops]\nendpoints = [\"http://127.0.0.1:2\"]\n[server]\nlisten = \"127.0.0.1:0\"\n{server}\n\n[[routes]]\nname = \"admin-only\"\nmatch = {{ path = {{ prefix = \"/api/admin\" }} }}\naction = \"forward\"\nupstream = \"ops\"\n"
+        )
+    };
+    let mut raw = tempfile::NamedTempFile::new().unwrap();
+    write!(raw, "{}", config("")).unwrap();
+    let (code, stdout, stderr) = run(&["check", "-c", raw.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "a warning, not an error");
+    assert!(
+        stderr.contains("admin-only look like access control"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("path_normalization = \"standard\""),
+        "{stderr}"
+    );
+    assert!(stdout.contains("1 warning(s)"), "{stdout}");
+    let mut normalized = tempfile::NamedTempFile::new().unwrap();
+    write!(
+        normalized,
+        "{}",
+        config("path_normalization = \"standard\"")
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["check", "-c", normalized.path().to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(!stderr.contains("warning"), "{stderr}");
+}

@@ -235,3 +235,66 @@ rewrite = {{ prefix = "/internal/" }}
     assert!(seen[0].headers.get("x-debug").is_none());
     assert_eq!(seen[1].uri.to_string(), "/internal/orders?id=7");
 }
+
+/// Routes match the raw path by default; with `path_normalization = "standard"`, encoded
+/// unreserved characters, doubled slashes and dot segments cannot slip a request past a
+/// route, and the upstream gets the normalized path.
+#[tokio::test]
+async fn path_normalization_keeps_requests_on_their_route() {
+    let (legacy, admin_svc) = (
+        Backend::start("legacy").await,
+        Backend::start("admin").await,
+    );
+    let routes = |server: &str| {
+        format!(
+            "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"{}\"]\n[upstreams.admin]\nendpoints = [\"{}\"]\n\
+             [[routes]]\nname = \"admin\"\nmatch = {{ path = {{ exact = \"/api/admin\" }} }}\naction = \"forward\"\nupstream = \"admin\"\n\
+             [server]\nlisten = \"127.0.0.1:0\"\n{server}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            legacy.url(),
+            admin_svc.url()
+        )
+    };
+    let corpus = [
+        "/api/%61dmin",
+        "/api/%61%64%6D%69%6e",
+        "//api/admin",
+        "/api//admin",
+        "/x/../api/admin",
+        "/./api/./admin",
+        "/x/%2e%2e/api/admin",
+    ];
+    let raw = banyan::server::start(config(&routes(""))).await.unwrap();
+    for path in corpus {
+        let got = get(raw.proxy_addr, path, &[]).await;
+        assert_eq!(
+            got.backend(),
+            Some("legacy"),
+            "raw matching is the default: {path}"
+        );
+    }
+    let standard = banyan::server::start(config(&routes("path_normalization = \"standard\"")))
+        .await
+        .unwrap();
+    let before = admin_svc.count();
+    for path in corpus {
+        let got = get(standard.proxy_addr, &format!("{path}?q=1"), &[]).await;
+        assert_eq!(got.backend(), Some("admin"), "{path}");
+    }
+    let seen = admin_svc.requests();
+    assert_eq!(seen.len() - before, corpus.len());
+    for s in &seen[before..] {
+        assert_eq!(s.uri.to_string(), "/api/admin?q=1");
+    }
+    // An encoded slash is left encoded by default, refused when the config says so.
+    let kept = get(standard.proxy_addr, "/files/a%2fb", &[]).await;
+    assert_eq!(kept.status, 200);
+    assert_eq!(legacy.requests().last().unwrap().uri.path(), "/files/a%2Fb");
+    let refusing = banyan::server::start(config(&routes(
+        "path_normalization = \"standard\"\nencoded_slash = \"refuse\"",
+    )))
+    .await
+    .unwrap();
+    let refused = get(refusing.proxy_addr, "/files/a%2Fb", &[]).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.header("x-banyan-error"), Some("bad_request"));
+}

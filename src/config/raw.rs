@@ -64,6 +64,10 @@ pub struct RawServer {
     pub header_timeout: Option<Spanned<String>>,
     pub body_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
+    /// `"none"` (the default) or `"standard"`.
+    pub path_normalization: Option<Spanned<String>>,
+    /// Under standard normalization: `"keep"` (the default) or `"refuse"`.
+    pub encoded_slash: Option<Spanned<String>>,
     pub tls: Option<Spanned<RawTls>>,
 }
 

@@ -6,6 +6,46 @@ use crate::routing::split::BUCKETS;
 use crate::routing::{Action, Route};
 use std::fmt::Write;
 
+/// Path words that mark a route kept apart for safety, not only for migration.
+const GUARDED_WORDS: &[&str] = &[
+    "admin", "internal", "private", "debug", "actuator", "manage", "console", "secret",
+];
+
+/// `banyan check`'s warning when routes look like access control (they match by host,
+/// or a path with a word such as `admin`) and paths are matched raw: `/api/%61dmin`,
+/// `//api/admin` and `/x/../api/admin` pass such a route by.
+pub fn normalization_warning(config: &Config) -> Option<String> {
+    use crate::routing::normalize::PathNormalization;
+    if config.server.path_normalization != PathNormalization::None {
+        return None;
+    }
+    let guarded: Vec<&str> = config
+        .routes
+        .routes()
+        .iter()
+        .filter(|r| !r.matches.hosts.is_empty() || path_looks_guarded(&r.matches))
+        .map(|r| r.name.as_str())
+        .collect();
+    if guarded.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "route(s) {} look like access control (by host, or a path such as /admin), and paths are matched as sent: /api/%61dmin, //api/admin and /x/../api/admin do not match a route for /api/admin; set server.path_normalization = \"standard\"",
+        guarded.join(", ")
+    ))
+}
+
+fn path_looks_guarded(m: &RouteMatch) -> bool {
+    use crate::routing::matcher::PathMatch;
+    let text = match &m.path {
+        Some(PathMatch::Exact(p) | PathMatch::Prefix(p)) => p.to_ascii_lowercase(),
+        Some(PathMatch::Template(t)) => t.pattern().to_ascii_lowercase(),
+        Some(PathMatch::Regex(r)) => r.as_str().to_ascii_lowercase(),
+        None => return false,
+    };
+    GUARDED_WORDS.iter().any(|w| text.contains(w))
+}
+
 pub fn summary(config: &Config) -> String {
     let mut out = String::new();
     let name = |id: usize| config.upstreams[id].name.as_str();

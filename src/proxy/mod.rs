@@ -9,6 +9,7 @@ mod tunnel;
 use crate::body::{self, ResponseBody};
 use crate::breaker::Admit;
 use crate::guard::{self, body::ClientBody, Refusal};
+use crate::routing::normalize::{self, PathNormalization};
 use crate::routing::{protocol, RequestView, UpstreamId};
 use crate::shadow::{self, capture::Capture};
 use crate::snapshot::Snapshot;
@@ -68,6 +69,20 @@ pub async fn handle(
         // A head that could be read two ways leaves the connection's framing in doubt.
         return if h1 { closing(resp) } else { resp };
     }
+    let parts = match normalized(parts, snap.config.server.path_normalization) {
+        Ok(parts) => parts,
+        Err(refusal) => {
+            let default = snap.config.routes.default_upstream();
+            let resp = finish(
+                &snap,
+                None,
+                default,
+                started,
+                Err(ProxyError::Refused(refusal)),
+            );
+            return if h1 { closing(resp) } else { resp };
+        }
+    };
     let plan = plan(&snap, client, parts);
     let (route, upstream) = (plan.route, plan.upstream);
     let tunnel = plan.tunnel.clone();
@@ -144,6 +159,28 @@ pub async fn handle(
     } else {
         resp
     }
+}
+
+/// The request with its path normalized as `server.path_normalization` says, before it
+/// is matched and forwarded.
+fn normalized(
+    mut parts: http::request::Parts,
+    how: PathNormalization,
+) -> Result<http::request::Parts, Refusal> {
+    let changed = match how.apply(parts.uri.path()) {
+        Ok(std::borrow::Cow::Borrowed(_)) => return Ok(parts),
+        Ok(std::borrow::Cow::Owned(path)) => path,
+        Err(normalize::Refused(why)) => return Err(Refusal::BadRequest(why)),
+    };
+    let target = match parts.uri.query() {
+        Some(q) => format!("{changed}?{q}"),
+        None => changed,
+    };
+    let invalid = Refusal::BadRequest("the normalized path is not a valid URI");
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.path_and_query = Some(PathAndQuery::try_from(target).map_err(|_| invalid)?);
+    parts.uri = http::Uri::from_parts(uri).map_err(|_| invalid)?;
+    Ok(parts)
 }
 
 /// The response with `Connection: close`: hyper ends the connection after it.

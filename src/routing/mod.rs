@@ -3,6 +3,7 @@
 pub mod explain;
 pub mod index;
 pub mod matcher;
+pub mod normalize;
 pub mod protocol;
 pub mod request;
 pub mod rewrite;

@@ -4,6 +4,7 @@ use super::Compiler;
 use crate::config::raw::{RawServer, RawTls};
 use crate::config::{ServerSettings, TlsSettings, DEFAULT_FALLBACK_MAX_BODY};
 use crate::guard::Limits;
+use crate::routing::normalize::{EncodedSlash, PathNormalization};
 use crate::tls::server::CertificatePaths;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,7 +43,39 @@ impl Compiler<'_> {
             drain_period: self.duration(raw.drain_period.as_ref(), DEFAULT_DRAIN_PERIOD),
             upgrade_socket,
             limits: self.limits(raw),
+            path_normalization: self.path_normalization(raw),
             tls: raw.tls.as_ref().and_then(|t| self.tls(t)),
+        }
+    }
+
+    fn path_normalization(&mut self, raw: &RawServer) -> PathNormalization {
+        let encoded_slash = match &raw.encoded_slash {
+            None => EncodedSlash::Keep,
+            Some(v) => match v.get_ref().as_str() {
+                "keep" => EncodedSlash::Keep,
+                "refuse" => EncodedSlash::Refuse,
+                other => {
+                    self.error(
+                        v.span(),
+                        format!("encoded_slash = {other:?} is not known: \"keep\" (forward %2F as it is) or \"refuse\" (answer 400)"),
+                    );
+                    EncodedSlash::Keep
+                }
+            },
+        };
+        match raw.path_normalization.as_ref() {
+            None => PathNormalization::None,
+            Some(v) => match v.get_ref().as_str() {
+                "none" => PathNormalization::None,
+                "standard" => PathNormalization::Standard { encoded_slash },
+                other => {
+                    self.error(
+                        v.span(),
+                        format!("path_normalization = {other:?} is not known: \"none\" (match paths as sent) or \"standard\" (decode unreserved characters, merge slashes, resolve dot segments)"),
+                    );
+                    PathNormalization::None
+                }
+            },
         }
     }
 
