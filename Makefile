@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps browser-deps test-deps bench-deps build release test lint unit fuzz demo bench bench-quick bench-build bench-instructions clean
+.PHONY: deps browser-deps test-deps bench-deps build release test lint unit fuzz demo bench bench-quick bench-build bench-instructions bench-idle clean
 
 deps:
 	@command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
@@ -80,6 +80,11 @@ bench-instructions: bench-build
 		echo "installing valgrind (instruction counts)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq valgrind; }
 	python3 loadtest/instructions.py
+
+# RSS with 10,000 idle keep-alive connections open and after they close
+# (loadtest/idle_connections.py): results in loadtest/results/idle-connections.md.
+bench-idle: release
+	python3 loadtest/idle_connections.py --connections 10000
 
 clean:
 	$(CARGO) clean

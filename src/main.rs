@@ -1,5 +1,11 @@
 //! The banyan command line: run, check, explain, demo.
 
+/// jemalloc, with its background threads, returns what closed connections freed to the
+/// system within seconds; glibc's malloc kept all 290 MB of 10,000 idle connections after
+/// they closed (loadtest/idle_connections.py).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use anyhow::{bail, Context, Result};
 use banyan::config::{Config, ConfigError};
 use banyan::routing::explain::explain;

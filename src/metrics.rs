@@ -4,8 +4,9 @@
 use pingora_limits::rate::Rate;
 use prometheus::{
     register_gauge, register_gauge_vec, register_histogram, register_histogram_vec,
-    register_int_counter_vec, register_int_gauge, register_int_gauge_vec, Encoder, Gauge, GaugeVec,
-    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, TextEncoder,
+    register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, TextEncoder,
 };
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct Metrics {
     pub circuit_breaker_transitions_total: IntCounterVec,
     pub circuit_breaker_diverted_total: IntCounterVec,
     pub client_refusals_total: IntCounterVec,
+    pub connections_open: IntGauge,
+    pub connections_refused_total: IntCounter,
     pub migration_percent: GaugeVec,
     pub migration_moves_total: IntCounterVec,
     pub migration_stage: IntGaugeVec,
@@ -152,10 +155,20 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     .expect("register banyan_circuit_breaker_diverted_total"),
     client_refusals_total: register_int_counter_vec!(
         "banyan_client_refusals_total",
-        "Requests banyan refused itself, by cause (bad_request, uri_too_long, headers_too_large, body_too_large, body_timeout).",
+        "Requests banyan refused itself, by cause (bad_request, uri_too_long, headers_too_large, body_too_large, body_timeout, method_not_allowed).",
         &["cause"]
     )
     .expect("register banyan_client_refusals_total"),
+    connections_open: register_int_gauge!(
+        "banyan_connections_open",
+        "Client connections open (proxy and HTTPS listeners)."
+    )
+    .expect("register banyan_connections_open"),
+    connections_refused_total: register_int_counter!(
+        "banyan_connections_refused_total",
+        "Client connections closed at once because server.max_connections were open."
+    )
+    .expect("register banyan_connections_refused_total"),
     migration_percent: register_gauge_vec!(
         "banyan_migration_percent",
         "The share of a ramped route's traffic on its new service, in percent.",

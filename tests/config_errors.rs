@@ -56,6 +56,7 @@ fn cases() -> Vec<(String, &'static str)> {
         (format!("default = \"legacy\"\n{UPSTREAMS}\n[server]\nidle_timeout = \"0s\" # HERE\n"), "more than zero"),
         (format!("default = \"legacy\"\n{UPSTREAMS}\n[server]\nmax_concurrent_streams = 0 # HERE\n"), "max_concurrent_streams must be a whole number above 0"),
         (route("action = \"migrate\" # HERE"), "no migration table"),
+        (format!("default = \"legacy\"\n{UPSTREAMS}\n[server]\nmax_connections = 0 # HERE\n"), "max_connections must be a whole number above 0"),
         (format!("default = \"legacy\"\n{UPSTREAMS}\n[server]\npath_normalization = \"envoy\" # HERE\n"), "is not known"),
         (format!("default = \"legacy\"\n{UPSTREAMS}\n[server]\nencoded_slash = \"decode\" # HERE\n"), "is not known"),
         (format!("default = \"legacy\"\n{UPSTREAMS}\n[shadow]\nredact_names = [\"$.ssn\"] # HERE\n"), "is not a name"),

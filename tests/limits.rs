@@ -482,3 +482,43 @@ async fn http2_streams_past_max_concurrent_streams_are_refused() {
     assert_eq!(answered, [1, 3, 5, 7]);
     assert_eq!(legacy.count(), 4);
 }
+
+/// Past `max_connections` open connections, a new one is closed at once and counted;
+/// once one closes, a new one is served.
+#[tokio::test]
+async fn connections_past_max_connections_are_closed_and_counted() {
+    let legacy = Backend::start("legacy").await;
+    let b = start(&legacy, "max_connections = 2").await;
+    let refused = || async { metric(b.admin_addr, "banyan_connections_refused_total").await };
+    let before = refused().await;
+    let first = TcpStream::connect(b.proxy_addr).await.unwrap();
+    let mut second = TcpStream::connect(b.proxy_addr).await.unwrap();
+    // Both are held (a request on one proves the accept loop has taken them).
+    second
+        .write_all(b"GET /held HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 12];
+    second.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf[9..12], b"200");
+    let mut third = TcpStream::connect(b.proxy_addr).await.unwrap();
+    let _ = third.write_all(b"GET /third HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "the connection past the cap stayed open");
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+    assert_eq!(refused().await, before + 1.0);
+    assert!(!legacy.requests().iter().any(|s| s.uri.path() == "/third"));
+    drop(first);
+    let served = eventually(Duration::from_secs(5), || async {
+        let got = raw(
+            b.proxy_addr,
+            b"GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(2),
+        )
+        .await;
+        got.starts_with("HTTP/1.1 200")
+    })
+    .await;
+    assert!(served, "a freed slot was not reused");
+}

@@ -63,6 +63,8 @@ pub struct ServerSettings {
     /// Where a running banyan hands its listeners to `banyan run --upgrade`.
     pub upgrade_socket: Option<PathBuf>,
     pub limits: crate::guard::Limits,
+    /// Client connections open at once, across the proxy and HTTPS listeners.
+    pub max_connections: usize,
     /// How paths are prepared before matching and forwarding.
     pub path_normalization: crate::routing::normalize::PathNormalization,
     /// The HTTPS listener, when there is one.

@@ -64,6 +64,7 @@ pub struct RawServer {
     pub header_timeout: Option<Spanned<String>>,
     pub body_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
     /// `"none"` (the default) or `"standard"`.
     pub path_normalization: Option<Spanned<String>>,
     /// Under standard normalization: `"keep"` (the default) or `"refuse"`.

@@ -4,6 +4,7 @@
 mod conn;
 pub mod handover;
 pub mod listeners;
+pub mod slots;
 
 use handover::Offer;
 use listeners::{Inherited, Role};
@@ -121,11 +122,14 @@ pub async fn start_with(
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None)));
     let reloader = Arc::new(Reloader::new(snapshot.clone(), path.clone()));
     let (shutdown, watch_rx) = watch::channel(false);
+    // One cap for the proxy and HTTPS listeners together.
+    let slots = Arc::new(slots::Slots::default());
     let mut tasks = vec![
         tokio::spawn(serve_proxy(
             proxy_listener,
             snapshot.clone(),
             None,
+            slots.clone(),
             watch_rx.clone(),
         )),
         tokio::spawn(crate::admin::serve(
@@ -141,6 +145,7 @@ pub async fn start_with(
             listener,
             snapshot.clone(),
             Some(acceptor),
+            slots,
             watch_rx,
         )));
     }
@@ -262,6 +267,7 @@ async fn serve_proxy(
     listener: TcpListener,
     snapshot: SharedSnapshot,
     tls: Option<TlsAcceptor>,
+    slots: Arc<slots::Slots>,
     mut stop: watch::Receiver<bool>,
 ) {
     let (drain_tx, drain_rx) = watch::channel(false);
@@ -283,9 +289,15 @@ async fn serve_proxy(
                         continue;
                     }
                 };
+                let max = shared.snapshot.load().config.server.max_connections;
+                let Some(slot) = slots.acquire(max) else {
+                    tracing::debug!(client = %addr, max, "max_connections open: closing a new connection");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let (shared, alive, tls) = (shared.clone(), alive.clone(), tls.clone());
                 tokio::spawn(async move {
+                    let _slot = slot;
                     match tls {
                         None => {
                             let client = Client { addr, scheme: "http" };

@@ -12,6 +12,9 @@ use toml::Spanned;
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 const DEFAULT_DRAIN_PERIOD: Duration = Duration::from_secs(10);
+/// Open client connections, at most: at about 32 KB per idle keep-alive connection
+/// (loadtest/idle_connections.py), 10,000 take about 320 MB.
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// hyper's HTTP/1 parser needs at least this much room for a head.
 const MIN_HEADER_BYTES: i64 = 8192;
 
@@ -43,6 +46,14 @@ impl Compiler<'_> {
             drain_period: self.duration(raw.drain_period.as_ref(), DEFAULT_DRAIN_PERIOD),
             upgrade_socket,
             limits: self.limits(raw),
+            max_connections: match &raw.max_connections {
+                None => DEFAULT_MAX_CONNECTIONS,
+                Some(v) if *v.get_ref() >= 1 => *v.get_ref() as usize,
+                Some(v) => {
+                    self.error(v.span(), "max_connections must be a whole number above 0");
+                    DEFAULT_MAX_CONNECTIONS
+                }
+            },
             path_normalization: self.path_normalization(raw),
             tls: raw.tls.as_ref().and_then(|t| self.tls(t)),
         }
