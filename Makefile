@@ -18,11 +18,19 @@ browser-deps:
 		echo "installing chromium and chromium-driver (dashboard browser tests)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 
-# systemd-socket-activate, to test socket activation as systemd does it.
+# systemd-socket-activate, to test socket activation as systemd does it; schemathesis
+# (PyPI, pinned) in target/schemathesis, to hold the admin API to its OpenAPI document.
+SCHEMATHESIS_VERSION := 4.32.5
 test-deps:
 	@command -v systemd-socket-activate >/dev/null 2>&1 || { \
 		echo "installing systemd (systemd-socket-activate, for the socket activation test)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq systemd; }
+	@target/schemathesis/bin/schemathesis --version 2>/dev/null | grep -q "$(SCHEMATHESIS_VERSION)" || { \
+		echo "installing schemathesis $(SCHEMATHESIS_VERSION) into target/schemathesis (admin API conformance test)"; \
+		python3 -m venv target/schemathesis >/dev/null 2>&1 || { \
+			$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv python3-pip && \
+			python3 -m venv target/schemathesis; }; \
+		target/schemathesis/bin/pip install -q "schemathesis==$(SCHEMATHESIS_VERSION)"; }
 
 # What the load test needs besides Rust: nginx (the reference), cmake (pingora's zlib-ng,
 # for the bare pingora proxy), python3 (the harness).

@@ -502,7 +502,9 @@ async fn connections_past_max_connections_are_closed_and_counted() {
     second.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf[9..12], b"200");
     let mut third = TcpStream::connect(b.proxy_addr).await.unwrap();
-    let _ = third.write_all(b"GET /third HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let _ = third
+        .write_all(b"GET /third HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await;
     let mut out = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut out)).await;
     assert!(closed.is_ok(), "the connection past the cap stayed open");

@@ -16,6 +16,21 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// Query parameters, first value of each.
+/// A query parameter of type `T`: absent, or a sentence naming what it should be.
+pub fn typed<T: std::str::FromStr>(
+    p: &HashMap<String, String>,
+    name: &str,
+    what: &str,
+) -> Result<Option<T>, String> {
+    match p.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}={v:?} is not {what}")),
+    }
+}
+
 pub fn params(query: Option<&str>) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
@@ -248,28 +263,35 @@ fn db_error(e: rusqlite::Error) -> Response<ResponseBody> {
 /// with `signature`, that group's samples. `cursor` comes from the previous page's
 /// `next_cursor`.
 pub async fn diffs(snap: &Snapshot, query: Option<&str>) -> Response<ResponseBody> {
+    let p = params(query);
+    let parsed = (|| -> Result<_, String> {
+        let limit: Option<usize> = typed(&p, "limit", "a whole number from 1 to 500")?;
+        if limit.is_some_and(|l| !(1..=500).contains(&l)) {
+            return Err("limit is from 1 to 500".to_string());
+        }
+        let since: Option<f64> = typed(&p, "since", "a number of seconds since 1970")?;
+        let cursor: Option<u64> = typed(&p, "cursor", "a cursor from next_cursor")?;
+        Ok((limit, since.filter(|s| s.is_finite()), cursor))
+    })();
+    let (limit, since, cursor) = match parsed {
+        Ok(v) => v,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
     let Some(path) = store_path(snap) else {
         return no_store(snap);
     };
-    let p = params(query);
-    let limit = p
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(50usize)
-        .clamp(1, 500);
-    let since: Option<f64> = p.get("since").and_then(|s| s.parse().ok());
+    let limit = limit.unwrap_or(50);
     let route = p.get("route").cloned();
     let signature = p.get("signature").cloned();
-    let cursor = p.get("cursor").cloned();
     let result = tokio::task::spawn_blocking(move || -> rusqlite::Result<Value> {
         match signature {
             Some(sig) => {
-                let before = cursor.and_then(|c| c.parse().ok());
+                let before = cursor.and_then(|c| i64::try_from(c).ok());
                 let (samples, next) = query::samples(&path, Some(&sig), route.as_deref(), since, limit, before)?;
                 Ok(json!({ "signature": sig, "samples": samples, "next_cursor": next.map(|n| n.to_string()) }))
             }
             None => {
-                let offset: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+                let offset = cursor.and_then(|c| usize::try_from(c).ok()).unwrap_or(0);
                 let (groups, more) = query::groups(&path, route.as_deref(), since, limit, offset)?;
                 Ok(json!({ "groups": groups, "next_cursor": more.then(|| (offset + limit).to_string()) }))
             }

@@ -83,7 +83,12 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
         }
         token_set = expected.is_some();
     }
-    match (req.method().clone(), segments.as_slice()) {
+    // HEAD is GET without the body, which hyper leaves out.
+    let method = match req.method() {
+        &Method::HEAD => Method::GET,
+        m => m.clone(),
+    };
+    match (method, segments.as_slice()) {
         (Method::GET, ["metrics"]) => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
@@ -110,9 +115,19 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
             &migration::overview(&reloader.snapshot().load()),
         ),
         (Method::GET, ["api", "migration", "report"]) => {
-            let markdown = api::params(req.uri().query())
+            let markdown = match api::params(req.uri().query())
                 .get("format")
-                .is_some_and(|f| f == "markdown");
+                .map(String::as_str)
+            {
+                None | Some("json") => false,
+                Some("markdown") => true,
+                Some(other) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("format={other:?}: use json or markdown"),
+                    )
+                }
+            };
             migration_report(&reloader.snapshot().load_full(), markdown).await
         }
         (Method::POST, ["api", "migration", route, call]) => {
@@ -138,7 +153,7 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
         (Method::GET, ["api", "diffs"]) => {
             api::diffs(&reloader.snapshot().load(), req.uri().query()).await
         }
-        (Method::GET, ["api", "diffs", id]) => {
+        (Method::GET, ["api", "diffs", id]) if *id != "clear" => {
             let id = id.to_string();
             api::diff(&reloader.snapshot().load(), &id).await
         }
@@ -167,11 +182,39 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
                 Err(resp) => resp,
             }
         }
-        _ => error(
-            StatusCode::NOT_FOUND,
-            format!("no such admin endpoint: {path}"),
-        ),
+        _ => match allowed_methods(&segments) {
+            Some(allow) => {
+                let mut resp = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{path} takes {allow}"),
+                );
+                resp.headers_mut()
+                    .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+                resp
+            }
+            None => error(
+                StatusCode::NOT_FOUND,
+                format!("no such admin endpoint: {path}"),
+            ),
+        },
     }
+}
+
+/// The methods an admin path takes, for a 405's `Allow` (None: no such path).
+fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
+    Some(match segments {
+        [] | ["index.html"] | ["metrics"] | ["healthz"] | ["readyz"] => "GET, HEAD",
+        ["api", "openapi.json" | "routes" | "migration" | "upstreams" | "shadow" | "diffs"] => {
+            "GET, HEAD"
+        }
+        ["api", "diffs", "clear"] => "POST",
+        ["api", "migration", "report"] | ["api", "diffs", _] => "GET, HEAD",
+        ["api", "config", "status" | "history"] | ["api", "config", "versions", _] => "GET, HEAD",
+        ["api", "config"] => "GET, HEAD, PUT",
+        ["api", "migration", _, _] => "POST",
+        ["api", "config", "reload"] | ["api", "config", "rollback", _] => "POST",
+        _ => return None,
+    })
 }
 
 /// The readiness report, with an example sample per regressed field from the store.
