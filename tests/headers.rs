@@ -193,3 +193,58 @@ async fn only_the_upgrades_a_route_allows_are_tunnelled() {
     );
     echoes_through(&mut s).await;
 }
+
+/// A route that allows CONNECT sends it to its own upstream (addressed to that endpoint,
+/// never to the address the client names) and tunnels on a 2xx.
+#[tokio::test]
+async fn an_allowed_connect_is_tunnelled_to_the_routes_upstream() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        *log.lock().unwrap() = String::from_utf8_lossy(&head).into_owned();
+        s.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let b = banyan(&format!(
+        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://{upstream}\"]\n\
+         [[routes]]\nname = \"tunnel\"\nmatch = {{ methods = [\"CONNECT\"] }}\naction = \"forward\"\nupstream = \"legacy\"\nallow_methods = [\"CONNECT\"]\n"
+    ))
+    .await;
+    let mut s = tokio::net::TcpStream::connect(b.proxy_addr).await.unwrap();
+    s.write_all(b"CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    echoes_through(&mut s).await;
+    let request = seen.lock().unwrap().clone();
+    assert!(
+        request.starts_with(&format!("CONNECT {upstream} HTTP/1.1")),
+        "the upstream was asked for another address: {request}"
+    );
+}
