@@ -116,13 +116,19 @@ async fn ask_upgrade(
         "GET /ws HTTP/1.1\r\nHost: shop.example\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
     );
     s.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    (s, String::from_utf8_lossy(&head).to_lowercase())
+}
+
+/// A message head, byte by byte (what follows it is the tunnel's).
+async fn read_head(s: &mut tokio::net::TcpStream) -> Vec<u8> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         s.read_exact(&mut byte).await.unwrap();
         head.push(byte[0]);
     }
-    (s, String::from_utf8_lossy(&head).to_lowercase())
+    head
 }
 
 async fn echoes_through(s: &mut tokio::net::TcpStream) {
@@ -180,12 +186,7 @@ async fn only_the_upgrades_a_route_allows_are_tunnelled() {
     )
     .await
     .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
+    let head = read_head(&mut s).await;
     assert!(
         head.starts_with(b"HTTP/1.1 101"),
         "{}",
@@ -204,12 +205,7 @@ async fn an_allowed_connect_is_tunnelled_to_the_routes_upstream() {
     let log = seen.clone();
     tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            s.read_exact(&mut byte).await.unwrap();
-            head.push(byte[0]);
-        }
+        let head = read_head(&mut s).await;
         *log.lock().unwrap() = String::from_utf8_lossy(&head).into_owned();
         s.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
             .await
@@ -230,12 +226,7 @@ async fn an_allowed_connect_is_tunnelled_to_the_routes_upstream() {
     s.write_all(b"CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n")
         .await
         .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
+    let head = read_head(&mut s).await;
     assert!(
         head.starts_with(b"HTTP/1.1 200"),
         "{}",

@@ -57,19 +57,9 @@ pub async fn handle(
     .then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let limits = &snap.config.server.limits;
-    if let Err(refusal) = guard::head::check(&parts, limits) {
-        let default = snap.config.routes.default_upstream();
-        let resp = finish(
-            &snap,
-            None,
-            default,
-            started,
-            Err(ProxyError::Refused(refusal)),
-        );
-        // A head that could be read two ways leaves the connection's framing in doubt.
-        return if h1 { closing(resp) } else { resp };
-    }
-    let parts = match normalized(parts, snap.config.server.path_normalization) {
+    let checked = guard::head::check(&parts, limits)
+        .and_then(|()| normalized(parts, snap.config.server.path_normalization));
+    let parts = match checked {
         Ok(parts) => parts,
         Err(refusal) => {
             let default = snap.config.routes.default_upstream();
@@ -80,6 +70,7 @@ pub async fn handle(
                 started,
                 Err(ProxyError::Refused(refusal)),
             );
+            // A head that could be read two ways leaves the connection's framing in doubt.
             return if h1 { closing(resp) } else { resp };
         }
     };
