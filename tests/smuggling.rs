@@ -67,6 +67,15 @@ impl RawRecorder {
     }
 }
 
+/// banyan with `upstream` as its one (default) upstream.
+async fn in_front_of(upstream: &RawRecorder) -> banyan::server::Running {
+    banyan(&format!(
+        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://{}\"]\n",
+        upstream.addr
+    ))
+    .await
+}
+
 /// Send raw bytes, read until the connection closes (or 2 s pass), return what came back.
 async fn exchange(proxy: std::net::SocketAddr, raw: &[u8]) -> String {
     let mut stream = TcpStream::connect(proxy).await.unwrap();
@@ -233,11 +242,7 @@ fn expand(raw: &str) -> String {
 #[tokio::test]
 async fn malformed_requests_are_refused_and_never_reach_the_upstream() {
     let upstream = RawRecorder::start().await;
-    let b = banyan(&format!(
-        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://{}\"]\n",
-        upstream.addr
-    ))
-    .await;
+    let b = in_front_of(&upstream).await;
 
     // The recorder sees a well-formed request, so an empty record below means something.
     let control = exchange(
@@ -299,11 +304,7 @@ async fn h2c_upgrades_are_never_forwarded_or_tunnelled() {
         b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
     )
     .await;
-    let b = banyan(&format!(
-        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://{}\"]\n",
-        upstream.addr
-    ))
-    .await;
+    let b = in_front_of(&upstream).await;
     let answer = exchange(
         b.proxy_addr,
         b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n\
@@ -328,11 +329,7 @@ async fn a_switch_to_a_protocol_not_asked_for_is_a_502() {
         b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
     )
     .await;
-    let b = banyan(&format!(
-        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://{}\"]\n",
-        upstream.addr
-    ))
-    .await;
+    let b = in_front_of(&upstream).await;
     let answer = exchange(
         b.proxy_addr,
         b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nraw bytes",
@@ -347,11 +344,7 @@ async fn a_switch_to_a_protocol_not_asked_for_is_a_502() {
 #[tokio::test]
 async fn headers_banyan_owns_are_stripped_from_client_requests() {
     let upstream = RawRecorder::start().await;
-    let b = banyan(&format!(
-        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://{}\"]\n",
-        upstream.addr
-    ))
-    .await;
+    let b = in_front_of(&upstream).await;
     let answer = exchange(
         b.proxy_addr,
         b"GET /x HTTP/1.1\r\nHost: a\r\nX-Banyan-Shadow: 1\r\nx-banyan-error: forged\r\nConnection: close\r\n\r\n",
