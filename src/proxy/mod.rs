@@ -10,7 +10,8 @@ use crate::body::{self, ResponseBody};
 use crate::breaker::Admit;
 use crate::guard::{self, body::ClientBody, Refusal};
 use crate::routing::normalize::{self, PathNormalization};
-use crate::routing::{protocol, RequestView, UpstreamId};
+use crate::routing::protocol::Tunnel;
+use crate::routing::{RequestView, UpstreamId};
 use crate::shadow::{self, capture::Capture};
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
@@ -76,7 +77,7 @@ pub async fn handle(
     };
     let plan = plan(&snap, client, parts);
     let (route, upstream) = (plan.route, plan.upstream);
-    let tunnel = plan.tunnel.clone();
+    let tunnel = plan.tunnel;
     let client_upgrade = client_upgrade.filter(|_| tunnel.is_some());
     let (body, verdict) = ClientBody::new(body, plan.max_body, limits.body_timeout);
     let (result, answered_by, mirror) = match plan.requests {
@@ -126,7 +127,9 @@ pub async fn handle(
     };
     let mut tunnelled = false;
     let result = match (result, client_upgrade, &tunnel) {
-        (Ok(resp), Some(client_side), Some(asked)) if asked.switched(&resp) => {
+        (Ok(resp), Some(client_side), Some(asked))
+            if asked.opened_by(resp.status(), resp.headers().get(header::UPGRADE)) =>
+        {
             tunnelled = true;
             Ok(tunnel::start(client_side, resp))
         }
@@ -197,28 +200,6 @@ struct Plan {
     tunnel: Option<Tunnel>,
 }
 
-/// A tunnel the client asked for and its route allows.
-#[derive(Debug, Clone)]
-enum Tunnel {
-    /// `Upgrade`: the protocols asked of the upstream.
-    Upgrade(HeaderValue),
-    /// CONNECT: a 2xx opens the tunnel.
-    Connect,
-}
-
-impl Tunnel {
-    /// Whether the upstream's answer opens this tunnel.
-    fn switched(&self, resp: &Response<Incoming>) -> bool {
-        match self {
-            Tunnel::Upgrade(asked) => {
-                resp.status() == StatusCode::SWITCHING_PROTOCOLS
-                    && protocol::switch_was_asked(asked, resp.headers().get(header::UPGRADE))
-            }
-            Tunnel::Connect => resp.status().is_success(),
-        }
-    }
-}
-
 /// The request for the route's upstream and, when the route has a fallback that may take
 /// it, the request for the fallback.
 struct Requests {
@@ -249,14 +230,11 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
         .and_then(|spec| shadow::target(spec, upstream, &view));
     let protocols = snap.config.routes.protocols(route_index);
     let method_refused = !protocols.admits_method(&parts.method);
-    let tunnel = if parts.version != Version::HTTP_11 || method_refused {
+    let tunnel = if method_refused {
         None
-    } else if parts.method == Method::CONNECT {
-        Some(Tunnel::Connect)
     } else {
-        headers::upgrade_request(&parts.headers)
-            .and_then(|asked| protocols.allowed_upgrade(&asked))
-            .map(Tunnel::Upgrade)
+        let asked = headers::upgrade_request(&parts.headers);
+        protocols.tunnel(&parts.method, parts.version, asked.as_ref())
     };
 
     let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {

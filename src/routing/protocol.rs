@@ -2,7 +2,7 @@
 //! (websocket by default) and the methods refused unless it allows them (CONNECT, TRACE).
 //! Pure: the proxy asks, this answers.
 
-use http::{HeaderValue, Method};
+use http::{HeaderValue, Method, StatusCode, Version};
 
 /// Upgrades a route tunnels when it says nothing.
 pub const DEFAULT_UPGRADES: &[&str] = &["websocket"];
@@ -33,7 +33,47 @@ impl Default for Protocols {
     }
 }
 
+/// A tunnel the client asked for and its route allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tunnel {
+    /// `Upgrade`: the protocols asked of the upstream.
+    Upgrade(HeaderValue),
+    /// CONNECT: a 2xx opens the tunnel.
+    Connect,
+}
+
+impl Tunnel {
+    /// Whether the upstream's answer (its status and `Upgrade` header) opens the tunnel.
+    pub fn opened_by(&self, status: StatusCode, upgrade: Option<&HeaderValue>) -> bool {
+        match self {
+            Tunnel::Upgrade(asked) => {
+                status == StatusCode::SWITCHING_PROTOCOLS && switch_was_asked(asked, upgrade)
+            }
+            Tunnel::Connect => status.is_success(),
+        }
+    }
+}
+
 impl Protocols {
+    /// The tunnel to ask the upstream for: an HTTP/1.1 CONNECT (the method already
+    /// admitted), or the part of the client's `Upgrade` list this route tunnels.
+    pub fn tunnel(
+        &self,
+        method: &Method,
+        version: Version,
+        asked_upgrade: Option<&HeaderValue>,
+    ) -> Option<Tunnel> {
+        if version != Version::HTTP_11 {
+            return None;
+        }
+        if method == Method::CONNECT {
+            return Some(Tunnel::Connect);
+        }
+        asked_upgrade
+            .and_then(|asked| self.allowed_upgrade(asked))
+            .map(Tunnel::Upgrade)
+    }
+
     /// Whether a request with this method may be forwarded.
     pub fn admits_method(&self, method: &Method) -> bool {
         !GUARDED_METHODS.contains(method) || self.methods.contains(method)
@@ -121,6 +161,26 @@ mod tests {
         assert!(!switch_was_asked(&v("websocket"), Some(&v("h2c"))));
         assert!(!switch_was_asked(&v("websocket"), None));
         assert!(!switch_was_asked(&v("websocket"), Some(&v(""))));
+    }
+
+    #[test]
+    fn tunnels() {
+        let p = Protocols::default();
+        let ws = v("websocket");
+        let h11 = Version::HTTP_11;
+        assert_eq!(
+            p.tunnel(&Method::GET, h11, Some(&ws)),
+            Some(Tunnel::Upgrade(v("websocket")))
+        );
+        assert_eq!(p.tunnel(&Method::GET, h11, Some(&v("h2c"))), None);
+        assert_eq!(p.tunnel(&Method::GET, Version::HTTP_2, Some(&ws)), None);
+        assert_eq!(p.tunnel(&Method::CONNECT, h11, None), Some(Tunnel::Connect));
+        let upgrade = Tunnel::Upgrade(ws.clone());
+        assert!(upgrade.opened_by(StatusCode::SWITCHING_PROTOCOLS, Some(&ws)));
+        assert!(!upgrade.opened_by(StatusCode::SWITCHING_PROTOCOLS, Some(&v("h2c"))));
+        assert!(!upgrade.opened_by(StatusCode::OK, Some(&ws)));
+        assert!(Tunnel::Connect.opened_by(StatusCode::OK, None));
+        assert!(!Tunnel::Connect.opened_by(StatusCode::FORBIDDEN, None));
     }
 
     #[test]
