@@ -6,6 +6,9 @@
 //! cannot follow (an upgrade, HTTP/2, a head too large for hyper anyway) turns it off
 //! for the rest of the connection: hyper's own checks still apply there.
 
+/// The head buffer a connection keeps between requests, at most: most heads fit.
+const KEPT_HEAD_CAPACITY: usize = 4096;
+
 /// The first bytes of an HTTP/2 connection (prior knowledge).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 
@@ -241,9 +244,19 @@ impl Framing {
         }
         if complete {
             self.state = body_framing(&self.head, self.max_headers)?;
-            self.head.clear();
+            self.head_done();
         }
         Ok(())
+    }
+
+    /// A head was read whole: keep its buffer for the next one, unless one large head
+    /// made it large (it would stay with the connection while it idles).
+    fn head_done(&mut self) {
+        if self.head.capacity() > KEPT_HEAD_CAPACITY {
+            self.head = Vec::new();
+        } else {
+            self.head.clear();
+        }
     }
 
     /// The rest of a head that has begun: the same checks as `head_byte`, in one pass
@@ -263,7 +276,7 @@ impl Framing {
                         return Err(HEADERS_TOO_LARGE);
                     }
                     self.state = body_framing(&self.head, self.max_headers)?;
-                    self.head.clear();
+                    self.head_done();
                     (self.after_cr, self.line_len) = (false, 0);
                     return Ok(i + 1);
                 }
@@ -432,6 +445,27 @@ mod tests {
         let mut h2 = Framing::new(1024, 100);
         h2.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
         assert!(!h2.in_head(), "HTTP/2 is not followed");
+    }
+
+    #[test]
+    fn a_large_head_does_not_stay_with_the_connection() {
+        let mut f = Framing::new(64 * 1024, 100);
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+            "b".repeat(20_000)
+        );
+        f.feed(big.as_bytes()).unwrap();
+        assert!(
+            f.head.capacity() <= KEPT_HEAD_CAPACITY,
+            "{}",
+            f.head.capacity()
+        );
+        f.feed(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap();
+        f.feed(b"\r\n").unwrap();
+        assert!(
+            f.head.capacity() > 0,
+            "a small head's buffer is kept for the next"
+        );
     }
 
     #[test]
