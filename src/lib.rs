@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod body;
 pub mod breaker;
+pub mod clock;
 pub mod compare;
 pub mod config;
 pub mod demo;

@@ -238,9 +238,7 @@ pub fn config_applied(source: &str, version: u64, seconds: f64) {
     m.config_version
         .set(i64::try_from(version).unwrap_or(i64::MAX));
     m.config_last_reload_timestamp_seconds
-        .set(crate::reload::history::unix_seconds(
-            std::time::SystemTime::now(),
-        ));
+        .set(crate::clock::now_unix());
     m.config_reload_duration_seconds.observe(seconds);
 }
 

@@ -2,8 +2,8 @@
 //! (health, ejection, failures in a row) and each route's circuit breaker.
 
 use crate::breaker::Breaker;
+use crate::clock::now_ms;
 use crate::snapshot::Snapshot;
-use crate::upstream::outlier::now_ms;
 use serde_json::{json, Value};
 
 /// `GET /api/upstreams`

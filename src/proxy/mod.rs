@@ -369,7 +369,7 @@ fn circuit(
     if upstream == r.legacy {
         return (upstream, None);
     }
-    let (admit, moved) = breaker.admit(crate::upstream::outlier::now_ms());
+    let (admit, moved) = breaker.admit(crate::clock::now_ms());
     if let Some(t) = moved {
         announce(&r.name, &t);
     }
@@ -384,7 +384,7 @@ fn breaker_outcome(snap: &Snapshot, route: Option<usize>, probe: bool, failed: b
     let (Some(breaker), Some(i)) = (snap.breaker(route), route) else {
         return;
     };
-    let now = crate::upstream::outlier::now_ms();
+    let now = crate::clock::now_ms();
     if let Some(t) = breaker.record(now, probe, failed) {
         announce(&snap.config.routes.routes()[i].name, &t);
     }

@@ -3,7 +3,6 @@
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// How many versions are kept.
 pub const KEPT: usize = 50;
@@ -65,7 +64,7 @@ impl History {
         self.versions.push_back(Version {
             number: self.next,
             hash: content_hash(&text),
-            applied_at: unix_seconds(SystemTime::now()),
+            applied_at: crate::clock::now_unix(),
             source,
             detail,
             text,
@@ -91,12 +90,6 @@ impl History {
 
 pub fn content_hash(text: &str) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
-}
-
-pub fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 #[cfg(test)]

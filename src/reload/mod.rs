@@ -6,15 +6,16 @@
 pub mod history;
 pub mod watch;
 
+use crate::clock::now_unix;
 use crate::config::{Config, ConfigError, Diagnostic, Source};
 use crate::metrics;
 use crate::proxy::SharedSnapshot;
 use crate::snapshot::Snapshot;
-use history::{content_hash, unix_seconds, History, Origin, Version};
+use history::{content_hash, History, Origin, Version};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// Why a reload was refused.
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +40,7 @@ impl Rejection {
             column: first.map(|d| d.column),
             errors,
             source,
-            at: unix_seconds(SystemTime::now()),
+            at: now_unix(),
         }
     }
 
@@ -50,7 +51,7 @@ impl Rejection {
             column: None,
             errors: Vec::new(),
             source,
-            at: unix_seconds(SystemTime::now()),
+            at: now_unix(),
         }
     }
 }

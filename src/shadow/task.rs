@@ -239,7 +239,7 @@ fn store(
             xxhash_rust::xxh3::xxh3_64(signature_text.as_bytes())
         ),
         fields: serde_json::to_string(fields).unwrap_or_default(),
-        at: crate::reload::history::unix_seconds(std::time::SystemTime::now()),
+        at: crate::clock::now_unix(),
         request: json!({
             "method": req.method.as_str(),
             "path": redactor.target(req.path_and_query.as_str()),

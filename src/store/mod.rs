@@ -264,8 +264,7 @@ fn write_batch(conn: &mut Connection, batch: &[Sample]) -> rusqlite::Result<()> 
 }
 
 fn trim(conn: &Connection, retention: Retention) -> rusqlite::Result<()> {
-    let cutoff = crate::reload::history::unix_seconds(std::time::SystemTime::now())
-        - retention.age.as_secs_f64();
+    let cutoff = crate::clock::now_unix() - retention.age.as_secs_f64();
     conn.execute("DELETE FROM diff_samples WHERE at < ?1", params![cutoff])?;
     conn.execute(
         "DELETE FROM diff_samples WHERE id <= (SELECT id FROM diff_samples ORDER BY id DESC LIMIT 1 OFFSET ?1)",

@@ -3,8 +3,7 @@
 //! `consecutive_gateway_failure`). Lock-free: the request path only does atomics.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `outlier_detection = { ... }` of an upstream.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -29,11 +28,7 @@ impl Default for OutlierSpec {
     }
 }
 
-/// Milliseconds on a process-wide monotonic clock (0 means "never").
-pub fn now_ms() -> u64 {
-    static START: LazyLock<Instant> = LazyLock::new(Instant::now);
-    START.elapsed().as_millis() as u64 + 1
-}
+pub use crate::clock::now_ms;
 
 /// One endpoint's record.
 #[derive(Debug, Default)]
