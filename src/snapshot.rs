@@ -4,7 +4,7 @@
 use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::metrics::{RouteUpstreamMetrics, DEFAULT_ROUTE};
-use crate::migration::{control, state::RampState};
+use crate::migration::state::{self as ramp_state, RampState};
 use crate::routing::{Action, UpstreamId};
 use crate::shadow::limits::ShadowLimits;
 use crate::store::{Retention, Store};
@@ -12,6 +12,9 @@ use crate::tls::server::CertSet;
 use crate::upstream::Pool;
 use smallvec::SmallVec;
 use std::sync::Arc;
+
+/// The live snapshot, shared by every connection and swapped whole on reload.
+pub type SharedSnapshot = Arc<arc_swap::ArcSwap<Snapshot>>;
 
 pub struct Snapshot {
     pub config: Config,
@@ -182,8 +185,7 @@ fn ramps(snap: &Snapshot, previous: Option<&Snapshot>) -> Vec<Option<RampState>>
         .routes
         .routes()
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
+        .map(|r| {
             let m = r.migration.as_ref()?;
             crate::metrics::migration_stage(&r.name, m.stage);
             let spec = m.ramp.clone()?;
@@ -204,10 +206,11 @@ fn ramps(snap: &Snapshot, previous: Option<&Snapshot>) -> Vec<Option<RampState>>
             if let Some(state) = carried {
                 return Some(state.carried(live));
             }
-            let saved =
-                control::restore(&config.shadow.store, &r.name, &fingerprint).unwrap_or_default();
+            let saved = ramp_state::restore(&config.shadow.store, &r.name, &fingerprint)
+                .unwrap_or_default();
             let state = RampState::new(&r.name, spec, fingerprint, live, saved);
-            state.rebase(control::counts(snap, i));
+            let name = |u: usize| config.upstreams[u].name.as_str();
+            state.rebase(ramp_state::counts(&r.name, name(m.new), name(m.legacy)));
             Some(state)
         })
         .collect()

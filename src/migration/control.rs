@@ -4,7 +4,7 @@
 use super::ramp::Figures;
 use super::state::{Counts, Event, RampState};
 use crate::metrics;
-use crate::proxy::SharedSnapshot;
+use crate::snapshot::SharedSnapshot;
 use crate::snapshot::Snapshot;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -88,38 +88,14 @@ fn write(path: &Path, state: &RampState) {
     }
 }
 
-/// What a route has seen so far, cumulative: requests and 5xx by side, comparisons.
+/// What a route has seen so far (see `state::counts`).
 pub fn counts(snap: &Snapshot, route: usize) -> Counts {
     let r = &snap.config.routes.routes()[route];
     let Some(m) = &r.migration else {
         return Counts::default();
     };
-    let side = |u: usize| {
-        let upstream = snap.config.upstreams[u].name.as_str();
-        let family = &metrics::metrics().requests_total;
-        let mut total = 0;
-        let mut errors = 0;
-        for class in metrics::STATUS_CLASSES {
-            let n = family.with_label_values(&[&r.name, upstream, class]).get();
-            total += n;
-            if class == "5xx" {
-                errors = n;
-            }
-        }
-        (total, errors)
-    };
-    let (new_requests, new_errors) = side(m.new);
-    let (legacy_requests, legacy_errors) = side(m.legacy);
-    let (compared, matches, fields) = crate::shadow::stats::totals(&r.name);
-    Counts {
-        new_requests,
-        new_errors,
-        legacy_requests,
-        legacy_errors,
-        compared,
-        matches,
-        fields,
-    }
+    let name = |u: usize| snap.config.upstreams[u].name.as_str();
+    super::state::counts(&r.name, name(m.new), name(m.legacy))
 }
 
 /// Both sides' p99 over the whole minutes the step has lasted (at least the current one).
@@ -134,15 +110,4 @@ fn p99s(snap: &Snapshot, route: usize, state: &RampState) -> (Option<f64>, Optio
             .and_then(|w| w.figures(minutes).p99_ms)
     };
     (p99(m.new), p99(m.legacy))
-}
-
-/// The state saved for a route, when its fingerprint matches.
-pub fn restore(store: &Path, route: &str, fingerprint: &str) -> Option<super::state::Saved> {
-    match crate::store::migration::load(store, route, fingerprint) {
-        Ok(saved) => saved,
-        Err(e) => {
-            tracing::error!(error = %e, route, "cannot read the saved migration state; the ramp starts at 0%");
-            None
-        }
-    }
 }

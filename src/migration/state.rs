@@ -308,3 +308,44 @@ fn push(events: &mut VecDeque<Event>, event: Event) {
     }
     events.push_back(event);
 }
+
+/// What a route has seen so far, cumulative: requests and 5xx by side (its `new` and
+/// `legacy` upstreams), comparisons.
+pub fn counts(route: &str, new: &str, legacy: &str) -> Counts {
+    let side = |upstream: &str| {
+        let family = &crate::metrics::metrics().requests_total;
+        let mut total = 0;
+        let mut errors = 0;
+        for class in crate::metrics::STATUS_CLASSES {
+            let n = family.with_label_values(&[route, upstream, class]).get();
+            total += n;
+            if class == "5xx" {
+                errors = n;
+            }
+        }
+        (total, errors)
+    };
+    let (new_requests, new_errors) = side(new);
+    let (legacy_requests, legacy_errors) = side(legacy);
+    let (compared, matches, fields) = crate::shadow::stats::totals(route);
+    Counts {
+        new_requests,
+        new_errors,
+        legacy_requests,
+        legacy_errors,
+        compared,
+        matches,
+        fields,
+    }
+}
+
+/// The state saved for a route, when its fingerprint matches.
+pub fn restore(store: &std::path::Path, route: &str, fingerprint: &str) -> Option<Saved> {
+    match crate::store::migration::load(store, route, fingerprint) {
+        Ok(saved) => saved,
+        Err(e) => {
+            tracing::error!(error = %e, route, "cannot read the saved migration state; the ramp starts at 0%");
+            None
+        }
+    }
+}

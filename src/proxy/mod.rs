@@ -25,11 +25,7 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
-
-/// The live snapshot, shared by every connection and swapped whole on reload.
-pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
 /// What a connection knows of its client.
 #[derive(Debug, Clone, Copy)]

@@ -9,7 +9,7 @@ pub mod watch;
 use crate::clock::now_unix;
 use crate::config::{Config, ConfigError, Diagnostic, Source};
 use crate::metrics;
-use crate::proxy::SharedSnapshot;
+use crate::snapshot::SharedSnapshot;
 use crate::snapshot::Snapshot;
 use history::{content_hash, History, Origin, Version};
 use serde::Serialize;

@@ -3,7 +3,8 @@
 
 use crate::guard::framing::{Framing, Violation};
 use crate::guard::Limits;
-use crate::proxy::{self, Client, SharedSnapshot};
+use crate::proxy::{self, Client};
+use crate::snapshot::SharedSnapshot;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;

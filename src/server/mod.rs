@@ -10,9 +10,10 @@ use handover::Offer;
 use listeners::{Inherited, Role};
 
 use crate::config::Config;
-use crate::proxy::{Client, SharedSnapshot};
+use crate::proxy::Client;
 use crate::reload::watch::FileWatch;
 use crate::reload::Reloader;
+use crate::snapshot::SharedSnapshot;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use hyper_util::rt::TokioExecutor;
