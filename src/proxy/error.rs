@@ -2,6 +2,7 @@
 
 use crate::body::{self, ResponseBody};
 use crate::guard::Refusal;
+use crate::upstream::failure::UpstreamFailure;
 use http::{HeaderValue, Response, StatusCode};
 
 /// The header that names why banyan, not the upstream, produced a response.
@@ -20,6 +21,16 @@ pub enum ProxyError {
     UnrequestedUpgrade,
     /// banyan refused the request itself: malformed, ambiguous or over a limit.
     Refused(Refusal),
+}
+
+impl From<UpstreamFailure> for ProxyError {
+    fn from(f: UpstreamFailure) -> Self {
+        match f {
+            UpstreamFailure::Connect => ProxyError::UpstreamConnect,
+            UpstreamFailure::Timeout => ProxyError::UpstreamTimeout,
+            UpstreamFailure::Error => ProxyError::UpstreamError,
+        }
+    }
 }
 
 impl ProxyError {
@@ -77,15 +88,9 @@ impl ProxyError {
         }
     }
 
-    /// Classify a client error: a timeout anywhere in the chain, else connect or other.
+    /// Classify a client error (see `UpstreamFailure::of`).
     pub fn from_client(err: &hyper_util::client::legacy::Error) -> Self {
-        if has_timeout(err) {
-            ProxyError::UpstreamTimeout
-        } else if err.is_connect() {
-            ProxyError::UpstreamConnect
-        } else {
-            ProxyError::UpstreamError
-        }
+        UpstreamFailure::of(err).into()
     }
 
     pub fn response(self, upstream: &str) -> Response<ResponseBody> {
@@ -115,20 +120,4 @@ impl ProxyError {
         );
         resp
     }
-}
-
-fn has_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        if e.downcast_ref::<tokio::time::error::Elapsed>().is_some() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }

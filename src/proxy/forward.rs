@@ -2,61 +2,12 @@
 
 use super::error::ProxyError;
 use crate::body::{self, RequestBody};
+use crate::upstream::request::Outgoing;
 use crate::upstream::Pool;
 use bytes::Bytes;
-use http::uri::PathAndQuery;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use smallvec::SmallVec;
-
-/// A request ready to go to any upstream: only the endpoint and Host are left to choose.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub method: Method,
-    pub path_and_query: PathAndQuery,
-    pub headers: HeaderMap,
-    /// The host the client asked for, sent upstream unless the upstream sets its own.
-    pub client_host: Option<HeaderValue>,
-}
-
-impl Outgoing {
-    /// The request for the next endpoint of `pool` (for a copy: no outcome is counted).
-    pub fn into_request<B>(self, pool: &Pool, body: B) -> Request<B> {
-        let index = pool.pick(&[]);
-        self.request_for(pool, index, body)
-    }
-
-    /// The request for endpoint `index` of `pool`.
-    fn request_for<B>(self, pool: &Pool, index: usize, body: B) -> Request<B> {
-        let endpoint = &pool.endpoints()[index];
-        let uri = Uri::builder()
-            .scheme(endpoint.spec.scheme.clone())
-            .authority(endpoint.spec.authority.clone())
-            .path_and_query(self.path_and_query)
-            .build()
-            .unwrap_or_default();
-        let mut req = Request::new(body);
-        *req.method_mut() = self.method;
-        *req.uri_mut() = uri;
-        *req.version_mut() = if pool.spec().http2 {
-            Version::HTTP_2
-        } else {
-            Version::HTTP_11
-        };
-        let mut headers = self.headers;
-        let host = pool
-            .spec()
-            .host
-            .clone()
-            .or(self.client_host)
-            .or_else(|| HeaderValue::from_str(endpoint.spec.authority.as_str()).ok());
-        if let Some(host) = host {
-            headers.insert(header::HOST, host);
-        }
-        *req.headers_mut() = headers;
-        req
-    }
-}
 
 /// A failed attempt, and whether it failed before the upstream could have acted on it.
 struct Failure {

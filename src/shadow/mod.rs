@@ -10,10 +10,10 @@ pub mod stats;
 mod task;
 
 use crate::metrics;
-use crate::proxy::forward::Outgoing;
 use crate::routing::split::bucket;
 use crate::routing::{RequestView, UpstreamId};
 use crate::snapshot::Snapshot;
+use crate::upstream::request::Outgoing;
 use capture::Capture;
 use http::HeaderValue;
 use spec::ShadowSpec;

@@ -9,12 +9,12 @@ use super::{stats, SHADOW_HEADER};
 use crate::body;
 use crate::compare::{compare, Difference, Response};
 use crate::metrics;
-use crate::proxy::error::ProxyError;
-use crate::proxy::forward::Outgoing;
 use crate::routing::UpstreamId;
 use crate::snapshot::Snapshot;
 use crate::store::redact::Redactor;
 use crate::store::Sample;
+use crate::upstream::failure::UpstreamFailure;
+use crate::upstream::request::Outgoing;
 use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use http_body_util::{BodyExt, Limited};
@@ -279,8 +279,8 @@ async fn fetch(
         pool.shadow_client()
             .request(req)
             .await
-            .map_err(|e| match ProxyError::from_client(&e) {
-                ProxyError::UpstreamTimeout => FetchError::Timeout,
+            .map_err(|e| match UpstreamFailure::of(&e) {
+                UpstreamFailure::Timeout => FetchError::Timeout,
                 _ => FetchError::Failed,
             })?;
     let latency = sent.elapsed();
