@@ -1,11 +1,7 @@
-//! Active health checks: the counting (pure) and the task that probes each endpoint.
+//! Active health checks, the counting: consecutive probe results and the verdict they
+//! lead to. Pure; the pool runs the probes (pool.rs).
 
-use super::pool::Pool;
 use super::spec::HealthCheckSpec;
-use crate::body;
-use bytes::Bytes;
-use std::sync::Weak;
-use std::time::Duration;
 
 /// Consecutive results of one endpoint and the verdict they lead to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,59 +44,10 @@ impl HealthCounter {
     }
 }
 
-/// Probe every endpoint of the pool each interval until the pool is dropped.
-pub async fn run(pool: Weak<Pool>, spec: HealthCheckSpec) {
-    let endpoints = match pool.upgrade() {
-        Some(p) => p.endpoints().len(),
-        None => return,
-    };
-    let mut counters = vec![HealthCounter::default(); endpoints];
-    let mut tick = tokio::time::interval(spec.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(pool) = pool.upgrade() else { return };
-        // One endpoint after another: a handful each, each bounded by the check's
-        // timeout, well inside one interval.
-        for (i, counter) in counters.iter_mut().enumerate() {
-            let ok = probe(&pool, i, &spec).await;
-            if let Some(healthy) = counter.record(ok, &spec) {
-                pool.set_healthy(i, healthy);
-            }
-        }
-    }
-}
-
-async fn probe(pool: &Pool, index: usize, spec: &HealthCheckSpec) -> bool {
-    let endpoint = &pool.endpoints()[index];
-    let uri = format!("{}{}", endpoint.spec, spec.path);
-    let mut req = http::Request::get(uri);
-    if let Some(host) = &pool.spec().host {
-        req = req.header(http::header::HOST, host.clone());
-    }
-    req = req.header(http::header::USER_AGENT, "banyan-health-check");
-    let Ok(req) = req.body(body::full(Bytes::new())) else {
-        return false;
-    };
-    let call = pool.client().request(req);
-    match tokio::time::timeout(spec.timeout, call).await {
-        Ok(Ok(resp)) => {
-            let ok = resp.status().is_success() || resp.status().is_redirection();
-            // Read the body so the connection can be reused.
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                http_body_util::BodyExt::collect(resp.into_body()),
-            )
-            .await;
-            ok
-        }
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn thresholds_flip_the_verdict() {

@@ -1,13 +1,16 @@
 //! A pool: the endpoints of one upstream, their health, round-robin over the healthy ones.
 
 use super::client::{self, UpstreamClient};
-use super::health;
+use super::health::HealthCounter;
 use super::outlier::{self, Outlier, Recorded};
+use super::spec::HealthCheckSpec;
 use super::spec::{EndpointSpec, UpstreamSpec};
 use crate::metrics;
+use bytes::Bytes;
 use prometheus::IntGauge;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// One endpoint, its live health (active checks) and its outlier record (passive).
@@ -66,7 +69,7 @@ impl Pool {
         let shadow_client = client::build(&spec);
         let health = spec.health_check.clone();
         Arc::new_cyclic(|weak| Pool {
-            health_task: health.map(|h| tokio::spawn(health::run(weak.clone(), h))),
+            health_task: health.map(|h| tokio::spawn(run_health_checks(weak.clone(), h))),
             spec,
             client,
             shadow_client,
@@ -159,5 +162,55 @@ impl Drop for Pool {
         if let Some(task) = &self.health_task {
             task.abort();
         }
+    }
+}
+
+/// Probe every endpoint of the pool each interval until the pool is dropped.
+async fn run_health_checks(pool: Weak<Pool>, spec: HealthCheckSpec) {
+    let endpoints = match pool.upgrade() {
+        Some(p) => p.endpoints().len(),
+        None => return,
+    };
+    let mut counters = vec![HealthCounter::default(); endpoints];
+    let mut tick = tokio::time::interval(spec.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        // One endpoint after another: a handful each, each bounded by the check's
+        // timeout, well inside one interval.
+        for (i, counter) in counters.iter_mut().enumerate() {
+            let ok = probe(&pool, i, &spec).await;
+            if let Some(healthy) = counter.record(ok, &spec) {
+                pool.set_healthy(i, healthy);
+            }
+        }
+    }
+}
+
+async fn probe(pool: &Pool, index: usize, spec: &HealthCheckSpec) -> bool {
+    let endpoint = &pool.endpoints()[index];
+    let uri = format!("{}{}", endpoint.spec, spec.path);
+    let mut req = http::Request::get(uri);
+    if let Some(host) = &pool.spec().host {
+        req = req.header(http::header::HOST, host.clone());
+    }
+    req = req.header(http::header::USER_AGENT, "banyan-health-check");
+    let Ok(req) = req.body(crate::body::full(Bytes::new())) else {
+        return false;
+    };
+    let call = pool.client().request(req);
+    match tokio::time::timeout(spec.timeout, call).await {
+        Ok(Ok(resp)) => {
+            let ok = resp.status().is_success() || resp.status().is_redirection();
+            // Read the body so the connection can be reused.
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                http_body_util::BodyExt::collect(resp.into_body()),
+            )
+            .await;
+            ok
+        }
+        _ => false,
     }
 }
