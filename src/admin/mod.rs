@@ -33,8 +33,11 @@ struct Admin {
     env_token: Option<String>,
 }
 
+/// Serve the admin API on `listener` with the connection `builder` the server hands
+/// over, until told to stop.
 pub async fn serve(
     listener: TcpListener,
+    builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     reloader: Arc<Reloader>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -42,7 +45,6 @@ pub async fn serve(
         reloader,
         env_token: auth::from_env(),
     });
-    let builder = crate::server::connection_builder();
     loop {
         tokio::select! {
             accepted = listener.accept() => {

@@ -135,6 +135,7 @@ pub async fn start_with(
         )),
         tokio::spawn(crate::admin::serve(
             admin_listener,
+            admin_connections(),
             reloader.clone(),
             watch_rx.clone(),
         )),
@@ -258,7 +259,7 @@ fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
 }
 
 /// The connection builder of the admin listener (the proxy's carries its own limits).
-pub fn connection_builder() -> auto::Builder<TokioExecutor> {
+fn admin_connections() -> auto::Builder<TokioExecutor> {
     conn::builder(&crate::guard::Limits::default())
 }
 
