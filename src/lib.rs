@@ -9,6 +9,7 @@ pub mod compare;
 pub mod config;
 pub mod demo;
 pub mod guard;
+pub mod ids;
 pub mod metrics;
 pub mod migration;
 pub mod proxy;

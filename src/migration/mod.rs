@@ -11,7 +11,7 @@ pub mod state;
 
 pub use stage::Stage;
 
-use crate::routing::UpstreamId;
+use crate::ids::UpstreamId;
 
 /// A migrated route, as validated config.
 #[derive(Debug, Clone, PartialEq)]

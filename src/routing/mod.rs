@@ -16,8 +16,7 @@ pub use request::RequestView;
 use rewrite::Rewrite;
 use split::SplitKey;
 
-/// Index of an upstream in the snapshot's upstream list.
-pub type UpstreamId = usize;
+pub use crate::ids::UpstreamId;
 
 /// One compiled rule.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 
 use crate::compare::Rules;
 use crate::routing::split::SplitKey;
-use crate::routing::UpstreamId;
+use crate::ids::UpstreamId;
 use http::Method;
 use std::sync::Arc;
 use std::time::Duration;
