@@ -8,6 +8,7 @@ pub mod clock;
 pub mod compare;
 pub mod config;
 pub mod demo;
+pub mod fswatch;
 pub mod guard;
 pub mod ids;
 pub mod metrics;

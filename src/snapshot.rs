@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::metrics::{RouteUpstreamMetrics, DEFAULT_ROUTE};
 use crate::migration::state::{self as ramp_state, RampState};
 use crate::routing::{Action, UpstreamId};
-use crate::shadow::limits::ShadowLimits;
+use crate::shadow::{self, limits::ShadowLimits};
 use crate::store::{Retention, Store};
 use crate::tls::server::CertSet;
 use crate::upstream::Pool;
@@ -22,9 +22,9 @@ pub struct Snapshot {
     pub pools: Vec<Arc<Pool>>,
     /// One per route, then one for the default upstream.
     route_metrics: Vec<RouteMetrics>,
-    pub shadow_limits: ShadowLimits,
-    /// Where mismatch samples go; open only when a route shadows.
-    pub store: Option<Arc<Store>>,
+    /// What shadow copies share: pools, the diff store (open only when a route
+    /// shadows), the `[shadow]` settings and limits.
+    pub shadow: Arc<shadow::Env>,
     /// Why the store a route needs could not be opened.
     pub store_error: Option<String>,
     /// One per route: its circuit breaker, when it has one.
@@ -71,7 +71,7 @@ impl RouteMetrics {
 impl Snapshot {
     /// The diff store's health: None when no route shadows.
     pub fn store_health(&self) -> Option<crate::store::HealthReport> {
-        match (&self.store, &self.store_error) {
+        match (&self.shadow.store, &self.store_error) {
             (Some(store), _) => Some(store.health()),
             (None, Some(error)) => Some(crate::store::HealthReport::unavailable(
                 &self.config.shadow.store,
@@ -84,7 +84,7 @@ impl Snapshot {
     /// Start the pools of a config, reusing those of `previous` whose definition did not
     /// change (they keep their connections and health state).
     pub fn build(config: Config, previous: Option<&Snapshot>) -> Snapshot {
-        let pools = config
+        let pools: Vec<Arc<Pool>> = config
             .upstreams
             .iter()
             .map(|spec| {
@@ -124,7 +124,7 @@ impl Snapshot {
         let shadow_limits = ShadowLimits::new(
             config.shadow.max_in_flight,
             &shadowing,
-            previous.map(|p| &p.shadow_limits),
+            previous.map(|p| &p.shadow.limits),
         );
         let (store, store_error) = if shadowing.iter().any(|(_, s)| s.is_some()) {
             match open_store(&config, previous) {
@@ -136,12 +136,17 @@ impl Snapshot {
         };
         let breakers = breakers(&config, previous);
         let certs = certificates(&config, previous);
+        let shadow = Arc::new(shadow::Env {
+            pools: pools.clone(),
+            store,
+            settings: config.shadow.clone(),
+            limits: shadow_limits,
+        });
         let mut snapshot = Snapshot {
             config,
             pools,
             route_metrics,
-            shadow_limits,
-            store,
+            shadow,
             store_error,
             breakers,
             certs,
@@ -269,7 +274,7 @@ fn breakers(config: &Config, previous: Option<&Snapshot>) -> Vec<Option<Arc<Brea
 fn open_store(config: &Config, previous: Option<&Snapshot>) -> Result<Arc<Store>, String> {
     let settings = &config.shadow;
     if let Some(store) = previous
-        .and_then(|p| p.store.as_ref())
+        .and_then(|p| p.shadow.store.as_ref())
         .filter(|s| s.path() == settings.store)
     {
         return Ok(store.clone());

@@ -233,12 +233,12 @@ pub fn shadow(snap: &Snapshot, window_param: Option<&str>) -> Response<ResponseB
         .collect();
     json(
         StatusCode::OK,
-        &json!({ "routes": routes, "in_flight": snap.shadow_limits.in_flight() }),
+        &json!({ "routes": routes, "in_flight": snap.shadow.limits.in_flight() }),
     )
 }
 
 fn store_path(snap: &Snapshot) -> Option<PathBuf> {
-    snap.store.as_ref().map(|s| s.path().to_path_buf())
+    snap.shadow.store.as_ref().map(|s| s.path().to_path_buf())
 }
 
 /// Why there is no store to read: none is needed, or it could not be opened.

@@ -224,7 +224,7 @@ async fn migration_report(
     snap: &std::sync::Arc<crate::snapshot::Snapshot>,
     markdown: bool,
 ) -> Response<ResponseBody> {
-    let path = snap.store.as_ref().map(|s| s.path().to_path_buf());
+    let path = snap.shadow.store.as_ref().map(|s| s.path().to_path_buf());
     let routes: Vec<String> = snap
         .config
         .routes

@@ -85,8 +85,9 @@ pub async fn handle(
                 .filter(|_| tunnel.is_none())
                 .and_then(|(r, to)| {
                     shadow::begin(
-                        &snap,
+                        &snap.shadow,
                         r,
+                        &snap.config.routes.routes()[r],
                         upstream,
                         to,
                         &requests.primary,

@@ -11,7 +11,7 @@ use listeners::{Inherited, Role};
 
 use crate::config::Config;
 use crate::proxy::Client;
-use crate::reload::watch::FileWatch;
+use crate::fswatch::FileWatch;
 use crate::reload::Reloader;
 use crate::snapshot::SharedSnapshot;
 use crate::snapshot::Snapshot;

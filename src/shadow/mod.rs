@@ -12,8 +12,11 @@ mod task;
 use crate::metrics;
 use crate::routing::split::bucket;
 use crate::routing::{RequestView, UpstreamId};
-use crate::snapshot::Snapshot;
+use crate::config::ShadowSettings;
+use crate::routing::Route;
+use crate::store::Store;
 use crate::upstream::request::Outgoing;
+use crate::upstream::Pool;
 use capture::Capture;
 use http::HeaderValue;
 use spec::ShadowSpec;
@@ -55,26 +58,45 @@ pub fn target(
     (b < spec.threshold).then_some(to)
 }
 
+/// What every shadow copy under one snapshot shares: the pools to send copies to, the
+/// diff store, the `[shadow]` settings and the limits. Built with the snapshot, handed
+/// to each copy whole (one reference count), so the shadow never reads the snapshot.
+pub struct Env {
+    /// Same order as the config's upstreams.
+    pub pools: Vec<Arc<Pool>>,
+    pub store: Option<Arc<Store>>,
+    pub settings: ShadowSettings,
+    pub limits: limits::ShadowLimits,
+}
+
+impl Env {
+    pub fn pool(&self, id: UpstreamId) -> &Pool {
+        &self.pools[id]
+    }
+}
+
 /// Start shadowing a request to `to`, as `target` chose: take the permits (or count it
 /// dropped), spawn the task, and hand back the taps. `outgoing` is the request as the
 /// primary gets it (rewritten); `empty_body` when there is no body to wait for.
+#[allow(clippy::too_many_arguments)]
 pub fn begin(
-    snap: &Arc<Snapshot>,
-    route: usize,
+    env: &Arc<Env>,
+    route_index: usize,
+    route: &Route,
     primary: UpstreamId,
     to: UpstreamId,
     outgoing: &Outgoing,
     empty_body: bool,
     started: Instant,
 ) -> Option<Mirror> {
-    let spec = snap.config.routes.routes()[route].shadow.clone()?;
-    let name = &snap.config.routes.routes()[route].name;
-    let Some(permits) = snap.shadow_limits.acquire(route) else {
+    let spec = route.shadow.clone()?;
+    let name = &route.name;
+    let Some(permits) = env.limits.acquire(route_index) else {
         metrics::shadow_outcome(name, "dropped");
         return None;
     };
     let max_body = if spec.max_body == 0 {
-        snap.config.shadow.max_body
+        env.settings.max_body
     } else {
         spec.max_body
     };
@@ -91,8 +113,8 @@ pub fn begin(
     };
     let (response, response_rx) = Capture::new(max_body);
     tokio::spawn(task::run(task::Job {
-        snap: snap.clone(),
-        route,
+        env: env.clone(),
+        route: name.clone(),
         spec,
         primary,
         to,

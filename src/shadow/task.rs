@@ -10,7 +10,6 @@ use crate::body;
 use crate::compare::{compare, Difference, Response};
 use crate::metrics;
 use crate::routing::UpstreamId;
-use crate::snapshot::Snapshot;
 use crate::store::redact::Redactor;
 use crate::store::Sample;
 use crate::upstream::failure::UpstreamFailure;
@@ -24,8 +23,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 pub struct Job {
-    pub snap: Arc<Snapshot>,
-    pub route: usize,
+    pub env: Arc<super::Env>,
+    /// The route's name.
+    pub route: String,
     pub spec: Arc<ShadowSpec>,
     pub primary: UpstreamId,
     /// Where the copy goes.
@@ -63,7 +63,7 @@ impl Outcome {
 }
 
 pub async fn run(mut job: Job) {
-    let name = job.snap.config.routes.routes()[job.route].name.clone();
+    let name = job.route.clone();
     let deadline = tokio::time::Instant::from_std(job.started + job.spec.timeout);
     let outcome = tokio::time::timeout_at(deadline, compare_job(&mut job, &name))
         .await
@@ -99,9 +99,9 @@ async fn compare_job(job: &mut Job, name: &str) -> Outcome {
         _ => return Outcome::Skipped,
     };
     let spec = job.spec.clone();
-    let snap = job.snap.clone();
+    let env = job.env.clone();
     let shadow = fetch(
-        snap.pool(job.to),
+        env.pool(job.to),
         job.shadow_request.clone(),
         body.clone(),
         job.max_body,
@@ -111,7 +111,7 @@ async fn compare_job(job: &mut Job, name: &str) -> Outcome {
     secondary_request
         .headers
         .insert(SHADOW_HEADER, HeaderValue::from_static("secondary"));
-    let primary_pool = snap.pool(job.primary);
+    let primary_pool = env.pool(job.primary);
     let max_body = job.max_body;
     let secondary = async {
         if with_secondary {
@@ -163,7 +163,7 @@ async fn compare_job(job: &mut Job, name: &str) -> Outcome {
         }
         _ => Vec::new(),
     };
-    let settings = &snap.config.shadow;
+    let settings = &env.settings;
     let raw_fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     let noise_fields: Vec<&str> = noise.iter().map(|d| d.field.as_str()).collect();
     stats::record(name, &raw_fields, &noise_fields, settings.max_fields);
@@ -207,21 +207,21 @@ fn store(
     diffs: &[Difference],
     fields: &[(&str, &str)],
 ) {
-    let Some(store) = job.snap.store.as_ref() else {
+    let Some(store) = job.env.store.as_ref() else {
         metrics::metrics()
             .shadow_samples_dropped_total
             .with_label_values(&[name])
             .inc();
         return;
     };
-    let mut rules = job.snap.config.shadow.redact.clone();
+    let mut rules = job.env.settings.redact.clone();
     rules.paths.extend(job.spec.redact.iter().cloned());
     let redactor = Redactor::new(&rules);
     // Which side answered: in a canary, the primary is legacy or new request by request.
     let response = |r: &Response, upstream: UpstreamId| {
         let decoded = crate::compare::body::decoded(r);
         json!({
-            "upstream": job.snap.config.upstreams[upstream].name,
+            "upstream": job.env.pool(upstream).name(),
             "status": r.status,
             "headers": redactor.headers(&r.headers),
             "body": redactor.body(&decoded, content_type(&r.headers)),

@@ -4,7 +4,7 @@
 //! cannot be read keeps the certificates already loaded.
 
 use super::{certified_key, TlsError};
-use crate::reload::watch::{watch_paths, FileWatch};
+use crate::fswatch::{watch_paths, FileWatch};
 
 use arc_swap::ArcSwap;
 use rustls::pki_types::{DnsName, ServerName};
