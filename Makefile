@@ -52,9 +52,12 @@ release: deps
 test: deps browser-deps test-deps lint
 	$(CARGO) test --locked
 
+# Formatting, clippy, and the layering check (tests/layers.rs: no module imports from a
+# layer above it; docs/ARCHITECTURE.md names the layers).
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
+	$(CARGO) test --locked --test layers
 
 unit: deps
 	$(CARGO) test --locked --lib

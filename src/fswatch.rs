@@ -72,4 +72,3 @@ async fn debounce(mut events: mpsc::UnboundedReceiver<()>, on_change: Arc<dyn Fn
         let _ = tokio::task::spawn_blocking(move || f()).await;
     }
 }
-

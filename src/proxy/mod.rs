@@ -1,5 +1,5 @@
 //! The hyper service: glue between a client's request and routing/, upstream/ and the
-//! metrics. It reads like the data flow in ARCHITECTURE.md.
+//! metrics. It reads like the data flow in docs/ARCHITECTURE.md.
 
 pub mod error;
 pub mod forward;

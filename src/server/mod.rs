@@ -10,8 +10,8 @@ use handover::Offer;
 use listeners::{Inherited, Role};
 
 use crate::config::Config;
-use crate::proxy::Client;
 use crate::fswatch::FileWatch;
+use crate::proxy::Client;
 use crate::reload::Reloader;
 use crate::snapshot::SharedSnapshot;
 use crate::snapshot::Snapshot;

@@ -9,11 +9,11 @@ pub mod spec;
 pub mod stats;
 mod task;
 
+use crate::config::ShadowSettings;
 use crate::metrics;
 use crate::routing::split::bucket;
-use crate::routing::{RequestView, UpstreamId};
-use crate::config::ShadowSettings;
 use crate::routing::Route;
+use crate::routing::{RequestView, UpstreamId};
 use crate::store::Store;
 use crate::upstream::request::Outgoing;
 use crate::upstream::Pool;

@@ -1,8 +1,8 @@
 //! A route's shadow settings, compiled.
 
 use crate::compare::Rules;
-use crate::routing::split::SplitKey;
 use crate::ids::UpstreamId;
+use crate::routing::split::SplitKey;
 use http::Method;
 use std::sync::Arc;
 use std::time::Duration;
