@@ -98,13 +98,14 @@ impl Snapshot {
             .routes
             .routes()
             .iter()
-            .map(|r| {
+            .zip(&config.features)
+            .map(|(r, features)| {
                 let mut reach: SmallVec<[UpstreamId; 3]> = match &r.action {
                     Action::Forward(u) => [*u].into_iter().collect(),
                     Action::Split(s) => [s.base, s.to].into_iter().collect(),
                 };
                 reach.extend(r.fallback);
-                if r.breaker.is_some() {
+                if features.breaker.is_some() {
                     reach.push(r.legacy);
                 }
                 RouteMetrics::new(&r.name, &reach, &config)
@@ -119,7 +120,8 @@ impl Snapshot {
             .routes
             .routes()
             .iter()
-            .map(|r| (r.name.clone(), r.shadow.as_ref().map(|s| s.max_in_flight)))
+            .zip(&config.features)
+            .map(|(r, f)| (r.name.clone(), f.shadow.as_ref().map(|s| s.max_in_flight)))
             .collect();
         let shadow_limits = ShadowLimits::new(
             config.shadow.max_in_flight,
@@ -190,8 +192,9 @@ fn ramps(snap: &Snapshot, previous: Option<&Snapshot>) -> Vec<Option<RampState>>
         .routes
         .routes()
         .iter()
-        .map(|r| {
-            let m = r.migration.as_ref()?;
+        .zip(&config.features)
+        .map(|(r, features)| {
+            let m = features.migration.as_ref()?;
             crate::metrics::migration_stage(&r.name, m.stage);
             let spec = m.ramp.clone()?;
             let Action::Split(split) = &r.action else {
@@ -249,8 +252,9 @@ fn breakers(config: &Config, previous: Option<&Snapshot>) -> Vec<Option<Arc<Brea
         .routes
         .routes()
         .iter()
-        .map(|r| {
-            let spec = r.breaker.as_ref()?;
+        .zip(&config.features)
+        .map(|(r, features)| {
+            let spec = features.breaker.as_ref()?;
             let kept = previous.and_then(|p| {
                 let routes = p.config.routes.routes();
                 let i = routes.iter().position(|old| old.name == r.name)?;

@@ -49,23 +49,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 ];
 
 /// Upward imports still to remove: (importing file, imported file, what removes it).
-const KNOWN_UPWARD: &[(&str, &str, &str)] = &[
-    (
-        "routing/mod.rs",
-        "breaker.rs",
-        "Route holds its BreakerSpec: per-route features move to tables keyed by RouteId",
-    ),
-    (
-        "routing/mod.rs",
-        "migration/mod.rs",
-        "Route holds its MigrationSpec: per-route features move to tables keyed by RouteId",
-    ),
-    (
-        "routing/mod.rs",
-        "shadow/spec.rs",
-        "Route holds its ShadowSpec: per-route features move to tables keyed by RouteId",
-    ),
-];
+const KNOWN_UPWARD: &[(&str, &str, &str)] = &[];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

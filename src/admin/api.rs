@@ -95,9 +95,10 @@ pub fn routes(snap: &Snapshot) -> Value {
         .iter()
         .enumerate()
         .map(|(i, r)| {
+            let features = config.features(i);
             let (kind, mut upstreams, split_percent) = match &r.action {
                 Action::Forward(u) => (
-                    if r.shadow.is_some() {
+                    if features.shadow.is_some() {
                         "shadow"
                     } else {
                         "forward"
@@ -112,13 +113,13 @@ pub fn routes(snap: &Snapshot) -> Value {
                 ),
             };
             upstreams.extend(r.fallback.filter(|f| !upstreams.contains(f)));
-            if r.breaker.is_some() && !upstreams.contains(&r.legacy) {
+            if features.breaker.is_some() && !upstreams.contains(&r.legacy) {
                 upstreams.push(r.legacy);
             }
             let breaker = snap
                 .breaker(Some(i))
                 .map(|b| super::resilience::breaker(b, name(r.legacy)));
-            let shadow = r.shadow.as_ref().map(|s| {
+            let shadow = features.shadow.as_ref().map(|s| {
                 json!({
                     "to": name(s.to),
                     "back": s.back.map(name),
@@ -133,7 +134,7 @@ pub fn routes(snap: &Snapshot) -> Value {
                 &upstreams,
                 json!({
                     "match": describe_match(&r.matches),
-                    "action": describe_action(r, name),
+                    "action": describe_action(r, features, name),
                     "kind": kind,
                     "split_percent": split_percent,
                     "shadow": shadow,
@@ -182,8 +183,9 @@ pub fn shadow(snap: &Snapshot, window_param: Option<&str>) -> Response<ResponseB
         .routes
         .routes()
         .iter()
-        .filter(|r| r.shadow.is_some())
-        .map(|r| r.name.clone())
+        .zip(&snap.config.features)
+        .filter(|(_, f)| f.shadow.is_some())
+        .map(|(r, _)| r.name.clone())
         .collect();
     for r in &reports {
         if !names.contains(&r.route) {

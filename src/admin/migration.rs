@@ -49,7 +49,13 @@ fn migrated(snap: &Snapshot) -> impl Iterator<Item = (usize, &Route, &MigrationS
         .routes()
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| r.migration.as_ref().map(|m| (i, r, m)))
+        .filter_map(|(i, r)| {
+            snap.config
+                .features(i)
+                .migration
+                .as_ref()
+                .map(|m| (i, r, m))
+        })
 }
 
 /// `GET /api/migration`
@@ -103,8 +109,10 @@ pub fn summary(snap: &Snapshot) -> Value {
         .collect();
     let mut counts = vec![(0usize, 0u64); labels.len()];
     let mut total = 0;
-    for r in snap.config.routes.routes() {
-        let label = r
+    for (i, r) in snap.config.routes.routes().iter().enumerate() {
+        let label = snap
+            .config
+            .features(i)
             .migration
             .as_ref()
             .map_or("unmanaged", |m| m.stage.label());

@@ -230,8 +230,9 @@ async fn migration_report(
         .routes
         .routes()
         .iter()
-        .filter(|r| r.migration.is_some())
-        .map(|r| r.name.clone())
+        .zip(&snap.config.features)
+        .filter(|(_, f)| f.migration.is_some())
+        .map(|(r, _)| r.name.clone())
         .collect();
     let examples = tokio::task::spawn_blocking(move || {
         let mut out = std::collections::BTreeMap::new();

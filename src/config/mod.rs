@@ -27,9 +27,30 @@ pub struct Config {
     pub admin: AdminSettings,
     pub upstreams: Vec<UpstreamSpec>,
     pub routes: RouteTable,
+    /// Per route, in the route table's order: its shadow, breaker and migration.
+    pub features: Vec<RouteFeatures>,
     pub shadow: ShadowSettings,
     /// Findings that do not stop the config, such as unreachable routes.
     pub warnings: Vec<Diagnostic>,
+}
+
+/// What a route does beyond matching and forwarding. Kept beside the route table, not in
+/// it, so routing knows nothing of the features that act on its routes.
+#[derive(Debug, Clone, Default)]
+pub struct RouteFeatures {
+    /// Mirror to another upstream and compare.
+    pub shadow: Option<Arc<crate::shadow::spec::ShadowSpec>>,
+    /// Sends the route to its legacy upstream while its new service fails.
+    pub breaker: Option<crate::breaker::BreakerSpec>,
+    /// A route being migrated by stages (`action = "migrate"`).
+    pub migration: Option<crate::migration::MigrationSpec>,
+}
+
+impl Config {
+    /// The features of route `route` (an index into the route table).
+    pub fn features(&self, route: usize) -> &RouteFeatures {
+        &self.features[route]
+    }
 }
 
 /// `[shadow]`: limits and storage shared by every shadowing route.

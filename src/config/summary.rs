@@ -1,6 +1,6 @@
 //! A plain-text summary of a valid config, for `banyan check`.
 
-use super::Config;
+use super::{Config, RouteFeatures};
 use crate::routing::matcher::RouteMatch;
 use crate::routing::split::BUCKETS;
 use crate::routing::{Action, Route};
@@ -74,7 +74,11 @@ pub fn summary(config: &Config) -> String {
         .iter()
         .filter(|r| matches!(r.action, Action::Split(_)))
         .count();
-    let shadowed = routes.iter().filter(|r| r.shadow.is_some()).count();
+    let shadowed = config
+        .features
+        .iter()
+        .filter(|f| f.shadow.is_some())
+        .count();
     let _ = writeln!(
         out,
         "routes: {} ({} forward, {} split; {} shadowed)",
@@ -90,7 +94,7 @@ pub fn summary(config: &Config) -> String {
             i + 1,
             r.name,
             describe_match(&r.matches),
-            describe_action(r, name)
+            describe_action(r, config.features(i), name)
         );
     }
     let _ = writeln!(
@@ -106,16 +110,21 @@ pub fn summary(config: &Config) -> String {
 /// each stage's share of the traffic).
 fn migration_summary(config: &Config, out: &mut String) {
     let routes = config.routes.routes();
-    let migrated = routes.iter().filter(|r| r.migration.is_some()).count();
+    let migrated = config
+        .features
+        .iter()
+        .filter(|f| f.migration.is_some())
+        .count();
     if migrated == 0 {
         return;
     }
     let counts: Vec<String> = crate::migration::stage::ALL
         .iter()
         .map(|stage| {
-            let n = routes
+            let n = config
+                .features
                 .iter()
-                .filter(|r| r.migration.as_ref().is_some_and(|m| m.stage == *stage))
+                .filter(|f| f.migration.as_ref().is_some_and(|m| m.stage == *stage))
                 .count();
             format!("{} {n}", stage.label())
         })
@@ -158,8 +167,12 @@ pub fn describe_match(m: &RouteMatch) -> String {
 }
 
 /// `-> items-svc`, `split 10% to items-svc (cookie sid), rest legacy`.
-pub fn describe_action<'a>(r: &Route, name: impl Fn(usize) -> &'a str) -> String {
-    let mut s = match &r.migration {
+pub fn describe_action<'a>(
+    r: &Route,
+    features: &RouteFeatures,
+    name: impl Fn(usize) -> &'a str,
+) -> String {
+    let mut s = match &features.migration {
         Some(m) => format!(
             "[{}{}] ",
             m.stage.label(),
@@ -177,7 +190,7 @@ pub fn describe_action<'a>(r: &Route, name: impl Fn(usize) -> &'a str) -> String
             name(sp.base)
         ),
     };
-    if let Some(shadow) = &r.shadow {
+    if let Some(shadow) = &features.shadow {
         let _ = write!(
             s,
             ", shadow {}% to {}{}{}",

@@ -91,7 +91,7 @@ fn write(path: &Path, state: &RampState) {
 /// What a route has seen so far (see `state::counts`).
 pub fn counts(snap: &Snapshot, route: usize) -> Counts {
     let r = &snap.config.routes.routes()[route];
-    let Some(m) = &r.migration else {
+    let Some(m) = &snap.config.features(route).migration else {
         return Counts::default();
     };
     let name = |u: usize| snap.config.upstreams[u].name.as_str();
@@ -101,7 +101,7 @@ pub fn counts(snap: &Snapshot, route: usize) -> Counts {
 /// Both sides' p99 over the whole minutes the step has lasted (at least the current one).
 fn p99s(snap: &Snapshot, route: usize, state: &RampState) -> (Option<f64>, Option<f64>) {
     let r = &snap.config.routes.routes()[route];
-    let Some(m) = &r.migration else {
+    let Some(m) = &snap.config.features(route).migration else {
         return (None, None);
     };
     let minutes = (state.step_age().as_secs() / 60 + 1).min(15);

@@ -87,7 +87,8 @@ pub async fn handle(
                     shadow::begin(
                         &snap.shadow,
                         r,
-                        &snap.config.routes.routes()[r],
+                        &snap.config.routes.routes()[r].name,
+                        snap.config.features(r).shadow.as_ref()?,
                         upstream,
                         to,
                         &requests.primary,
@@ -223,7 +224,8 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
         .unwrap_or(snap.config.server.limits.max_body);
     let too_large = guard::head::declared_body_too_large(&parts.headers, max_body);
     let shadow = route
-        .and_then(|r| r.shadow.as_deref())
+        .and(route_index)
+        .and_then(|i| snap.config.features(i).shadow.as_deref())
         .and_then(|spec| shadow::target(spec, upstream, &view));
     let protocols = snap.config.routes.protocols(route_index);
     let method_refused = !protocols.admits_method(&parts.method);

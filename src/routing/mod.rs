@@ -27,16 +27,10 @@ pub struct Route {
     pub rewrite: Rewrite,
     /// Where a failed idempotent request to another upstream is retried.
     pub fallback: Option<UpstreamId>,
-    /// Mirror to another upstream and compare.
-    pub shadow: Option<std::sync::Arc<crate::shadow::spec::ShadowSpec>>,
     /// Largest request body, when the route sets its own (else the server's).
     pub max_body: Option<u64>,
-    /// Sends the route to `legacy` while its new service fails.
-    pub breaker: Option<crate::breaker::BreakerSpec>,
     /// The monolith for this route: its fallback, else the default upstream.
     pub legacy: UpstreamId,
-    /// A route being migrated by stages (`action = "migrate"`).
-    pub migration: Option<crate::migration::MigrationSpec>,
     /// The upgrades it tunnels and the guarded methods it forwards.
     pub protocols: protocol::Protocols,
 }
@@ -175,11 +169,8 @@ mod tests {
             action: Action::Forward(upstream),
             rewrite: Rewrite::default(),
             fallback: None,
-            shadow: None,
             max_body: None,
-            breaker: None,
             legacy: 0,
-            migration: None,
             protocols: Default::default(),
         }
     }

@@ -12,7 +12,6 @@ mod task;
 use crate::config::ShadowSettings;
 use crate::metrics;
 use crate::routing::split::bucket;
-use crate::routing::Route;
 use crate::routing::{RequestView, UpstreamId};
 use crate::store::Store;
 use crate::upstream::request::Outgoing;
@@ -82,15 +81,15 @@ impl Env {
 pub fn begin(
     env: &Arc<Env>,
     route_index: usize,
-    route: &Route,
+    name: &str,
+    spec: &Arc<ShadowSpec>,
     primary: UpstreamId,
     to: UpstreamId,
     outgoing: &Outgoing,
     empty_body: bool,
     started: Instant,
 ) -> Option<Mirror> {
-    let spec = route.shadow.clone()?;
-    let name = &route.name;
+    let spec = spec.clone();
     let Some(permits) = env.limits.acquire(route_index) else {
         metrics::shadow_outcome(name, "dropped");
         return None;
@@ -114,7 +113,7 @@ pub fn begin(
     let (response, response_rx) = Capture::new(max_body);
     tokio::spawn(task::run(task::Job {
         env: env.clone(),
-        route: name.clone(),
+        route: name.to_string(),
         spec,
         primary,
         to,

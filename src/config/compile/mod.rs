@@ -3,7 +3,7 @@
 use super::error::{ConfigError, Diagnostic, Source};
 use super::raw::*;
 use super::reach::unreachable_routes;
-use super::{AdminSettings, Config, Secret, ShadowSettings};
+use super::{AdminSettings, Config, RouteFeatures, Secret, ShadowSettings};
 use crate::compare::Rules;
 use crate::routing::matcher::{
     full_match_regex, HeaderMatch, HostMatch, ParamMatch, PathMatch, RouteMatch, ValueMatch,
@@ -113,7 +113,9 @@ impl Compiler<'_> {
             .map(|(i, u)| (u.name.as_str(), i))
             .collect();
         let default = self.upstream_ref(&ids, &raw.default, "the default upstream");
-        let routes = RouteTable::new(self.routes(&raw.routes, &ids, default), default?);
+        let (routes, features): (Vec<Route>, Vec<RouteFeatures>) =
+            self.routes(&raw.routes, &ids, default).into_iter().unzip();
+        let routes = RouteTable::new(routes, default?);
         let mut warnings = std::mem::take(&mut self.warnings);
         if self.errors.is_empty() {
             warnings.extend(
@@ -130,6 +132,7 @@ impl Compiler<'_> {
             admin,
             upstreams,
             routes,
+            features,
             warnings,
         })
     }
@@ -259,7 +262,7 @@ impl Compiler<'_> {
         raw: &[Spanned<RawRoute>],
         ids: &HashMap<&str, UpstreamId>,
         default: Option<UpstreamId>,
-    ) -> Vec<Route> {
+    ) -> Vec<(Route, RouteFeatures)> {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         let mut routes = Vec::new();
         for r in raw {
@@ -292,7 +295,7 @@ impl Compiler<'_> {
         raw: &RawRoute,
         ids: &HashMap<&str, UpstreamId>,
         default: Option<UpstreamId>,
-    ) -> Option<Route> {
+    ) -> Option<(Route, RouteFeatures)> {
         let name = raw.name.get_ref().as_str();
         let matches = self.route_match(name, &raw.matches);
         let (action, migration) = if *raw.action.get_ref() == RawAction::Migrate {
@@ -325,19 +328,22 @@ impl Compiler<'_> {
             .circuit_breaker
             .as_ref()
             .and_then(|b| self.breaker(name, b, &action, legacy));
-        Some(Route {
+        let route = Route {
             name: name.to_string(),
             matches,
             action,
             rewrite,
             fallback,
-            shadow,
             max_body: self.bytes(raw.max_body.as_ref(), "max_body"),
-            breaker,
             legacy,
-            migration,
             protocols: self.protocols(name, raw),
-        })
+        };
+        let features = RouteFeatures {
+            shadow,
+            breaker,
+            migration,
+        };
+        Some((route, features))
     }
 
     /// `upgrades` and `allow_methods`.
