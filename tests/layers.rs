@@ -22,7 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("snapshot", &["snapshot.rs"]),
     (
         "data plane",
-        &["shadow/", "upstream/", "guard/body.rs", "body.rs"],
+        &["shadow/", "upstream/", "guard/client_body.rs", "body.rs"],
     ),
     ("config", &["config/"]),
     (

@@ -4,7 +4,7 @@
 mod api;
 mod auth;
 mod config_api;
-mod migration;
+mod migration_api;
 mod origin;
 mod resilience;
 mod respond;
@@ -114,7 +114,7 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
         }
         (Method::GET, ["api", "migration"]) => json(
             StatusCode::OK,
-            &migration::overview(&reloader.snapshot().load()),
+            &migration_api::overview(&reloader.snapshot().load()),
         ),
         (Method::GET, ["api", "migration", "report"]) => {
             let markdown = match api::params(req.uri().query())
@@ -133,7 +133,7 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
             migration_report(&reloader.snapshot().load_full(), markdown).await
         }
         (Method::POST, ["api", "migration", route, call]) => {
-            match migration::control_call(&reloader.snapshot().load(), route, call) {
+            match migration_api::control_call(&reloader.snapshot().load(), route, call) {
                 Ok(v) => json(StatusCode::OK, &v),
                 Err((status, why)) => error(
                     StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT),
@@ -257,12 +257,12 @@ async fn migration_report(
     })
     .await
     .unwrap_or_default();
-    let report = migration::report(snap, &examples);
+    let report = migration_api::report(snap, &examples);
     if markdown {
         text(
             StatusCode::OK,
             "text/markdown; charset=utf-8",
-            migration::markdown(&report),
+            migration_api::markdown(&report),
         )
     } else {
         json(StatusCode::OK, &report)

@@ -1,7 +1,7 @@
 //! Comparing two responses: pure functions from (primary, shadow, rules) to a list of
 //! differences. No I/O, no clock: everything here is unit-tested without sockets.
 
-pub mod body;
+pub mod content;
 pub mod json;
 pub mod noise;
 pub mod rules;
@@ -76,7 +76,7 @@ pub fn compare(primary: &Response, shadow: &Response, rules: &Rules) -> Vec<Diff
         });
     }
     compare_headers(&primary.headers, &shadow.headers, rules, &mut out);
-    body::compare(primary, shadow, rules, &mut out);
+    content::compare(primary, shadow, rules, &mut out);
     out
 }
 

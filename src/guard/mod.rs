@@ -2,7 +2,7 @@
 //! checks of a request head (head.rs), a strict HTTP/1 framing reader in front of hyper's
 //! parser (framing.rs), the client's body with its size and time limits (body.rs).
 
-pub mod body;
+pub mod client_body;
 pub mod framing;
 pub mod head;
 

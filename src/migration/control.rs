@@ -83,7 +83,7 @@ fn write(path: &Path, state: &RampState) {
     let _one_at_a_time = SAVING.lock().unwrap_or_else(|e| e.into_inner());
     let saved = state.saved();
     let (route, fingerprint) = (&state.route, &state.fingerprint);
-    if let Err(e) = crate::store::migration::save(path, route, fingerprint, &saved) {
+    if let Err(e) = crate::store::ramp_store::save(path, route, fingerprint, &saved) {
         tracing::error!(error = %e, route, "cannot save the migration state; it holds in memory");
     }
 }

@@ -341,7 +341,7 @@ pub fn counts(route: &str, new: &str, legacy: &str) -> Counts {
 
 /// The state saved for a route, when its fingerprint matches.
 pub fn restore(store: &std::path::Path, route: &str, fingerprint: &str) -> Option<Saved> {
-    match crate::store::migration::load(store, route, fingerprint) {
+    match crate::store::ramp_store::load(store, route, fingerprint) {
         Ok(saved) => saved,
         Err(e) => {
             tracing::error!(error = %e, route, "cannot read the saved migration state; the ramp starts at 0%");

@@ -8,7 +8,7 @@ mod tunnel;
 
 use crate::body::{self, ResponseBody};
 use crate::breaker::Admit;
-use crate::guard::{self, body::ClientBody, Refusal};
+use crate::guard::{self, client_body::ClientBody, Refusal};
 use crate::routing::normalize::{self, PathNormalization};
 use crate::routing::protocol::Tunnel;
 use crate::routing::{RequestView, UpstreamId};

@@ -219,7 +219,7 @@ fn store(
     let redactor = Redactor::new(&rules);
     // Which side answered: in a canary, the primary is legacy or new request by request.
     let response = |r: &Response, upstream: UpstreamId| {
-        let decoded = crate::compare::body::decoded(r);
+        let decoded = crate::compare::content::decoded(r);
         json!({
             "upstream": job.env.pool(upstream).name(),
             "status": r.status,

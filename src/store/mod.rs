@@ -3,8 +3,8 @@
 //! it: the request path never waits on the disk). Samples are grouped by signature so
 //! one bug is one group with N occurrences; retention by count and age.
 
-pub mod migration;
 pub mod query;
+pub mod ramp_store;
 pub mod redact;
 pub mod secrets;
 
