@@ -98,18 +98,8 @@ impl Snapshot {
             .routes
             .routes()
             .iter()
-            .zip(&config.features)
-            .map(|(r, features)| {
-                let mut reach: SmallVec<[UpstreamId; 3]> = match &r.action {
-                    Action::Forward(u) => [*u].into_iter().collect(),
-                    Action::Split(s) => [s.base, s.to].into_iter().collect(),
-                };
-                reach.extend(r.fallback);
-                if features.breaker.is_some() {
-                    reach.push(r.legacy);
-                }
-                RouteMetrics::new(&r.name, &reach, &config)
-            })
+            .enumerate()
+            .map(|(i, r)| RouteMetrics::new(&r.name, &config.reachable(i), &config))
             .collect();
         route_metrics.push(RouteMetrics::new(
             DEFAULT_ROUTE,

@@ -96,26 +96,12 @@ pub fn routes(snap: &Snapshot) -> Value {
         .enumerate()
         .map(|(i, r)| {
             let features = config.features(i);
-            let (kind, mut upstreams, split_percent) = match &r.action {
-                Action::Forward(u) => (
-                    if features.shadow.is_some() {
-                        "shadow"
-                    } else {
-                        "forward"
-                    },
-                    vec![*u],
-                    None,
-                ),
-                Action::Split(s) => (
-                    "split",
-                    vec![s.base, s.to],
-                    Some(f64::from(s.current_threshold()) / 100.0),
-                ),
+            let (kind, split_percent) = match &r.action {
+                Action::Forward(_) if features.shadow.is_some() => ("shadow", None),
+                Action::Forward(_) => ("forward", None),
+                Action::Split(s) => ("split", Some(f64::from(s.current_threshold()) / 100.0)),
             };
-            upstreams.extend(r.fallback.filter(|f| !upstreams.contains(f)));
-            if features.breaker.is_some() && !upstreams.contains(&r.legacy) {
-                upstreams.push(r.legacy);
-            }
+            let upstreams = config.reachable(i);
             let breaker = snap
                 .breaker(Some(i))
                 .map(|b| super::resilience::breaker(b, name(r.legacy)));

@@ -9,7 +9,8 @@ pub mod summary;
 
 pub use error::{ConfigError, Diagnostic, Source};
 
-use crate::routing::RouteTable;
+use crate::ids::UpstreamId;
+use crate::routing::{Action, RouteTable};
 use crate::upstream::spec::UpstreamSpec;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,23 @@ impl Config {
     /// The features of route `route` (an index into the route table).
     pub fn features(&self, route: usize) -> &RouteFeatures {
         &self.features[route]
+    }
+
+    /// Every upstream route `route` can send a request to, each once: its action's,
+    /// its fallback, and its legacy upstream when a circuit breaker may divert to it.
+    pub fn reachable(&self, route: usize) -> smallvec::SmallVec<[UpstreamId; 4]> {
+        let r = &self.routes.routes()[route];
+        let mut reach: smallvec::SmallVec<[UpstreamId; 4]> = match &r.action {
+            Action::Forward(u) => [*u].into_iter().collect(),
+            Action::Split(s) => [s.base, s.to].into_iter().collect(),
+        };
+        let breaker_legacy = self.features(route).breaker.as_ref().map(|_| r.legacy);
+        for u in r.fallback.into_iter().chain(breaker_legacy) {
+            if !reach.contains(&u) {
+                reach.push(u);
+            }
+        }
+        reach
     }
 }
 
