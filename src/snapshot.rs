@@ -5,7 +5,7 @@ use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::metrics::{RouteUpstreamMetrics, DEFAULT_ROUTE};
 use crate::migration::state::{self as ramp_state, RampState};
-use crate::routing::{Action, UpstreamId};
+use crate::routing::{Action, RouteId, UpstreamId};
 use crate::shadow::{self, limits::ShadowLimits};
 use crate::store::{Retention, Store};
 use crate::tls::server::CertSet;
@@ -99,7 +99,7 @@ impl Snapshot {
             .routes()
             .iter()
             .enumerate()
-            .map(|(i, r)| RouteMetrics::new(&r.name, &config.reachable(i), &config))
+            .map(|(i, r)| RouteMetrics::new(&r.name, &config.reachable(RouteId::new(i)), &config))
             .collect();
         route_metrics.push(RouteMetrics::new(
             DEFAULT_ROUTE,
@@ -148,9 +148,10 @@ impl Snapshot {
         snapshot
     }
 
-    pub fn route_metrics(&self, route: Option<usize>) -> &RouteMetrics {
+    /// A route's metric handles; the default upstream's for None.
+    pub fn route_metrics(&self, route: Option<RouteId>) -> &RouteMetrics {
         let default = self.route_metrics.len() - 1;
-        &self.route_metrics[route.unwrap_or(default)]
+        &self.route_metrics[route.map_or(default, RouteId::index)]
     }
 
     pub fn pool(&self, id: UpstreamId) -> &Pool {
@@ -158,19 +159,19 @@ impl Snapshot {
     }
 
     /// The routes with a gated ramp, and their states.
-    pub fn ramps(&self) -> impl Iterator<Item = (usize, &RampState)> {
+    pub fn ramps(&self) -> impl Iterator<Item = (RouteId, &RampState)> {
         self.ramps
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
+            .filter_map(|(i, r)| r.as_ref().map(|r| (RouteId::new(i), r)))
     }
 
-    pub fn ramp(&self, route: usize) -> Option<&RampState> {
-        self.ramps.get(route)?.as_ref()
+    pub fn ramp(&self, route: RouteId) -> Option<&RampState> {
+        self.ramps.get(route.index())?.as_ref()
     }
 
-    pub fn breaker(&self, route: Option<usize>) -> Option<&Breaker> {
-        self.breakers.get(route?)?.as_deref()
+    pub fn breaker(&self, route: Option<RouteId>) -> Option<&Breaker> {
+        self.breakers.get(route?.index())?.as_deref()
     }
 }
 

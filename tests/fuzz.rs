@@ -195,7 +195,7 @@ proptest! {
         for path in &paths {
             let uri: http::Uri = path.parse().unwrap();
             let view = RequestView::new(&method, &uri, &headers, [127, 0, 0, 1].into());
-            let indexed = config.routes.find(&view);
+            let indexed = config.routes.find(&view).map(|id| id.index());
             let scanned = config
                 .routes
                 .routes()

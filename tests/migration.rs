@@ -510,7 +510,11 @@ fn a_migrated_route_takes_the_shadow_settings_but_not_where_copies_go() {
         [[routes]]\nname = \"m\"\naction = \"migrate\"\nmigration = { stage = \"shadow\", new = \"items\" }\n\
         shadow = { percent = 20, max_in_flight = 8, noise = \"secondary\" }\n";
     let config = common::config(text);
-    let shadow = config.features(0).shadow.as_ref().unwrap();
+    let shadow = config
+        .features(banyan::ids::RouteId::new(0))
+        .shadow
+        .as_ref()
+        .unwrap();
     assert_eq!(shadow.to, config.upstream_id("items").unwrap());
     assert_eq!(shadow.threshold, 2000);
     assert_eq!(shadow.max_in_flight, 8);

@@ -91,9 +91,7 @@ pub fn routes(snap: &Snapshot) -> Value {
     };
     let mut routes: Vec<Value> = config
         .routes
-        .routes()
-        .iter()
-        .enumerate()
+        .with_ids()
         .map(|(i, r)| {
             let features = config.features(i);
             let (kind, split_percent) = match &r.action {

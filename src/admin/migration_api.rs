@@ -6,7 +6,7 @@ use crate::compare::noise::{wilson, Verdict};
 use crate::migration::control;
 use crate::migration::state::Control;
 use crate::migration::{stage, MigrationSpec, Stage};
-use crate::routing::{Action, Route};
+use crate::routing::{Action, Route, RouteId};
 use crate::snapshot::Snapshot;
 use crate::window;
 use serde_json::{json, Value};
@@ -32,7 +32,7 @@ fn route_requests(snap: &Snapshot, route: &str) -> u64 {
 }
 
 /// The share of a route's traffic the new side serves now, in percent.
-fn percent_new(snap: &Snapshot, i: usize, r: &Route, m: &MigrationSpec) -> f64 {
+fn percent_new(snap: &Snapshot, i: RouteId, r: &Route, m: &MigrationSpec) -> f64 {
     if let Some(state) = snap.ramp(i) {
         return state.percent();
     }
@@ -43,19 +43,14 @@ fn percent_new(snap: &Snapshot, i: usize, r: &Route, m: &MigrationSpec) -> f64 {
     }
 }
 
-fn migrated(snap: &Snapshot) -> impl Iterator<Item = (usize, &Route, &MigrationSpec)> {
-    snap.config
-        .routes
-        .routes()
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            snap.config
-                .features(i)
-                .migration
-                .as_ref()
-                .map(|m| (i, r, m))
-        })
+fn migrated(snap: &Snapshot) -> impl Iterator<Item = (RouteId, &Route, &MigrationSpec)> {
+    snap.config.routes.with_ids().filter_map(|(i, r)| {
+        snap.config
+            .features(i)
+            .migration
+            .as_ref()
+            .map(|m| (i, r, m))
+    })
 }
 
 /// `GET /api/migration`
@@ -109,7 +104,7 @@ pub fn summary(snap: &Snapshot) -> Value {
         .collect();
     let mut counts = vec![(0usize, 0u64); labels.len()];
     let mut total = 0;
-    for (i, r) in snap.config.routes.routes().iter().enumerate() {
+    for (i, r) in snap.config.routes.with_ids() {
         let label = snap
             .config
             .features(i)
@@ -142,13 +137,7 @@ pub fn control_call(snap: &Snapshot, route: &str, call: &str) -> Result<Value, (
         404,
         format!("no such call {call:?}: pause, resume, promote or rollback"),
     ))?;
-    let Some(i) = snap
-        .config
-        .routes
-        .routes()
-        .iter()
-        .position(|r| r.name == route)
-    else {
+    let Some((i, _)) = snap.config.routes.with_ids().find(|(_, r)| r.name == route) else {
         return Err((404, format!("no route named {route:?}")));
     };
     let Some(state) = snap.ramp(i) else {

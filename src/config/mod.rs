@@ -9,7 +9,7 @@ pub mod summary;
 
 pub use error::{ConfigError, Diagnostic, Source};
 
-use crate::ids::UpstreamId;
+use crate::ids::{RouteId, UpstreamId};
 use crate::routing::{Action, RouteTable};
 use crate::upstream::spec::UpstreamSpec;
 use std::net::SocketAddr;
@@ -49,14 +49,14 @@ pub struct RouteFeatures {
 
 impl Config {
     /// The features of route `route` (an index into the route table).
-    pub fn features(&self, route: usize) -> &RouteFeatures {
-        &self.features[route]
+    pub fn features(&self, route: RouteId) -> &RouteFeatures {
+        &self.features[route.index()]
     }
 
     /// Every upstream route `route` can send a request to, each once: its action's,
     /// its fallback, and its legacy upstream when a circuit breaker may divert to it.
-    pub fn reachable(&self, route: usize) -> smallvec::SmallVec<[UpstreamId; 4]> {
-        let r = &self.routes.routes()[route];
+    pub fn reachable(&self, route: RouteId) -> smallvec::SmallVec<[UpstreamId; 4]> {
+        let r = self.routes.route(route);
         let mut reach: smallvec::SmallVec<[UpstreamId; 4]> = match &r.action {
             Action::Forward(u) => [*u].into_iter().collect(),
             Action::Split(s) => [s.base, s.to].into_iter().collect(),

@@ -87,11 +87,11 @@ pub fn summary(config: &Config) -> String {
         splits,
         shadowed
     );
-    for (i, r) in routes.iter().enumerate() {
+    for (i, r) in config.routes.with_ids() {
         let _ = writeln!(
             out,
             "  {:>3}. {:<24} {:<40} {}",
-            i + 1,
+            i.index() + 1,
             r.name,
             describe_match(&r.matches),
             describe_action(r, config.features(i), name)

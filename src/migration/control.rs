@@ -3,6 +3,7 @@
 
 use super::ramp::Figures;
 use super::state::{Counts, Event, RampState};
+use crate::ids::RouteId;
 use crate::metrics;
 use crate::snapshot::SharedSnapshot;
 use crate::snapshot::Snapshot;
@@ -89,8 +90,8 @@ fn write(path: &Path, state: &RampState) {
 }
 
 /// What a route has seen so far (see `state::counts`).
-pub fn counts(snap: &Snapshot, route: usize) -> Counts {
-    let r = &snap.config.routes.routes()[route];
+pub fn counts(snap: &Snapshot, route: RouteId) -> Counts {
+    let r = snap.config.routes.route(route);
     let Some(m) = &snap.config.features(route).migration else {
         return Counts::default();
     };
@@ -99,8 +100,8 @@ pub fn counts(snap: &Snapshot, route: usize) -> Counts {
 }
 
 /// Both sides' p99 over the whole minutes the step has lasted (at least the current one).
-fn p99s(snap: &Snapshot, route: usize, state: &RampState) -> (Option<f64>, Option<f64>) {
-    let r = &snap.config.routes.routes()[route];
+fn p99s(snap: &Snapshot, route: RouteId, state: &RampState) -> (Option<f64>, Option<f64>) {
+    let r = snap.config.routes.route(route);
     let Some(m) = &snap.config.features(route).migration else {
         return (None, None);
     };

@@ -11,7 +11,7 @@ use crate::breaker::Admit;
 use crate::guard::{self, client_body::ClientBody, Refusal};
 use crate::routing::normalize::{self, PathNormalization};
 use crate::routing::protocol::Tunnel;
-use crate::routing::{RequestView, UpstreamId};
+use crate::routing::{RequestView, RouteId, UpstreamId};
 use crate::shadow::{self, capture::Capture};
 use crate::snapshot::Snapshot;
 use crate::upstream::request::Outgoing;
@@ -87,7 +87,7 @@ pub async fn handle(
                     shadow::begin(
                         &snap.shadow,
                         r,
-                        &snap.config.routes.routes()[r].name,
+                        &snap.config.routes.route(r).name,
                         snap.config.features(r).shadow.as_ref()?,
                         upstream,
                         to,
@@ -184,7 +184,7 @@ fn closing(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
 
 /// Where a request goes and what is sent there.
 struct Plan {
-    route: Option<usize>,
+    route: Option<RouteId>,
     upstream: UpstreamId,
     requests: Result<Requests, ProxyError>,
     /// Where the route's shadow copies this request, if it does (method, serving side
@@ -213,14 +213,14 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
     let view = RequestView::new(&parts.method, &parts.uri, &parts.headers, client_ip);
     let decision = snap.config.routes.decide(&view);
     let route_index = decision.route;
-    let route = route_index.map(|i| &snap.config.routes.routes()[i]);
+    let route = route_index.map(|i| snap.config.routes.route(i));
     let (upstream, breaker) = circuit(snap, route_index, decision.upstream);
     let diverted = breaker == Some(Admit::Legacy);
     // Diverted to legacy, the request goes as the client sent it, like a fallback.
     let route = route.filter(|_| !diverted);
     let new_path = route.and_then(|r| r.rewrite.path(view.path));
     let max_body = route_index
-        .and_then(|i| snap.config.routes.routes()[i].max_body)
+        .and_then(|i| snap.config.routes.route(i).max_body)
         .unwrap_or(snap.config.server.limits.max_body);
     let too_large = guard::head::declared_body_too_large(&parts.headers, max_body);
     let shadow = route
@@ -303,7 +303,7 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
 /// body can be buffered, else streamed. Returns the result and who answered.
 async fn send(
     snap: &Snapshot,
-    route: Option<usize>,
+    route: Option<RouteId>,
     upstream: UpstreamId,
     requests: Requests,
     body: ClientBody,
@@ -356,13 +356,13 @@ async fn send(
 /// legacy anyway, where the request goes.
 fn circuit(
     snap: &Snapshot,
-    route: Option<usize>,
+    route: Option<RouteId>,
     upstream: UpstreamId,
 ) -> (UpstreamId, Option<Admit>) {
     let Some(breaker) = snap.breaker(route) else {
         return (upstream, None);
     };
-    let Some(r) = route.map(|i| &snap.config.routes.routes()[i]) else {
+    let Some(r) = route.map(|i| snap.config.routes.route(i)) else {
         return (upstream, None);
     };
     if upstream == r.legacy {
@@ -379,13 +379,13 @@ fn circuit(
     (upstream, Some(admit))
 }
 
-fn breaker_outcome(snap: &Snapshot, route: Option<usize>, probe: bool, failed: bool) {
+fn breaker_outcome(snap: &Snapshot, route: Option<RouteId>, probe: bool, failed: bool) {
     let (Some(breaker), Some(i)) = (snap.breaker(route), route) else {
         return;
     };
     let now = crate::clock::now_ms();
     if let Some(t) = breaker.record(now, probe, failed) {
-        announce(&snap.config.routes.routes()[i].name, &t);
+        announce(&snap.config.routes.route(i).name, &t);
     }
 }
 
@@ -397,7 +397,7 @@ fn announce(route: &str, t: &crate::breaker::Transition) {
 /// Count the response and turn an error into banyan's own answer.
 fn finish(
     snap: &Snapshot,
-    route: Option<usize>,
+    route: Option<RouteId>,
     upstream: UpstreamId,
     started: Instant,
     result: Result<Response<ResponseBody>, ProxyError>,

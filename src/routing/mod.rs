@@ -16,7 +16,7 @@ pub use request::RequestView;
 use rewrite::Rewrite;
 use split::SplitKey;
 
-pub use crate::ids::UpstreamId;
+pub use crate::ids::{RouteId, UpstreamId};
 
 /// One compiled rule.
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ impl Split {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     /// The matching route, or None for the default upstream.
-    pub route: Option<usize>,
+    pub route: Option<RouteId>,
     pub upstream: UpstreamId,
 }
 
@@ -114,8 +114,21 @@ impl RouteTable {
     }
 
     /// The upgrades and guarded methods a request that took `route` may use.
-    pub fn protocols(&self, route: Option<usize>) -> &protocol::Protocols {
-        route.map_or(&self.default_protocols, |i| &self.routes[i].protocols)
+    pub fn protocols(&self, route: Option<RouteId>) -> &protocol::Protocols {
+        route.map_or(&self.default_protocols, |id| &self.route(id).protocols)
+    }
+
+    /// Every route with its id, in order.
+    pub fn with_ids(&self) -> impl Iterator<Item = (RouteId, &Route)> {
+        self.routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (RouteId::new(i), r))
+    }
+
+    /// The route `id` names.
+    pub fn route(&self, id: RouteId) -> &Route {
+        &self.routes[id.index()]
     }
 
     /// The routes whose path condition `path` may meet, in order (see PathIndex).
@@ -124,15 +137,19 @@ impl RouteTable {
     }
 
     /// The first route the request matches.
-    pub fn find(&self, req: &RequestView<'_>) -> Option<usize> {
-        self.index.candidates(req.path).into_iter().find(|&i| {
-            let m = &self.routes[i].matches;
-            if self.index.needs_path_check(i) {
-                m.check(req).is_ok()
-            } else {
-                m.check_except_path(req).is_ok()
-            }
-        })
+    pub fn find(&self, req: &RequestView<'_>) -> Option<RouteId> {
+        self.index
+            .candidates(req.path)
+            .into_iter()
+            .find(|&i| {
+                let m = &self.routes[i].matches;
+                if self.index.needs_path_check(i) {
+                    m.check(req).is_ok()
+                } else {
+                    m.check_except_path(req).is_ok()
+                }
+            })
+            .map(RouteId::new)
     }
 
     /// The route and upstream for a request.
@@ -142,9 +159,9 @@ impl RouteTable {
                 route: None,
                 upstream: self.default_upstream,
             },
-            Some(i) => Decision {
-                route: Some(i),
-                upstream: match &self.routes[i].action {
+            Some(id) => Decision {
+                route: Some(id),
+                upstream: match &self.route(id).action {
                     Action::Forward(u) => *u,
                     Action::Split(s) => s.choose(req).0,
                 },

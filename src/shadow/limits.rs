@@ -1,6 +1,7 @@
 //! Limits on shadow requests in flight: one for all routes, one per route. Taken without
 //! waiting: when a limit is full the shadow is dropped, never queued.
 
+use crate::ids::RouteId;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -59,8 +60,12 @@ impl ShadowLimits {
     }
 
     /// Both permits for a route, or None when either limit is full.
-    pub fn acquire(&self, route: usize) -> Option<Permits> {
-        let (_, route_sem) = self.routes.get(route)?.as_ref().map(|(_, l, s)| (l, s))?;
+    pub fn acquire(&self, route: RouteId) -> Option<Permits> {
+        let (_, route_sem) = self
+            .routes
+            .get(route.index())?
+            .as_ref()
+            .map(|(_, l, s)| (l, s))?;
         let (_, global) = self.global.as_ref()?;
         let route_permit = route_sem.clone().try_acquire_owned().ok()?;
         let global_permit = global.clone().try_acquire_owned().ok()?;
@@ -86,17 +91,20 @@ mod tests {
     fn limits_refuse_without_waiting_and_survive_a_reload() {
         let routes = vec![("a".to_string(), Some(2)), ("b".to_string(), None)];
         let limits = ShadowLimits::new(3, &routes, None);
-        let p1 = limits.acquire(0).expect("1");
-        let _p2 = limits.acquire(0).expect("2");
-        assert!(limits.acquire(0).is_none(), "route limit");
-        assert!(limits.acquire(1).is_none(), "b does not shadow");
+        let p1 = limits.acquire(RouteId::new(0)).expect("1");
+        let _p2 = limits.acquire(RouteId::new(0)).expect("2");
+        assert!(limits.acquire(RouteId::new(0)).is_none(), "route limit");
+        assert!(
+            limits.acquire(RouteId::new(1)).is_none(),
+            "b does not shadow"
+        );
         assert_eq!(limits.in_flight(), 2);
         let next = ShadowLimits::new(3, &routes, Some(&limits));
         assert!(
-            next.acquire(0).is_none(),
+            next.acquire(RouteId::new(0)).is_none(),
             "in-flight shadows still count after a reload"
         );
         drop(p1);
-        assert!(next.acquire(0).is_some());
+        assert!(next.acquire(RouteId::new(0)).is_some());
     }
 }

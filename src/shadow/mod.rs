@@ -12,7 +12,7 @@ mod task;
 use crate::config::ShadowSettings;
 use crate::metrics;
 use crate::routing::split::bucket;
-use crate::routing::{RequestView, UpstreamId};
+use crate::routing::{RequestView, RouteId, UpstreamId};
 use crate::store::Store;
 use crate::upstream::request::Outgoing;
 use crate::upstream::Pool;
@@ -80,7 +80,7 @@ impl Env {
 #[allow(clippy::too_many_arguments)]
 pub fn begin(
     env: &Arc<Env>,
-    route_index: usize,
+    route: RouteId,
     name: &str,
     spec: &Arc<ShadowSpec>,
     primary: UpstreamId,
@@ -90,7 +90,7 @@ pub fn begin(
     started: Instant,
 ) -> Option<Mirror> {
     let spec = spec.clone();
-    let Some(permits) = env.limits.acquire(route_index) else {
+    let Some(permits) = env.limits.acquire(route) else {
         metrics::shadow_outcome(name, "dropped");
         return None;
     };
