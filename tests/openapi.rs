@@ -94,8 +94,11 @@ migration = {{ stage = "canary", new = "new", percent = 10 }}
         "/tests/schemathesis/schemathesis.toml"
     );
     let report = dir.path().join("report");
+    let work = dir.path().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(st)
+            // schemathesis keeps a cache in its working directory: not in the repository.
+            .current_dir(&work)
             .arg("--no-color")
             .args(["--config-file", config_file])
             .args(["run", &url, "--checks", "all", "--seed", "1"])
