@@ -164,17 +164,7 @@ fn the_demo_reloads_on_sighup_instead_of_exiting() {
         .expect("the demo prints its admin address")
         .parse()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            sink.lock().unwrap().push_str(&line);
-        }
-    });
+    let log = collect_lines(child.stderr.take().unwrap());
     let hup = std::process::Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status()

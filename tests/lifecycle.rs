@@ -160,7 +160,6 @@ async fn upgrade_under_load_loses_no_request() {
 
 #[tokio::test]
 async fn systemd_socket_activation_serves_on_the_passed_sockets() {
-    use std::io::BufRead;
     let legacy = Backend::start("legacy").await;
     let (proxy, admin) = (dead_addr().await, dead_addr().await);
     let dir = tempfile::tempdir().unwrap();
@@ -186,18 +185,7 @@ async fn systemd_socket_activation_serves_on_the_passed_sockets() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("systemd-socket-activate runs (package systemd)");
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            sink.lock().unwrap().push_str(&line);
-            sink.lock().unwrap().push('\n');
-        }
-    });
+    let log = collect_lines(child.stderr.take().unwrap());
     let up = eventually(Duration::from_secs(10), || async move {
         tokio::net::TcpStream::connect(proxy).await.is_ok()
     })

@@ -49,8 +49,12 @@ pub async fn handle(
     // request is the connection's last, so no later request passes unread.
     let leaves_framing =
         h1 && (req.method() == Method::CONNECT || req.headers().contains_key(header::UPGRADE));
+    // Read once: the tunnel decision and the client's side of a tunnel both need it.
+    let asked_upgrade = (req.version() == Version::HTTP_11)
+        .then(|| headers::upgrade_request(req.headers()))
+        .flatten();
     let client_upgrade = (req.version() == Version::HTTP_11
-        && (req.method() == Method::CONNECT || headers::upgrade_request(req.headers()).is_some()))
+        && (req.method() == Method::CONNECT || asked_upgrade.is_some()))
     .then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let limits = &snap.config.server.limits;
@@ -71,7 +75,7 @@ pub async fn handle(
             return if h1 { closing(resp) } else { resp };
         }
     };
-    let plan = plan(&snap, client, parts);
+    let plan = plan(&snap, client, parts, asked_upgrade.as_ref());
     let (route, upstream) = (plan.route, plan.upstream);
     let tunnel = plan.tunnel;
     let client_upgrade = client_upgrade.filter(|_| tunnel.is_some());
@@ -207,7 +211,12 @@ struct Requests {
 
 /// Route the request and prepare what goes upstream: header hygiene, then the route's
 /// rewrite (which the fallback does not get).
-fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Plan {
+fn plan(
+    snap: &Snapshot,
+    client: Client,
+    mut parts: http::request::Parts,
+    asked_upgrade: Option<&HeaderValue>,
+) -> Plan {
     let trust_forwarded = snap.config.server.trust_forwarded_headers;
     let client_ip = headers::client_ip(&parts.headers, client.addr.ip(), trust_forwarded);
     let view = RequestView::new(&parts.method, &parts.uri, &parts.headers, client_ip);
@@ -232,8 +241,7 @@ fn plan(snap: &Snapshot, client: Client, mut parts: http::request::Parts) -> Pla
     let tunnel = if method_refused {
         None
     } else {
-        let asked = headers::upgrade_request(&parts.headers);
-        protocols.tunnel(&parts.method, parts.version, asked.as_ref())
+        protocols.tunnel(&parts.method, parts.version, asked_upgrade)
     };
 
     let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {

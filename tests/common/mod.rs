@@ -385,6 +385,24 @@ pub fn banyan_bin() -> &'static str {
     env!("CARGO_BIN_EXE_banyan")
 }
 
+/// Every line `stream` gives (a child's stderr), collected as it comes, on a thread.
+pub fn collect_lines(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    use std::io::BufRead;
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stream)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    log
+}
+
 /// banyan as a separate process (`banyan run`), for what only a process shows: its
 /// memory, its exit code, its signals. Killed on drop.
 pub struct Process {
