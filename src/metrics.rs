@@ -1,5 +1,7 @@
 //! Every metric family banyan exports, in one place, in the prometheus default registry.
 //! Labels are bounded: route and upstream names from the config, status classes, reasons.
+//! Requests, their latency and shadow outcomes are not counted here but in `live`, whose
+//! collector this registry exports.
 
 use pingora_limits::rate::Rate;
 use prometheus::{
@@ -15,15 +17,12 @@ use std::time::Duration;
 pub const DEFAULT_ROUTE: &str = "default";
 
 pub struct Metrics {
-    pub requests_total: IntCounterVec,
-    pub request_duration_seconds: HistogramVec,
     pub upstream_healthy: IntGaugeVec,
     pub fallbacks_total: IntCounterVec,
     pub config_reloads_total: IntCounterVec,
     pub config_version: IntGauge,
     pub config_last_reload_timestamp_seconds: Gauge,
     pub config_reload_duration_seconds: Histogram,
-    pub shadow_requests_total: IntCounterVec,
     pub shadow_field_diffs_total: IntCounterVec,
     pub shadow_duration_seconds: HistogramVec,
     pub shadow_samples_dropped_total: IntCounterVec,
@@ -44,20 +43,8 @@ pub struct Metrics {
 // Registration fails only on a duplicate name, a programming error caught by any test.
 #[allow(clippy::expect_used)]
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    prometheus::register(crate::live::collector()).expect("register the live figures");
     Metrics {
-    requests_total: register_int_counter_vec!(
-        "banyan_requests_total",
-        "Requests proxied, by route, upstream that answered, and status class.",
-        &["route", "upstream", "status_class"]
-    )
-    .expect("register banyan_requests_total"),
-    request_duration_seconds: register_histogram_vec!(
-        "banyan_request_duration_seconds",
-        "Time from the request's arrival to the response headers, by route and upstream.",
-        &["route", "upstream"],
-        vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
-    )
-    .expect("register banyan_request_duration_seconds"),
     upstream_healthy: register_int_gauge_vec!(
         "banyan_upstream_healthy",
         "1 when the endpoint passes its health check (or has none), else 0.",
@@ -92,12 +79,6 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
     )
     .expect("register banyan_config_reload_duration_seconds"),
-    shadow_requests_total: register_int_counter_vec!(
-        "banyan_shadow_requests_total",
-        "Shadowed requests by outcome: match, mismatch, error, timeout, dropped (a limit was full), skipped_body_too_large, skipped.",
-        &["route", "outcome"]
-    )
-    .expect("register banyan_shadow_requests_total"),
     shadow_field_diffs_total: register_int_counter_vec!(
         "banyan_shadow_field_diffs_total",
         "Comparisons in which a field differed between primary and shadow, by field and kind (fields past the per-route cap count as _other).",
@@ -194,41 +175,6 @@ pub fn metrics() -> &'static Metrics {
     &METRICS
 }
 
-/// The classes a status falls in, as labels: index by `status / 100`.
-pub const STATUS_CLASSES: [&str; 6] = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
-
-/// Pre-resolved metric handles for one (route, upstream) pair, so the request path does
-/// no label lookups.
-#[derive(Clone)]
-pub struct RouteUpstreamMetrics {
-    by_class: [IntCounter; 6],
-    duration: Histogram,
-    window: std::sync::Arc<crate::window::Window>,
-}
-
-impl RouteUpstreamMetrics {
-    pub fn new(route: &str, upstream: &str) -> Self {
-        let m = metrics();
-        RouteUpstreamMetrics {
-            by_class: STATUS_CLASSES.map(|class| {
-                m.requests_total
-                    .with_label_values(&[route, upstream, class])
-            }),
-            duration: m
-                .request_duration_seconds
-                .with_label_values(&[route, upstream]),
-            window: crate::window::window(route, upstream),
-        }
-    }
-
-    pub fn observe(&self, status: http::StatusCode, seconds: f64) {
-        let class = usize::from(status.as_u16() / 100);
-        self.by_class[if class < 6 { class } else { 0 }].inc();
-        self.duration.observe(seconds);
-        self.window.record(seconds, status.is_server_error());
-    }
-}
-
 /// Count an applied config.
 pub fn config_applied(source: &str, version: u64, seconds: f64) {
     let m = metrics();
@@ -240,14 +186,6 @@ pub fn config_applied(source: &str, version: u64, seconds: f64) {
     m.config_last_reload_timestamp_seconds
         .set(crate::clock::now_unix());
     m.config_reload_duration_seconds.observe(seconds);
-}
-
-/// Count a shadow outcome.
-pub fn shadow_outcome(route: &str, outcome: &str) {
-    metrics()
-        .shadow_requests_total
-        .with_label_values(&[route, outcome])
-        .inc();
 }
 
 /// Count a refused config.

@@ -1,10 +1,11 @@
 //! One immutable version of everything a request needs: the compiled config, the live
-//! upstream pools and the pre-resolved metric handles. Swapped whole, never mutated.
+//! upstream pools and the handles of the live figures. Swapped whole, never mutated.
 
 use crate::breaker::Breaker;
 use crate::config::Config;
-use crate::metrics::{RouteUpstreamMetrics, DEFAULT_ROUTE};
-use crate::migration::state::{self as ramp_state, RampState};
+use crate::live::{RouteFigures, SideFigures};
+use crate::metrics::DEFAULT_ROUTE;
+use crate::migration::state::{self as ramp_state, Counts, RampState};
 use crate::routing::{Action, RouteId, UpstreamId};
 use crate::shadow::{self, limits::ShadowLimits};
 use crate::store::{Retention, Store};
@@ -21,7 +22,7 @@ pub struct Snapshot {
     /// Same order as `config.upstreams`.
     pub pools: Vec<Arc<Pool>>,
     /// One per route, then one for the default upstream.
-    route_metrics: Vec<RouteMetrics>,
+    live: Vec<RouteLive>,
     /// What shadow copies share: pools, the diff store (open only when a route
     /// shadows), the `[shadow]` settings and limits.
     pub shadow: Arc<shadow::Env>,
@@ -35,36 +36,41 @@ pub struct Snapshot {
     ramps: Vec<Option<RampState>>,
 }
 
-/// Metric handles of one route, for each upstream it can reach.
-pub struct RouteMetrics {
-    pub name: String,
+/// A route's live figures, resolved once per snapshot: the route's own and those of each
+/// upstream it can reach, so the request path looks nothing up by name.
+pub struct RouteLive {
+    pub figures: Arc<RouteFigures>,
+    /// The route's key in the per-second rates.
     pub live_key: u64,
-    targets: SmallVec<[(UpstreamId, RouteUpstreamMetrics); 3]>,
+    sides: SmallVec<[(UpstreamId, Arc<SideFigures>); 3]>,
 }
 
-impl RouteMetrics {
+impl RouteLive {
     fn new(name: &str, upstreams: &[UpstreamId], config: &Config) -> Self {
-        let mut targets = SmallVec::new();
+        let figures = crate::live::route(name);
+        let mut sides = SmallVec::new();
         for &u in upstreams {
-            if !targets.iter().any(|(id, _)| *id == u) {
-                targets.push((
-                    u,
-                    RouteUpstreamMetrics::new(name, &config.upstreams[u].name),
-                ));
+            if !sides.iter().any(|(id, _)| *id == u) {
+                sides.push((u, figures.side(&config.upstreams[u].name)));
             }
         }
-        RouteMetrics {
-            name: name.to_string(),
+        RouteLive {
+            figures,
             live_key: crate::metrics::live_key(name),
-            targets,
+            sides,
         }
     }
 
-    pub fn for_upstream(&self, upstream: UpstreamId) -> Option<&RouteUpstreamMetrics> {
-        self.targets
+    pub fn name(&self) -> &str {
+        &self.figures.name
+    }
+
+    /// The figures of an upstream the route can reach.
+    pub fn side(&self, upstream: UpstreamId) -> Option<&SideFigures> {
+        self.sides
             .iter()
             .find(|(id, _)| *id == upstream)
-            .map(|(_, m)| m)
+            .map(|(_, s)| &**s)
     }
 }
 
@@ -94,14 +100,14 @@ impl Snapshot {
                     .unwrap_or_else(|| Pool::start(spec.clone()))
             })
             .collect();
-        let mut route_metrics: Vec<RouteMetrics> = config
+        let mut live: Vec<RouteLive> = config
             .routes
             .routes()
             .iter()
             .enumerate()
-            .map(|(i, r)| RouteMetrics::new(&r.name, &config.reachable(RouteId::new(i)), &config))
+            .map(|(i, r)| RouteLive::new(&r.name, &config.reachable(RouteId::new(i)), &config))
             .collect();
-        route_metrics.push(RouteMetrics::new(
+        live.push(RouteLive::new(
             DEFAULT_ROUTE,
             &[config.routes.default_upstream()],
             &config,
@@ -137,7 +143,7 @@ impl Snapshot {
         let mut snapshot = Snapshot {
             config,
             pools,
-            route_metrics,
+            live,
             shadow,
             store_error,
             breakers,
@@ -148,10 +154,10 @@ impl Snapshot {
         snapshot
     }
 
-    /// A route's metric handles; the default upstream's for None.
-    pub fn route_metrics(&self, route: Option<RouteId>) -> &RouteMetrics {
-        let default = self.route_metrics.len() - 1;
-        &self.route_metrics[route.map_or(default, RouteId::index)]
+    /// A route's live figures; the default upstream's for None.
+    pub fn live(&self, route: Option<RouteId>) -> &RouteLive {
+        let default = self.live.len() - 1;
+        &self.live[route.map_or(default, RouteId::index)]
     }
 
     pub fn pool(&self, id: UpstreamId) -> &Pool {
@@ -164,6 +170,17 @@ impl Snapshot {
             .iter()
             .enumerate()
             .filter_map(|(i, r)| r.as_ref().map(|r| (RouteId::new(i), r)))
+    }
+
+    /// What a migrated route has seen so far, cumulative: requests and 5xx of its new
+    /// and legacy sides, and its comparisons.
+    pub fn migration_counts(&self, route: RouteId) -> Counts {
+        let Some(m) = &self.config.features(route).migration else {
+            return Counts::default();
+        };
+        let live = self.live(Some(route));
+        let side = |u| live.side(u).map(SideFigures::totals).unwrap_or_default();
+        Counts::new(side(m.new), side(m.legacy), live.figures.shadow.totals())
     }
 
     pub fn ramp(&self, route: RouteId) -> Option<&RampState> {
@@ -181,11 +198,9 @@ fn ramps(snap: &Snapshot, previous: Option<&Snapshot>) -> Vec<Option<RampState>>
     let config = &snap.config;
     config
         .routes
-        .routes()
-        .iter()
-        .zip(&config.features)
-        .map(|(r, features)| {
-            let m = features.migration.as_ref()?;
+        .with_ids()
+        .map(|(i, r)| {
+            let m = config.features(i).migration.as_ref()?;
             crate::metrics::migration_stage(&r.name, m.stage);
             let spec = m.ramp.clone()?;
             let Action::Split(split) = &r.action else {
@@ -208,8 +223,7 @@ fn ramps(snap: &Snapshot, previous: Option<&Snapshot>) -> Vec<Option<RampState>>
             let saved = ramp_state::restore(&config.shadow.store, &r.name, &fingerprint)
                 .unwrap_or_default();
             let state = RampState::new(&r.name, spec, fingerprint, live, saved);
-            let name = |u: usize| config.upstreams[u].name.as_str();
-            state.rebase(ramp_state::counts(&r.name, name(m.new), name(m.legacy)));
+            state.rebase(snap.migration_counts(i));
             Some(state)
         })
         .collect()

@@ -37,7 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "tls/",
             "store/",
             "compare/",
-            "window.rs",
+            "live/",
             "metrics.rs",
         ],
     ),

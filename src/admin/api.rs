@@ -1,15 +1,19 @@
 //! The read side of the admin API: routes with live traffic, shadow comparisons, diffs.
 
 use super::respond::{error, json};
+use super::views::{
+    LiveRates, NoiseMode, RouteKind, RouteView, RoutesView, ShadowLatency, ShadowRouteView,
+    ShadowSettingsView, ShadowView, Traffic,
+};
 use crate::body::ResponseBody;
 use crate::compare::noise::wilson;
 use crate::config::summary::{describe_action, describe_match};
+use crate::live::{window, ShadowFigures, Window};
 use crate::metrics;
-use crate::routing::Action;
-use crate::shadow::stats;
+use crate::routing::{Action, UpstreamId};
+use crate::shadow::stats::{self, RouteReport};
 use crate::snapshot::Snapshot;
 use crate::store::query;
-use crate::window::{self, Figures};
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -42,108 +46,130 @@ pub fn params(query: Option<&str>) -> HashMap<String, String> {
 /// `GET /api/routes`: each route's rules and its traffic per upstream over the last 1 and
 /// 15 minutes; the share of requests served by new services (any upstream but the
 /// default).
-pub fn routes(snap: &Snapshot) -> Value {
+pub fn routes(snap: &Snapshot) -> RoutesView {
     let config = &snap.config;
-    let name = |id: usize| config.upstreams[id].name.as_str();
+    let name = |id: UpstreamId| config.upstreams[id].name.clone();
     let legacy = config.routes.default_upstream();
-    let live = metrics::live();
-    let (mut all, mut all_new) = (0u64, 0u64);
-    let mut entry = |route: &str, upstreams: &[usize], extra: Value| {
-        let mut traffic = serde_json::Map::new();
-        for (label, minutes) in [("1m", 1), ("15m", 15)] {
-            let mut sides = serde_json::Map::new();
-            for &u in upstreams {
-                let f = window::existing(route, name(u))
-                    .map(|w| w.figures(minutes))
-                    .unwrap_or_default();
-                sides.insert(
-                    name(u).to_string(),
-                    serde_json::to_value(f).unwrap_or_default(),
-                );
-            }
-            traffic.insert(label.to_string(), Value::Object(sides));
-        }
-        let fifteen =
-            |u: usize| window::existing(route, name(u)).map_or(0, |w| w.figures(15).requests);
-        let total: u64 = upstreams.iter().map(|&u| fifteen(u)).sum();
-        let new: u64 = upstreams
-            .iter()
-            .filter(|&&u| u != legacy)
-            .map(|&u| fifteen(u))
-            .sum();
-        all += total;
-        all_new += new;
-        let key = metrics::live_key(route);
-        let mut v = json!({
-            "name": route,
-            "upstreams": upstreams.iter().map(|&u| name(u)).collect::<Vec<_>>(),
-            "traffic": traffic,
-            "share_new": if total == 0 { Value::Null } else { json!(new as f64 / total as f64) },
-            "live": {
-                "requests_per_second": live.requests_per_second(key),
-                "server_errors_per_second": live.errors_per_second(key),
-            },
-        });
-        if let (Value::Object(v), Value::Object(extra)) = (&mut v, extra) {
-            v.extend(extra);
-        }
-        v
-    };
-    let mut routes: Vec<Value> = config
+    let mut routes: Vec<RouteView> = config
         .routes
         .with_ids()
         .map(|(i, r)| {
             let features = config.features(i);
             let (kind, split_percent) = match &r.action {
-                Action::Forward(_) if features.shadow.is_some() => ("shadow", None),
-                Action::Forward(_) => ("forward", None),
-                Action::Split(s) => ("split", Some(f64::from(s.current_threshold()) / 100.0)),
+                Action::Forward(_) if features.shadow.is_some() => (RouteKind::Shadow, None),
+                Action::Forward(_) => (RouteKind::Forward, None),
+                Action::Split(s) => (
+                    RouteKind::Split,
+                    Some(f64::from(s.current_threshold()) / 100.0),
+                ),
             };
-            let upstreams = config.reachable(i);
-            let breaker = snap
-                .breaker(Some(i))
-                .map(|b| super::resilience::breaker(b, name(r.legacy)));
-            let shadow = features.shadow.as_ref().map(|s| {
-                json!({
-                    "to": name(s.to),
-                    "back": s.back.map(name),
-                    "percent": f64::from(s.threshold) / 100.0,
-                    "noise": if s.noise { "secondary" } else { "off" },
-                    "max_in_flight": s.max_in_flight,
-                    "methods": s.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-                })
+            let shadow = features.shadow.as_ref().map(|s| ShadowSettingsView {
+                to: name(s.to),
+                back: s.back.map(name),
+                percent: f64::from(s.threshold) / 100.0,
+                noise: if s.noise {
+                    NoiseMode::Secondary
+                } else {
+                    NoiseMode::Off
+                },
+                max_in_flight: s.max_in_flight,
+                methods: s.methods.iter().map(|m| m.to_string()).collect(),
             });
-            entry(
-                &r.name,
-                &upstreams,
-                json!({
-                    "match": describe_match(&r.matches),
-                    "action": describe_action(r, features, name),
-                    "kind": kind,
-                    "split_percent": split_percent,
-                    "shadow": shadow,
-                    "circuit_breaker": breaker,
-                }),
-            )
+            let upstreams = config.reachable(i);
+            let describe = |u: UpstreamId| config.upstreams[u].name.as_str();
+            RouteView {
+                matches: describe_match(&r.matches),
+                action: describe_action(r, features, describe),
+                kind,
+                split_percent,
+                shadow,
+                circuit_breaker: snap
+                    .breaker(Some(i))
+                    .map(|b| super::resilience::breaker(b, describe(r.legacy))),
+                ..traffic(snap, &r.name, &upstreams, legacy)
+            }
         })
         .collect();
-    routes.push(entry(
-        metrics::DEFAULT_ROUTE,
-        &[legacy],
-        json!({
-            "match": "anything no route matches",
-            "action": format!("-> {}", name(legacy)),
-            "kind": "default",
-            "split_percent": null,
-            "shadow": null,
-        }),
-    ));
-    json!({
-        "routes": routes,
-        "proxy": config.server.listen.to_string(),
-        "legacy": name(legacy),
-        "share_new_15m": if all == 0 { Value::Null } else { json!(all_new as f64 / all as f64) },
-    })
+    routes.push(RouteView {
+        matches: "anything no route matches".into(),
+        action: format!("-> {}", name(legacy)),
+        kind: RouteKind::Default,
+        ..traffic(snap, metrics::DEFAULT_ROUTE, &[legacy], legacy)
+    });
+    let fifteen = |r: &RouteView| -> (u64, u64) {
+        let of = |u: &String| r.traffic.fifteen_minutes.get(u).map_or(0, |f| f.requests);
+        let total = r.upstreams.iter().map(of).sum();
+        let new = r
+            .upstreams
+            .iter()
+            .filter(|u| **u != name(legacy))
+            .map(of)
+            .sum();
+        (total, new)
+    };
+    let (all, all_new) = routes
+        .iter()
+        .map(fifteen)
+        .fold((0, 0), |(a, n), (t, new)| (a + t, n + new));
+    RoutesView {
+        routes,
+        proxy: config.server.listen.to_string(),
+        legacy: name(legacy),
+        share_new_15m: share(all_new, all),
+    }
+}
+
+fn share(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+/// A route's traffic: figures per upstream over 1 and 15 minutes, its share on new
+/// services and its live rates; the rest of the view left for the caller.
+fn traffic(
+    snap: &Snapshot,
+    route: &str,
+    upstreams: &[UpstreamId],
+    legacy: UpstreamId,
+) -> RouteView {
+    let name = |id: UpstreamId| snap.config.upstreams[id].name.clone();
+    let figures = crate::live::existing(route);
+    let side = |u: UpstreamId, minutes| {
+        figures
+            .as_ref()
+            .and_then(|r| r.existing_side(&name(u)))
+            .map(|s| s.window.figures(minutes))
+            .unwrap_or_default()
+    };
+    let mut traffic = Traffic::default();
+    for &u in upstreams {
+        traffic.one_minute.insert(name(u), side(u, 1));
+        traffic.fifteen_minutes.insert(name(u), side(u, 15));
+    }
+    let requests = |u: &UpstreamId| traffic.fifteen_minutes[&name(*u)].requests;
+    let total: u64 = upstreams.iter().map(requests).sum();
+    let new: u64 = upstreams
+        .iter()
+        .filter(|u| **u != legacy)
+        .map(requests)
+        .sum();
+    let live = metrics::live();
+    let key = metrics::live_key(route);
+    RouteView {
+        name: route.to_string(),
+        upstreams: upstreams.iter().map(|&u| name(u)).collect(),
+        traffic,
+        share_new: share(new, total),
+        live: LiveRates {
+            requests_per_second: live.requests_per_second(key),
+            server_errors_per_second: live.errors_per_second(key),
+        },
+        matches: String::new(),
+        action: String::new(),
+        kind: RouteKind::Forward,
+        split_percent: None,
+        shadow: None,
+        circuit_breaker: None,
+    }
 }
 
 /// `GET /api/shadow?window=1m|15m`: per shadowing route, comparisons over the window with
@@ -160,16 +186,14 @@ pub fn shadow(snap: &Snapshot, window_param: Option<&str>) -> Response<ResponseB
             )
         }
     };
-    let thresholds = &snap.config.shadow.thresholds;
-    let reports = stats::report(thresholds);
+    let mut reports = stats::report(&snap.config.shadow.thresholds);
+    // Shadowing routes, and those that shadowed under an earlier config.
     let mut names: Vec<String> = snap
         .config
         .routes
-        .routes()
-        .iter()
-        .zip(&snap.config.features)
-        .filter(|(_, f)| f.shadow.is_some())
-        .map(|(r, _)| r.name.clone())
+        .with_ids()
+        .filter(|(i, _)| snap.config.features(*i).shadow.is_some())
+        .map(|(_, r)| r.name.clone())
         .collect();
     for r in &reports {
         if !names.contains(&r.route) {
@@ -177,50 +201,72 @@ pub fn shadow(snap: &Snapshot, window_param: Option<&str>) -> Response<ResponseB
         }
     }
     let now = window::now_minute();
-    let routes: Vec<Value> = names
-        .iter()
+    let routes = names
+        .into_iter()
         .map(|name| {
-            let figures = |w: &str| window::existing(name, w).map(|w| w.figures_at(now, minutes)).unwrap_or_default();
-            let cmp: Figures = figures(stats::COMPARISONS);
-            let errors = figures(stats::SHADOW_ERRORS).requests;
-            let matches = cmp.requests - cmp.errors;
-            let ci = wilson(matches, cmp.requests);
-            let primary = figures(&format!("{}primary", stats::LATENCY_PREFIX));
-            let shadow = figures(&format!("{}shadow", stats::LATENCY_PREFIX));
-            let sparkline: Vec<Value> = window::existing(name, stats::COMPARISONS)
-                .map(|w| w.series_at(now, 15))
-                .unwrap_or_else(|| vec![(0, 0); 15])
-                .into_iter()
-                .map(|(n, bad)| if n == 0 { Value::Null } else { json!((n - bad) as f64 / n as f64) })
-                .collect();
-            let report = reports.iter().find(|r| &r.route == name);
-            json!({
-                "route": name,
-                "window": format!("{minutes}m"),
-                "comparisons": cmp.requests,
-                "matches": matches,
-                "mismatches": cmp.errors,
-                "errors": errors,
-                "match_rate": (cmp.requests > 0).then(|| matches as f64 / cmp.requests as f64),
-                "match_rate_ci95": ci.map(|(lo, hi)| [lo, hi]),
-                "latency_ms": {
-                    "primary_p50": primary.p50_ms, "primary_p99": primary.p99_ms,
-                    "shadow_p50": shadow.p50_ms, "shadow_p99": shadow.p99_ms,
-                    "p50_difference": primary.p50_ms.zip(shadow.p50_ms).map(|(p, s)| s - p),
-                },
-                "sparkline": sparkline,
-                "compared": report.map_or(0, |r| r.compared),
-                "total_matches": report.map_or(0, |r| r.matches),
-                "total_mismatches": report.map_or(0, |r| r.mismatches),
-                "total_errors": report.map_or(0, |r| r.errors),
-                "fields": report.map(|r| serde_json::to_value(&r.fields).unwrap_or_default()).unwrap_or(json!([])),
-            })
+            let report = reports
+                .iter()
+                .position(|r| r.route == name)
+                .map(|i| reports.swap_remove(i));
+            shadow_route(name, report, now, minutes)
         })
         .collect();
-    json(
-        StatusCode::OK,
-        &json!({ "routes": routes, "in_flight": snap.shadow.limits.in_flight() }),
-    )
+    let view = ShadowView {
+        routes,
+        in_flight: snap.shadow.limits.in_flight(),
+    };
+    json(StatusCode::OK, &view)
+}
+
+/// One route's comparisons over the last `minutes` to `now`, and since start.
+fn shadow_route(
+    name: String,
+    report: Option<RouteReport>,
+    now: u64,
+    minutes: u64,
+) -> ShadowRouteView {
+    let figures = crate::live::existing(&name);
+    let over = |w: fn(&ShadowFigures) -> &Window| {
+        figures
+            .as_ref()
+            .map(|r| w(&r.shadow).figures_at(now, minutes))
+            .unwrap_or_default()
+    };
+    let compared = over(|s| &s.compared);
+    let primary = over(|s| &s.primary_latency);
+    let shadow = over(|s| &s.shadow_latency);
+    let matches = compared.requests - compared.errors;
+    let sparkline = figures
+        .as_ref()
+        .map(|r| r.shadow.compared.series_at(now, 15))
+        .unwrap_or_else(|| vec![(0, 0); 15])
+        .into_iter()
+        .map(|(n, bad)| share(n - bad, n))
+        .collect();
+    let report = report.unwrap_or_else(|| RouteReport::empty(&name));
+    ShadowRouteView {
+        window: format!("{minutes}m"),
+        comparisons: compared.requests,
+        matches,
+        mismatches: compared.errors,
+        errors: over(|s| &s.failed).requests,
+        match_rate: share(matches, compared.requests),
+        match_rate_ci95: wilson(matches, compared.requests).map(|(lo, hi)| [lo, hi]),
+        latency_ms: ShadowLatency {
+            primary_p50: primary.p50_ms,
+            primary_p99: primary.p99_ms,
+            shadow_p50: shadow.p50_ms,
+            shadow_p99: shadow.p99_ms,
+            p50_difference: primary.p50_ms.zip(shadow.p50_ms).map(|(p, s)| s - p),
+        },
+        sparkline,
+        compared: report.compared,
+        total_matches: report.matches,
+        total_mismatches: report.mismatches,
+        total_errors: report.errors,
+        fields: report.fields,
+        route: name,
+    }
 }
 
 fn store_path(snap: &Snapshot) -> Option<PathBuf> {

@@ -2,13 +2,16 @@
 //! control of a ramp (`POST /api/migration/{route}/pause|resume|promote|rollback`), and
 //! the readiness report (`GET /api/migration/report`, JSON or Markdown).
 
+use super::views::{
+    GatesView, MigrationRouteView, MigrationView, RampView, ReadinessView, Regression, ReportView,
+    SideRequests, StageShare, StageSummary,
+};
 use crate::compare::noise::{wilson, Verdict};
 use crate::migration::control;
-use crate::migration::state::Control;
+use crate::migration::state::{Control, RampState};
 use crate::migration::{stage, MigrationSpec, Stage};
 use crate::routing::{Action, Route, RouteId};
 use crate::snapshot::Snapshot;
-use crate::window;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -18,17 +21,9 @@ const READY_COMPARISONS: u64 = 100;
 /// ramp sets its own.
 const READY_MATCH_RATE: f64 = 0.95;
 
-/// Requests over 15 minutes of a route to an upstream.
-fn requests(route: &str, upstream: &str) -> u64 {
-    window::existing(route, upstream).map_or(0, |w| w.figures(15).requests)
-}
-
-fn route_requests(snap: &Snapshot, route: &str) -> u64 {
-    snap.config
-        .upstreams
-        .iter()
-        .map(|u| requests(route, &u.name))
-        .sum()
+/// Requests of a route over 15 minutes.
+fn route_requests(route: &str) -> u64 {
+    crate::live::existing(route).map_or(0, |r| r.requests(15))
 }
 
 /// The share of a route's traffic the new side serves now, in percent.
@@ -54,49 +49,51 @@ fn migrated(snap: &Snapshot) -> impl Iterator<Item = (RouteId, &Route, &Migratio
 }
 
 /// `GET /api/migration`
-pub fn overview(snap: &Snapshot) -> Value {
-    let name = |u: usize| snap.config.upstreams[u].name.as_str();
-    let routes: Vec<Value> = migrated(snap)
-        .map(|(i, r, m)| {
-            let ramp = snap.ramp(i).map(|state| {
-                let saved = state.saved();
-                let spec = &state.spec;
-                json!({
-                    "steps": spec.steps,
-                    "step": saved.step,
-                    "paused": saved.paused,
-                    "holding": state.holding(),
-                    "step_seconds": state.step_age().as_secs_f64(),
-                    "min_time": humantime::format_duration(spec.min_time).to_string(),
-                    "min_requests": spec.min_requests,
-                    "interval": humantime::format_duration(spec.interval).to_string(),
-                    "gates": {
-                        "min_match_rate": spec.gates.min_match_rate,
-                        "min_comparisons": spec.gates.min_comparisons,
-                        "max_error_margin": spec.gates.max_error_margin,
-                        "max_latency_factor": spec.gates.max_latency_factor,
-                    },
-                    "events": saved.events,
-                })
-            });
-            json!({
-                "route": r.name,
-                "stage": m.stage.label(),
-                "next_stage": m.stage.next().map(Stage::label),
-                "legacy": name(m.legacy),
-                "new": name(m.new),
-                "percent_new": percent_new(snap, i, r, m),
-                "requests_15m": route_requests(snap, &r.name),
-                "ramp": ramp,
-            })
+pub fn overview(snap: &Snapshot) -> MigrationView {
+    let name = |u: usize| snap.config.upstreams[u].name.clone();
+    let routes = migrated(snap)
+        .map(|(i, r, m)| MigrationRouteView {
+            route: r.name.clone(),
+            stage: m.stage.label().to_string(),
+            next_stage: m.stage.next().map(|s| s.label().to_string()),
+            legacy: name(m.legacy),
+            new: name(m.new),
+            percent_new: percent_new(snap, i, r, m),
+            requests_15m: route_requests(&r.name),
+            ramp: snap.ramp(i).map(ramp_view),
         })
         .collect();
-    json!({ "routes": routes, "summary": summary(snap) })
+    MigrationView {
+        routes,
+        summary: summary(snap),
+    }
+}
+
+fn ramp_view(state: &RampState) -> RampView {
+    let saved = state.saved();
+    let spec = &state.spec;
+    RampView {
+        steps: spec.steps.clone(),
+        step: saved.step,
+        paused: saved.paused,
+        holding: state.holding(),
+        step_seconds: state.step_age().as_secs_f64(),
+        min_time: humantime::format_duration(spec.min_time).to_string(),
+        min_requests: spec.min_requests,
+        interval: humantime::format_duration(spec.interval).to_string(),
+        gates: GatesView {
+            min_match_rate: spec.gates.min_match_rate,
+            min_comparisons: spec.gates.min_comparisons,
+            max_error_margin: spec.gates.max_error_margin,
+            max_latency_factor: spec.gates.max_latency_factor,
+        },
+        events: saved.events,
+    }
 }
 
 /// How many routes, and what share of all traffic over 15 minutes, are at each stage;
 /// routes that are not migrated count as `unmanaged`.
-pub fn summary(snap: &Snapshot) -> Value {
+pub fn summary(snap: &Snapshot) -> StageSummary {
     let labels: Vec<&str> = stage::ALL
         .iter()
         .map(|s| s.label())
@@ -111,24 +108,29 @@ pub fn summary(snap: &Snapshot) -> Value {
             .migration
             .as_ref()
             .map_or("unmanaged", |m| m.stage.label());
-        let n = route_requests(snap, &r.name);
+        let n = route_requests(&r.name);
         total += n;
         if let Some(i) = labels.iter().position(|l| *l == label) {
             counts[i].0 += 1;
             counts[i].1 += n;
         }
     }
-    let unmatched = route_requests(snap, crate::metrics::DEFAULT_ROUTE);
+    let unmatched = route_requests(crate::metrics::DEFAULT_ROUTE);
     total += unmatched;
-    let stages: Vec<Value> = labels
+    let stages = labels
         .iter()
         .zip(counts)
-        .map(|(label, (routes, n))| {
-            let share = (total > 0).then(|| n as f64 / total as f64);
-            json!({ "stage": label, "routes": routes, "traffic_share_15m": share })
+        .map(|(label, (routes, n))| StageShare {
+            stage: label.to_string(),
+            routes,
+            traffic_share_15m: (total > 0).then(|| n as f64 / total as f64),
         })
         .collect();
-    json!({ "stages": stages, "requests_15m": total, "unmatched_requests_15m": unmatched })
+    StageSummary {
+        stages,
+        requests_15m: total,
+        unmatched_requests_15m: unmatched,
+    }
 }
 
 /// `POST /api/migration/{route}/{call}`: the move made, or why none was.
@@ -163,30 +165,26 @@ pub fn control_call(snap: &Snapshot, route: &str, call: &str) -> Result<Value, (
 
 /// `GET /api/migration/report`: per migrated route, where it stands and whether it is
 /// ready for its next stage. `examples` maps a field to a stored sample's id.
-pub fn report(snap: &Snapshot, examples: &BTreeMap<(String, String), i64>) -> Value {
+pub fn report(snap: &Snapshot, examples: &BTreeMap<(String, String), i64>) -> ReportView {
     let thresholds = &snap.config.shadow.thresholds;
     let stats = crate::shadow::stats::report(thresholds);
-    let routes: Vec<Value> = migrated(snap)
+    let name = |u: usize| snap.config.upstreams[u].name.as_str();
+    let routes = migrated(snap)
         .map(|(i, r, m)| {
             let s = stats.iter().find(|s| s.route == r.name);
             let (compared, matches) = s.map_or((0, 0), |s| (s.compared, s.matches));
             let interval = wilson(matches, compared);
-            let regressions: Vec<Value> = s
-                .map(|s| {
-                    s.fields
-                        .iter()
-                        .filter(|f| f.verdict == Verdict::Regression)
-                        .map(|f| {
-                            json!({
-                                "field": f.field,
-                                "count": f.raw,
-                                "rate": f.raw_rate,
-                                "example_id": examples.get(&(r.name.clone(), f.field.clone())),
-                            })
-                        })
-                        .collect()
+            let regressions: Vec<Regression> = s
+                .into_iter()
+                .flat_map(|s| &s.fields)
+                .filter(|f| f.verdict == Verdict::Regression)
+                .map(|f| Regression {
+                    field: f.field.clone(),
+                    count: f.raw,
+                    rate: f.raw_rate,
+                    example_id: examples.get(&(r.name.clone(), f.field.clone())).copied(),
                 })
-                .unwrap_or_default();
+                .collect();
             let percent = percent_new(snap, i, r, m);
             let standing = Standing {
                 stage: m.stage,
@@ -199,25 +197,33 @@ pub fn report(snap: &Snapshot, examples: &BTreeMap<(String, String), i64>) -> Va
                     .map_or(READY_MATCH_RATE, |r| r.spec.gates.min_match_rate),
             };
             let (ready, why) = standing.readiness();
-            json!({
-                "route": r.name,
-                "stage": m.stage.label(),
-                "next_stage": m.stage.next().map(Stage::label),
-                "percent_new": percent,
-                "requests_15m": {
-                    "legacy": requests(&r.name, &snap.config.upstreams[m.legacy].name),
-                    "new": requests(&r.name, &snap.config.upstreams[m.new].name),
+            let requests = |u| {
+                crate::live::existing(&r.name)
+                    .and_then(|f| f.existing_side(name(u)))
+                    .map_or(0, |s| s.window.figures(15).requests)
+            };
+            ReadinessView {
+                route: r.name.clone(),
+                stage: m.stage.label().to_string(),
+                next_stage: m.stage.next().map(|s| s.label().to_string()),
+                percent_new: percent,
+                requests_15m: SideRequests {
+                    legacy: requests(m.legacy),
+                    new: requests(m.new),
                 },
-                "compared": compared,
-                "match_rate": (compared > 0).then(|| matches as f64 / compared as f64),
-                "match_rate_ci95": interval.map(|(l, h)| [l, h]),
-                "regressions": regressions,
-                "ready": ready,
-                "why": why,
-            })
+                compared,
+                match_rate: (compared > 0).then(|| matches as f64 / compared as f64),
+                match_rate_ci95: interval.map(|(l, h)| [l, h]),
+                regressions,
+                ready,
+                why,
+            }
         })
         .collect();
-    json!({ "routes": routes, "summary": summary(snap) })
+    ReportView {
+        routes,
+        summary: summary(snap),
+    }
 }
 
 /// Where a migrated route stands, as far as its readiness for the next stage goes.
@@ -277,69 +283,54 @@ impl Standing {
 }
 
 /// The report as Markdown, for a pull request or a chat.
-pub fn markdown(report: &Value) -> String {
+pub fn markdown(report: &ReportView) -> String {
     let mut out = String::from("# Migration readiness\n\n");
     out.push_str(
         "| route | stage | new share | compared | match rate (95% CI) | regressions | ready |\n",
     );
     out.push_str("| --- | --- | ---: | ---: | --- | --- | --- |\n");
-    let empty = Vec::new();
-    for r in report["routes"].as_array().unwrap_or(&empty) {
-        let rate = match (r["match_rate"].as_f64(), r["match_rate_ci95"].as_array()) {
-            (Some(rate), Some(ci)) => format!(
+    for r in &report.routes {
+        let rate = match (r.match_rate, r.match_rate_ci95) {
+            (Some(rate), Some([low, high])) => format!(
                 "{:.2}% ({:.2}-{:.2}%)",
                 100.0 * rate,
-                100.0 * ci[0].as_f64().unwrap_or(0.0),
-                100.0 * ci[1].as_f64().unwrap_or(0.0)
+                100.0 * low,
+                100.0 * high
             ),
             _ => "-".into(),
         };
-        let regressions: Vec<String> = r["regressions"]
-            .as_array()
-            .unwrap_or(&empty)
+        let regressions: Vec<String> = r
+            .regressions
             .iter()
             .map(|g| {
-                let example = g["example_id"]
-                    .as_i64()
+                let example = g
+                    .example_id
                     .map_or(String::new(), |id| format!(", e.g. #{id}"));
-                format!(
-                    "`{}` x{}{example}",
-                    g["field"].as_str().unwrap_or(""),
-                    g["count"]
-                )
+                format!("`{}` x{}{example}", g.field, g.count)
             })
             .collect();
         out.push_str(&format!(
-            "| {} | {} | {}% | {} | {} | {} | {} |\n",
-            r["route"].as_str().unwrap_or(""),
-            r["stage"].as_str().unwrap_or(""),
-            r["percent_new"],
-            r["compared"],
+            "| {} | {} | {:?}% | {} | {} | {} | {}: {} |\n",
+            r.route,
+            r.stage,
+            r.percent_new,
+            r.compared,
             rate,
             if regressions.is_empty() {
                 "none".into()
             } else {
                 regressions.join("; ")
             },
-            if r["ready"].as_bool() == Some(true) {
-                format!("yes: {}", r["why"].as_str().unwrap_or(""))
-            } else {
-                format!("no: {}", r["why"].as_str().unwrap_or(""))
-            },
+            if r.ready { "yes" } else { "no" },
+            r.why,
         ));
     }
-    if let Some(stages) = report["summary"]["stages"].as_array() {
-        out.push_str("\n| stage | routes | traffic share (15 min) |\n| --- | ---: | ---: |\n");
-        for s in stages {
-            let share = s["traffic_share_15m"]
-                .as_f64()
-                .map_or("-".into(), |f| format!("{:.1}%", 100.0 * f));
-            out.push_str(&format!(
-                "| {} | {} | {share} |\n",
-                s["stage"].as_str().unwrap_or(""),
-                s["routes"]
-            ));
-        }
+    out.push_str("\n| stage | routes | traffic share (15 min) |\n| --- | ---: | ---: |\n");
+    for s in &report.summary.stages {
+        let share = s
+            .traffic_share_15m
+            .map_or("-".into(), |f| format!("{:.1}%", 100.0 * f));
+        out.push_str(&format!("| {} | {} | {share} |\n", s.stage, s.routes));
     }
     out
 }

@@ -5,9 +5,11 @@ mod api;
 mod auth;
 mod config_api;
 mod migration_api;
+mod openapi;
 mod origin;
 mod resilience;
 mod respond;
+mod views;
 
 use crate::body::ResponseBody;
 use crate::metrics;
@@ -106,9 +108,11 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
             )
         }
         (Method::GET, [] | ["index.html"]) => dashboard(),
-        (Method::GET, ["api", "openapi.json"]) => {
-            text(StatusCode::OK, "application/json", OPENAPI.into())
-        }
+        (Method::GET, ["api", "openapi.json"]) => text(
+            StatusCode::OK,
+            "application/json",
+            openapi::document().into(),
+        ),
         (Method::GET, ["api", "routes"]) => {
             json(StatusCode::OK, &api::routes(&reloader.snapshot().load()))
         }
@@ -291,9 +295,6 @@ async fn read_text(req: Request<Incoming>) -> Result<String, Response<ResponseBo
     String::from_utf8(bytes.to_vec())
         .map_err(|_| error(StatusCode::BAD_REQUEST, "the config must be UTF-8 TOML"))
 }
-
-/// The OpenAPI description of this API.
-const OPENAPI: &str = include_str!("openapi.json");
 
 /// The dashboard: one page, no external resources, built into the binary.
 const DASHBOARD: &str = include_str!("dashboard.html");

@@ -1,6 +1,7 @@
 //! What the resilience machinery is doing, for the admin API: each upstream's endpoints
 //! (health, ejection, failures in a row) and each route's circuit breaker.
 
+use super::views::{BreakerSettingsView, BreakerView, BreakerWindow, TransitionView};
 use crate::breaker::Breaker;
 use crate::clock::now_ms;
 use crate::snapshot::Snapshot;
@@ -55,28 +56,28 @@ pub fn upstreams(snap: &Snapshot) -> Value {
 }
 
 /// A route's circuit breaker, in `GET /api/routes`.
-pub fn breaker(breaker: &Breaker, legacy: &str) -> Value {
+pub fn breaker(breaker: &Breaker, legacy: &str) -> BreakerView {
     let now = now_ms();
     let status = breaker.status(now);
     let spec = breaker.spec();
-    json!({
-        "state": status.state.label(),
-        "legacy": legacy,
-        "window": {
-            "requests": status.requests,
-            "errors": status.errors,
+    BreakerView {
+        state: status.state.label().to_string(),
+        legacy: legacy.to_string(),
+        window: BreakerWindow {
+            requests: status.requests,
+            errors: status.errors,
         },
-        "last_transition": status.last_transition.map(|(at, t)| json!({
-            "to": t.to.label(),
-            "reason": t.reason,
-            "seconds_ago": now.saturating_sub(at) as f64 / 1000.0,
-        })),
-        "settings": {
-            "error_rate": spec.error_rate,
-            "min_requests": spec.min_requests,
-            "window": humantime::format_duration(spec.window).to_string(),
-            "open_for": humantime::format_duration(spec.open_for).to_string(),
-            "probes": spec.probes,
+        last_transition: status.last_transition.map(|(at, t)| TransitionView {
+            to: t.to.label().to_string(),
+            reason: t.reason,
+            seconds_ago: now.saturating_sub(at) as f64 / 1000.0,
+        }),
+        settings: BreakerSettingsView {
+            error_rate: spec.error_rate,
+            min_requests: spec.min_requests,
+            window: humantime::format_duration(spec.window).to_string(),
+            open_for: humantime::format_duration(spec.open_for).to_string(),
+            probes: spec.probes,
         },
-    })
+    }
 }

@@ -89,26 +89,18 @@ fn write(path: &Path, state: &RampState) {
     }
 }
 
-/// What a route has seen so far (see `state::counts`).
+/// What a route has seen so far.
 pub fn counts(snap: &Snapshot, route: RouteId) -> Counts {
-    let r = snap.config.routes.route(route);
-    let Some(m) = &snap.config.features(route).migration else {
-        return Counts::default();
-    };
-    let name = |u: usize| snap.config.upstreams[u].name.as_str();
-    super::state::counts(&r.name, name(m.new), name(m.legacy))
+    snap.migration_counts(route)
 }
 
 /// Both sides' p99 over the whole minutes the step has lasted (at least the current one).
 fn p99s(snap: &Snapshot, route: RouteId, state: &RampState) -> (Option<f64>, Option<f64>) {
-    let r = snap.config.routes.route(route);
     let Some(m) = &snap.config.features(route).migration else {
         return (None, None);
     };
+    let live = snap.live(Some(route));
     let minutes = (state.step_age().as_secs() / 60 + 1).min(15);
-    let p99 = |u: usize| {
-        crate::window::existing(&r.name, &snap.config.upstreams[u].name)
-            .and_then(|w| w.figures(minutes).p99_ms)
-    };
+    let p99 = |u| live.side(u).and_then(|s| s.window.figures(minutes).p99_ms);
     (p99(m.new), p99(m.legacy))
 }

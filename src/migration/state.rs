@@ -4,6 +4,7 @@
 //! embedded store so a restart resumes where the ramp stood.
 
 use super::ramp::{Decision, Figures, RampSpec};
+use crate::live::{ComparisonTotals, SideTotals};
 use crate::routing::split::threshold;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -26,8 +27,24 @@ pub struct Counts {
     pub fields: HashMap<String, u64>,
 }
 
+impl Counts {
+    /// What a route has seen so far, cumulative: requests and 5xx by side (its `new` and
+    /// `legacy` upstreams), comparisons.
+    pub fn new(new: SideTotals, legacy: SideTotals, shadow: ComparisonTotals) -> Self {
+        Counts {
+            new_requests: new.requests,
+            new_errors: new.errors,
+            legacy_requests: legacy.requests,
+            legacy_errors: legacy.errors,
+            compared: shadow.compared,
+            matches: shadow.matches,
+            fields: shadow.fields,
+        }
+    }
+}
+
 /// One move of the ramp, with why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     /// Seconds since the Unix epoch.
     pub at: f64,
@@ -307,36 +324,6 @@ fn push(events: &mut VecDeque<Event>, event: Event) {
         events.pop_front();
     }
     events.push_back(event);
-}
-
-/// What a route has seen so far, cumulative: requests and 5xx by side (its `new` and
-/// `legacy` upstreams), comparisons.
-pub fn counts(route: &str, new: &str, legacy: &str) -> Counts {
-    let side = |upstream: &str| {
-        let family = &crate::metrics::metrics().requests_total;
-        let mut total = 0;
-        let mut errors = 0;
-        for class in crate::metrics::STATUS_CLASSES {
-            let n = family.with_label_values(&[route, upstream, class]).get();
-            total += n;
-            if class == "5xx" {
-                errors = n;
-            }
-        }
-        (total, errors)
-    };
-    let (new_requests, new_errors) = side(new);
-    let (legacy_requests, legacy_errors) = side(legacy);
-    let (compared, matches, fields) = crate::shadow::stats::totals(route);
-    Counts {
-        new_requests,
-        new_errors,
-        legacy_requests,
-        legacy_errors,
-        compared,
-        matches,
-        fields,
-    }
 }
 
 /// The state saved for a route, when its fingerprint matches.

@@ -12,7 +12,7 @@ use crate::guard::{self, client_body::ClientBody, Refusal};
 use crate::routing::normalize::{self, PathNormalization};
 use crate::routing::protocol::Tunnel;
 use crate::routing::{RequestView, RouteId, UpstreamId};
-use crate::shadow::{self, capture::Capture};
+use crate::shadow::{self, capture::Capture, spec::ShadowSpec};
 use crate::snapshot::Snapshot;
 use crate::upstream::request::Outgoing;
 use arc_swap::ArcSwap;
@@ -25,6 +25,7 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What a connection knows of its client.
@@ -87,12 +88,12 @@ pub async fn handle(
             let mirror = route
                 .zip(plan.shadow)
                 .filter(|_| tunnel.is_none())
-                .and_then(|(r, to)| {
+                .and_then(|(r, (to, spec))| {
                     shadow::begin(
                         &snap.shadow,
                         r,
-                        &snap.config.routes.route(r).name,
-                        snap.config.features(r).shadow.as_ref()?,
+                        &snap.live(route).figures,
+                        spec,
                         upstream,
                         to,
                         &requests.primary,
@@ -187,13 +188,13 @@ fn closing(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
 }
 
 /// Where a request goes and what is sent there.
-struct Plan {
+struct Plan<'a> {
     route: Option<RouteId>,
     upstream: UpstreamId,
     requests: Result<Requests, ProxyError>,
     /// Where the route's shadow copies this request, if it does (method, serving side
-    /// and sample decide).
-    shadow: Option<UpstreamId>,
+    /// and sample decide), and its spec.
+    shadow: Option<(UpstreamId, &'a Arc<ShadowSpec>)>,
     /// The largest body the route takes.
     max_body: u64,
     /// What the route's circuit breaker said, when it has one.
@@ -211,12 +212,12 @@ struct Requests {
 
 /// Route the request and prepare what goes upstream: header hygiene, then the route's
 /// rewrite (which the fallback does not get).
-fn plan(
-    snap: &Snapshot,
+fn plan<'a>(
+    snap: &'a Snapshot,
     client: Client,
     mut parts: http::request::Parts,
     asked_upgrade: Option<&HeaderValue>,
-) -> Plan {
+) -> Plan<'a> {
     let trust_forwarded = snap.config.server.trust_forwarded_headers;
     let client_ip = headers::client_ip(&parts.headers, client.addr.ip(), trust_forwarded);
     let view = RequestView::new(&parts.method, &parts.uri, &parts.headers, client_ip);
@@ -234,8 +235,8 @@ fn plan(
     let too_large = guard::head::declared_body_too_large(&parts.headers, max_body);
     let shadow = route
         .and(route_index)
-        .and_then(|i| snap.config.features(i).shadow.as_deref())
-        .and_then(|spec| shadow::target(spec, upstream, &view));
+        .and_then(|i| snap.config.features(i).shadow.as_ref())
+        .and_then(|spec| Some((shadow::target(spec, upstream, &view)?, spec)));
     let protocols = snap.config.routes.protocols(route_index);
     let method_refused = !protocols.admits_method(&parts.method);
     let tunnel = if method_refused {
@@ -328,7 +329,7 @@ async fn send(
             if let Some(capture) = mirror {
                 capture.finish_with(&bytes);
             }
-            let route_name = snap.route_metrics(route).name.as_str();
+            let route_name = snap.live(route).name();
             let (result, fell_back) = forward::send_with_fallback(
                 snap.pool(upstream),
                 snap.pool(fallback),
@@ -423,11 +424,11 @@ fn finish(
             e.response(snap.pool(upstream).name())
         }
     };
-    let route_metrics = snap.route_metrics(route);
-    if let Some(m) = route_metrics.for_upstream(upstream) {
-        m.observe(resp.status(), started.elapsed().as_secs_f64());
+    let live = snap.live(route);
+    if let Some(side) = live.side(upstream) {
+        side.observe(resp.status(), started.elapsed().as_secs_f64());
     }
-    crate::metrics::live().observe(route_metrics.live_key, resp.status());
+    crate::metrics::live().observe(live.live_key, resp.status());
     *resp.version_mut() = Version::HTTP_11;
     resp
 }

@@ -10,7 +10,7 @@ pub mod stats;
 mod task;
 
 use crate::config::ShadowSettings;
-use crate::metrics;
+use crate::live::{RouteFigures, ShadowOutcome};
 use crate::routing::split::bucket;
 use crate::routing::{RequestView, RouteId, UpstreamId};
 use crate::store::Store;
@@ -81,7 +81,7 @@ impl Env {
 pub fn begin(
     env: &Arc<Env>,
     route: RouteId,
-    name: &str,
+    figures: &Arc<RouteFigures>,
     spec: &Arc<ShadowSpec>,
     primary: UpstreamId,
     to: UpstreamId,
@@ -91,7 +91,7 @@ pub fn begin(
 ) -> Option<Mirror> {
     let spec = spec.clone();
     let Some(permits) = env.limits.acquire(route) else {
-        metrics::shadow_outcome(name, "dropped");
+        figures.shadow.outcome(ShadowOutcome::Dropped);
         return None;
     };
     let max_body = if spec.max_body == 0 {
@@ -113,7 +113,7 @@ pub fn begin(
     let (response, response_rx) = Capture::new(max_body);
     tokio::spawn(task::run(task::Job {
         env: env.clone(),
-        route: name.to_string(),
+        figures: figures.clone(),
         spec,
         primary,
         to,

@@ -5,9 +5,10 @@
 
 use super::capture::Captured;
 use super::spec::{ShadowSpec, SAFE_METHODS};
-use super::{stats, SHADOW_HEADER};
+use super::SHADOW_HEADER;
 use crate::body;
 use crate::compare::{compare, Difference, Response};
+use crate::live::{RouteFigures, ShadowOutcome as Outcome};
 use crate::metrics;
 use crate::routing::UpstreamId;
 use crate::store::redact::Redactor;
@@ -24,8 +25,8 @@ use tokio::sync::oneshot;
 
 pub struct Job {
     pub env: Arc<super::Env>,
-    /// The route's name.
-    pub route: String,
+    /// The route's live figures (and its name).
+    pub figures: Arc<RouteFigures>,
     pub spec: Arc<ShadowSpec>,
     pub primary: UpstreamId,
     /// Where the copy goes.
@@ -39,45 +40,13 @@ pub struct Job {
     pub _permits: super::limits::Permits,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Match,
-    Mismatch,
-    Error,
-    Timeout,
-    TooLarge,
-    Skipped,
-}
-
-impl Outcome {
-    fn label(self) -> &'static str {
-        match self {
-            Outcome::Match => "match",
-            Outcome::Mismatch => "mismatch",
-            Outcome::Error => "error",
-            Outcome::Timeout => "timeout",
-            Outcome::TooLarge => "skipped_body_too_large",
-            Outcome::Skipped => "skipped",
-        }
-    }
-}
-
 pub async fn run(mut job: Job) {
-    let name = job.route.clone();
+    let figures = job.figures.clone();
     let deadline = tokio::time::Instant::from_std(job.started + job.spec.timeout);
-    let outcome = tokio::time::timeout_at(deadline, compare_job(&mut job, &name))
+    let outcome = tokio::time::timeout_at(deadline, compare_job(&mut job, &figures))
         .await
         .unwrap_or(Outcome::Timeout);
-    metrics::shadow_outcome(&name, outcome.label());
-    match outcome {
-        Outcome::Match | Outcome::Mismatch => crate::window::window(&name, stats::COMPARISONS)
-            .record(0.0, outcome == Outcome::Mismatch),
-        Outcome::Error | Outcome::Timeout => {
-            stats::record_error(&name);
-            crate::window::window(&name, stats::SHADOW_ERRORS).record(0.0, true);
-        }
-        _ => {}
-    }
+    figures.shadow.outcome(outcome);
 }
 
 /// A response read whole, and how long its headers took.
@@ -92,7 +61,8 @@ enum FetchError {
     TooLarge,
 }
 
-async fn compare_job(job: &mut Job, name: &str) -> Outcome {
+async fn compare_job(job: &mut Job, figures: &RouteFigures) -> Outcome {
+    let name = figures.name.as_str();
     let body = match (&mut job.request_body).await {
         Ok(Captured::Complete { body, .. }) => concat(body),
         Ok(Captured::TooLarge) => return Outcome::TooLarge,
@@ -147,11 +117,17 @@ async fn compare_job(job: &mut Job, name: &str) -> Outcome {
             .shadow_duration_seconds
             .with_label_values(&[name, side])
             .observe(d.as_secs_f64());
-        crate::window::window(name, &format!("{}{side}", stats::LATENCY_PREFIX))
-            .record(d.as_secs_f64(), false);
     };
     observe("primary", primary_latency);
     observe("shadow", shadow.latency);
+    figures
+        .shadow
+        .primary_latency
+        .record(primary_latency.as_secs_f64(), false);
+    figures
+        .shadow
+        .shadow_latency
+        .record(shadow.latency.as_secs_f64(), false);
     if shadow.response.status >= 500 && primary.status < 500 {
         return Outcome::Error;
     }
@@ -166,7 +142,9 @@ async fn compare_job(job: &mut Job, name: &str) -> Outcome {
     let settings = &env.settings;
     let raw_fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     let noise_fields: Vec<&str> = noise.iter().map(|d| d.field.as_str()).collect();
-    stats::record(name, &raw_fields, &noise_fields, settings.max_fields);
+    figures
+        .shadow
+        .compared(&raw_fields, &noise_fields, settings.max_fields);
     let mut counted: Vec<(&str, &str)> = diffs
         .iter()
         .map(|d| (d.field.as_str(), d.kind.label()))
@@ -174,7 +152,7 @@ async fn compare_job(job: &mut Job, name: &str) -> Outcome {
     counted.sort_unstable();
     counted.dedup();
     for (field, kind) in &counted {
-        let label = stats::field_label(name, field, settings.max_fields);
+        let label = figures.shadow.field_label(field, settings.max_fields);
         metrics::metrics()
             .shadow_field_diffs_total
             .with_label_values(&[name, &label, kind])

@@ -1,10 +1,8 @@
-//! Live figures over the last minutes, per route and side, without locks: a ring of
-//! per-minute slots, each with a request count, a 5xx count and a log-scale latency
-//! histogram. The admin API reads them for "the last 1 and 15 minutes".
+//! Figures over the last minutes without locks: a ring of per-minute slots, each with a
+//! request count, an error count and a log-scale latency histogram. The admin API reads
+//! them for "the last 1 and 15 minutes", the ramp for the minutes of a step.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Minutes kept (one more than the longest window, for the minute in progress).
@@ -36,7 +34,7 @@ pub struct Window {
 }
 
 /// Figures over a span of minutes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Figures {
     pub requests: u64,
     pub requests_per_second: f64,
@@ -163,25 +161,6 @@ impl Window {
             })
             .collect()
     }
-}
-
-/// Windows by (route, side).
-type Registry = HashMap<(String, String), Arc<Window>>;
-
-static WINDOWS: LazyLock<Mutex<Registry>> = LazyLock::new(Default::default);
-
-/// The window of a (route, side), shared by every snapshot, so a reload keeps the figures.
-pub fn window(route: &str, side: &str) -> Arc<Window> {
-    let mut all = WINDOWS.lock().unwrap_or_else(|p| p.into_inner());
-    all.entry((route.to_string(), side.to_string()))
-        .or_default()
-        .clone()
-}
-
-/// The window of a (route, side) if it was ever used.
-pub fn existing(route: &str, side: &str) -> Option<Arc<Window>> {
-    let all = WINDOWS.lock().unwrap_or_else(|p| p.into_inner());
-    all.get(&(route.to_string(), side.to_string())).cloned()
 }
 
 #[cfg(test)]
