@@ -112,7 +112,7 @@ Connection: keep-alive\r\n\r\n";
     let mut group = c.benchmark_group("request_guards");
     group.bench_function("framing_head_330b", |b| {
         b.iter(|| {
-            let mut f = banyan::guard::framing::Framing::new(64 * 1024, 100);
+            let mut f = banyan::inbound::framing::Framing::new(64 * 1024, 100);
             f.feed(black_box(head)).unwrap();
         })
     });
@@ -123,9 +123,9 @@ Connection: keep-alive\r\n\r\n";
         .body(())
         .unwrap();
     let (parts, ()) = req.into_parts();
-    let limits = banyan::guard::Limits::default();
+    let limits = banyan::inbound::Limits::default();
     group.bench_function("head_checks", |b| {
-        b.iter(|| banyan::guard::head::check(black_box(&parts), &limits).unwrap())
+        b.iter(|| banyan::inbound::head::check(black_box(&parts), &limits).unwrap())
     });
     group.finish();
 }

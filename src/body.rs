@@ -3,7 +3,7 @@
 //! an answer banyan writes itself). An `Either`, not a boxed trait object: no allocation
 //! per request.
 
-use crate::guard::client_body::ClientBody;
+use crate::inbound::client_body::ClientBody;
 use crate::shadow::capture::{Capture, Tap};
 use bytes::Bytes;
 use http_body_util::{Either, Full};

@@ -341,7 +341,7 @@ proptest! {
         stream in pipeline(),
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
     ) {
-        use banyan::guard::framing::Framing;
+        use banyan::inbound::framing::Framing;
         let mut points: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
         points.push(0);
         points.push(stream.len());

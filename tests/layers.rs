@@ -22,7 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("snapshot", &["snapshot.rs"]),
     (
         "data plane",
-        &["shadow/", "upstream/", "guard/client_body.rs", "body.rs"],
+        &["shadow/", "upstream/", "inbound/client_body.rs", "body.rs"],
     ),
     ("config", &["config/"]),
     (
@@ -44,7 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("routing", &["routing/"]),
     (
         "leaves",
-        &["guard/", "clock.rs", "ids.rs", "fswatch.rs", "lib.rs"],
+        &["inbound/", "clock.rs", "ids.rs", "fswatch.rs", "lib.rs"],
     ),
 ];
 

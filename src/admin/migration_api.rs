@@ -10,7 +10,7 @@ use crate::compare::noise::{wilson, Verdict};
 use crate::migration::control;
 use crate::migration::state::{Control, RampState};
 use crate::migration::{stage, MigrationSpec, Stage};
-use crate::routing::{Action, Route, RouteId};
+use crate::routing::{Action, Route, RouteId, UpstreamId};
 use crate::snapshot::Snapshot;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -50,7 +50,7 @@ fn migrated(snap: &Snapshot) -> impl Iterator<Item = (RouteId, &Route, &Migratio
 
 /// `GET /api/migration`
 pub fn overview(snap: &Snapshot) -> MigrationView {
-    let name = |u: usize| snap.config.upstreams[u].name.clone();
+    let name = |u: UpstreamId| snap.config.upstreams[u].name.clone();
     let routes = migrated(snap)
         .map(|(i, r, m)| MigrationRouteView {
             route: r.name.clone(),
@@ -168,7 +168,7 @@ pub fn control_call(snap: &Snapshot, route: &str, call: &str) -> Result<Value, (
 pub fn report(snap: &Snapshot, examples: &BTreeMap<(String, String), i64>) -> ReportView {
     let thresholds = &snap.config.shadow.thresholds;
     let stats = crate::shadow::stats::report(thresholds);
-    let name = |u: usize| snap.config.upstreams[u].name.as_str();
+    let name = |u: UpstreamId| snap.config.upstreams[u].name.as_str();
     let routes = migrated(snap)
         .map(|(i, r, m)| {
             let s = stats.iter().find(|s| s.route == r.name);

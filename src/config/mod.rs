@@ -101,7 +101,7 @@ pub struct ServerSettings {
     pub drain_period: std::time::Duration,
     /// Where a running banyan hands its listeners to `banyan run --upgrade`.
     pub upgrade_socket: Option<PathBuf>,
-    pub limits: crate::guard::Limits,
+    pub limits: crate::inbound::Limits,
     /// Client connections open at once, across the proxy and HTTPS listeners.
     pub max_connections: usize,
     /// How paths are prepared before matching and forwarding.
@@ -160,7 +160,10 @@ impl Config {
         compile::compile(source, compile::Files::Skip)
     }
 
-    pub fn upstream_id(&self, name: &str) -> Option<usize> {
-        self.upstreams.iter().position(|u| u.name == name)
+    pub fn upstream_id(&self, name: &str) -> Option<UpstreamId> {
+        self.upstreams
+            .iter()
+            .position(|u| u.name == name)
+            .map(UpstreamId::new)
     }
 }

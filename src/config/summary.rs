@@ -3,7 +3,7 @@
 use super::{Config, RouteFeatures};
 use crate::routing::matcher::RouteMatch;
 use crate::routing::split::BUCKETS;
-use crate::routing::{Action, Route};
+use crate::routing::{Action, Route, UpstreamId};
 use std::fmt::Write;
 
 /// Path words that mark a route kept apart for safety, not only for migration.
@@ -48,7 +48,7 @@ fn path_looks_guarded(m: &RouteMatch) -> bool {
 
 pub fn summary(config: &Config) -> String {
     let mut out = String::new();
-    let name = |id: usize| config.upstreams[id].name.as_str();
+    let name = |id: UpstreamId| config.upstreams[id].name.as_str();
     let _ = writeln!(
         out,
         "listen {}, admin {}",
@@ -170,7 +170,7 @@ pub fn describe_match(m: &RouteMatch) -> String {
 pub fn describe_action<'a>(
     r: &Route,
     features: &RouteFeatures,
-    name: impl Fn(usize) -> &'a str,
+    name: impl Fn(UpstreamId) -> &'a str,
 ) -> String {
     let mut s = match &features.migration {
         Some(m) => format!(

@@ -1,7 +1,7 @@
 //! Errors banyan answers itself: one status and one `x-banyan-error` cause each, here only.
 
 use crate::body::{self, ResponseBody};
-use crate::guard::Refusal;
+use crate::inbound::Refusal;
 use crate::upstream::failure::UpstreamFailure;
 use http::{HeaderValue, Response, StatusCode};
 

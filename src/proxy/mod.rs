@@ -8,7 +8,7 @@ mod tunnel;
 
 use crate::body::{self, ResponseBody};
 use crate::breaker::Admit;
-use crate::guard::{self, client_body::ClientBody, Refusal};
+use crate::inbound::{self, client_body::ClientBody, Refusal};
 use crate::routing::normalize::{self, PathNormalization};
 use crate::routing::protocol::Tunnel;
 use crate::routing::{RequestView, RouteId, UpstreamId};
@@ -59,7 +59,7 @@ pub async fn handle(
     .then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let limits = &snap.config.server.limits;
-    let checked = guard::head::check(&parts, limits)
+    let checked = inbound::head::check(&parts, limits)
         .and_then(|()| normalized(parts, snap.config.server.path_normalization));
     let parts = match checked {
         Ok(parts) => parts,
@@ -232,7 +232,7 @@ fn plan<'a>(
     let max_body = route_index
         .and_then(|i| snap.config.routes.route(i).max_body)
         .unwrap_or(snap.config.server.limits.max_body);
-    let too_large = guard::head::declared_body_too_large(&parts.headers, max_body);
+    let too_large = inbound::head::declared_body_too_large(&parts.headers, max_body);
     let shadow = route
         .and(route_index)
         .and_then(|i| snap.config.features(i).shadow.as_ref())

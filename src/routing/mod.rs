@@ -187,14 +187,18 @@ mod tests {
             rewrite: Rewrite::default(),
             fallback: None,
             max_body: None,
-            legacy: 0,
+            legacy: UpstreamId::new(0),
             protocols: Default::default(),
         }
     }
 
     #[test]
     fn first_match_wins_and_unmatched_goes_to_default() {
-        let mut beta = route("beta", Some(PathMatch::Prefix("/api/".into())), 2);
+        let mut beta = route(
+            "beta",
+            Some(PathMatch::Prefix("/api/".into())),
+            UpstreamId::new(2),
+        );
         beta.matches.headers.push(HeaderMatch {
             name: HeaderName::from_static("x-beta"),
             value: ValueMatch::Present,
@@ -202,10 +206,18 @@ mod tests {
         let table = RouteTable::new(
             vec![
                 beta,
-                route("api", Some(PathMatch::Prefix("/api/".into())), 1),
-                route("api-items", Some(PathMatch::Exact("/api/items".into())), 3),
+                route(
+                    "api",
+                    Some(PathMatch::Prefix("/api/".into())),
+                    UpstreamId::new(1),
+                ),
+                route(
+                    "api-items",
+                    Some(PathMatch::Exact("/api/items".into())),
+                    UpstreamId::new(3),
+                ),
             ],
-            0,
+            UpstreamId::new(0),
         );
         let method = Method::GET;
         let mut headers = HeaderMap::new();
@@ -214,10 +226,10 @@ mod tests {
             let uri: http::Uri = uri.parse().expect("uri");
             table.decide(&RequestView::new(&method, &uri, headers, ip))
         };
-        assert_eq!(decide("/api/items", &headers).upstream, 1);
+        assert_eq!(decide("/api/items", &headers).upstream, UpstreamId::new(1));
         assert_eq!(decide("/other", &headers).route, None);
-        assert_eq!(decide("/other", &headers).upstream, 0);
+        assert_eq!(decide("/other", &headers).upstream, UpstreamId::new(0));
         headers.insert("x-beta", HeaderValue::from_static("1"));
-        assert_eq!(decide("/api/items", &headers).upstream, 2);
+        assert_eq!(decide("/api/items", &headers).upstream, UpstreamId::new(2));
     }
 }

@@ -1,8 +1,8 @@
 //! One client connection: HTTP/1.1 or HTTP/2 over plain TCP or TLS, held to the
 //! limits, closed when idle, and drained without racing the client's next request.
 
-use crate::guard::framing::{Framing, Violation};
-use crate::guard::Limits;
+use crate::inbound::framing::{Framing, Violation};
+use crate::inbound::Limits;
 use crate::proxy::{self, Client};
 use crate::snapshot::SharedSnapshot;
 use hyper::service::service_fn;

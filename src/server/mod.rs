@@ -260,7 +260,7 @@ fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
 
 /// The connection builder of the admin listener (the proxy's carries its own limits).
 fn admin_connections() -> auto::Builder<TokioExecutor> {
-    conn::builder(&crate::guard::Limits::default())
+    conn::builder(&crate::inbound::Limits::default())
 }
 
 /// Accept connections until told to stop, then drain: every connection finishes what

@@ -134,9 +134,13 @@ mod tests {
     use http::{HeaderMap, Method, Uri};
     use std::time::Duration;
 
+    fn u(i: usize) -> UpstreamId {
+        UpstreamId::new(i)
+    }
+
     fn spec(back: Option<UpstreamId>) -> ShadowSpec {
         ShadowSpec {
-            to: 1,
+            to: u(1),
             back,
             threshold: crate::routing::split::BUCKETS,
             key: None,
@@ -159,16 +163,16 @@ mod tests {
         let get = RequestView::new(&Method::GET, &uri, &headers, ip);
         let post = RequestView::new(&Method::POST, &uri, &headers, ip);
         let one_way = spec(None);
-        assert_eq!(target(&one_way, 0, &get), Some(1));
-        assert_eq!(target(&one_way, 1, &get), None, "to serves: no copy");
-        assert_eq!(target(&one_way, 0, &post), None, "method not shadowed");
-        let both_ways = spec(Some(0));
-        assert_eq!(target(&both_ways, 0, &get), Some(1));
-        assert_eq!(target(&both_ways, 1, &get), Some(0));
+        assert_eq!(target(&one_way, u(0), &get), Some(u(1)));
+        assert_eq!(target(&one_way, u(1), &get), None, "to serves: no copy");
+        assert_eq!(target(&one_way, u(0), &post), None, "method not shadowed");
+        let both_ways = spec(Some(u(0)));
+        assert_eq!(target(&both_ways, u(0), &get), Some(u(1)));
+        assert_eq!(target(&both_ways, u(1), &get), Some(u(0)));
         let none = ShadowSpec {
             threshold: 0,
-            ..spec(Some(0))
+            ..spec(Some(u(0)))
         };
-        assert_eq!(target(&none, 1, &get), None, "0% sampled");
+        assert_eq!(target(&none, u(1), &get), None, "0% sampled");
     }
 }

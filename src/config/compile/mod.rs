@@ -114,7 +114,7 @@ impl Compiler<'_> {
         let ids: HashMap<&str, UpstreamId> = upstreams
             .iter()
             .enumerate()
-            .map(|(i, u)| (u.name.as_str(), i))
+            .map(|(i, u)| (u.name.as_str(), UpstreamId::new(i)))
             .collect();
         let default = self.upstream_ref(&ids, &raw.default, "the default upstream");
         let (routes, features): (Vec<Route>, Vec<RouteFeatures>) =

@@ -3,7 +3,7 @@
 use super::Compiler;
 use crate::config::raw::{RawServer, RawTls};
 use crate::config::{ServerSettings, TlsSettings, DEFAULT_FALLBACK_MAX_BODY};
-use crate::guard::Limits;
+use crate::inbound::Limits;
 use crate::routing::normalize::{EncodedSlash, PathNormalization};
 use crate::tls::server::CertificatePaths;
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
-//! Hostile input: the limits a client's request must keep, and what checks them. Pure
-//! checks of a request head (head.rs), a strict HTTP/1 framing reader in front of hyper's
-//! parser (framing.rs), the client's body with its size and time limits (body.rs).
+//! What comes in from clients, checked as hostile: the limits a client's request must
+//! keep, and what checks them. Pure checks of a request head (head.rs), a strict HTTP/1
+//! framing reader in front of hyper's parser (framing.rs), the client's body with its
+//! size and time limits (client_body.rs).
 
 pub mod client_body;
 pub mod framing;
