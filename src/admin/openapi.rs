@@ -2,7 +2,7 @@
 //! `openapi.json`, and the response schemas of the read endpoints generated from the types
 //! their handlers answer with (`views.rs`), so a changed answer changes its description.
 
-use super::views::{MigrationView, ReportView, RoutesView, ShadowView};
+use super::views::{MigrationView, ReportView, RoutesView, ShadowView, UpstreamsView};
 use schemars::generate::{Contract, SchemaSettings};
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Value};
@@ -31,6 +31,7 @@ fn build() -> Value {
         ("/api/routes", schema_of::<RoutesView>(&mut generator)),
         ("/api/shadow", schema_of::<ShadowView>(&mut generator)),
         ("/api/migration", schema_of::<MigrationView>(&mut generator)),
+        ("/api/upstreams", schema_of::<UpstreamsView>(&mut generator)),
         (
             "/api/migration/report",
             schema_of::<ReportView>(&mut generator),
@@ -64,6 +65,7 @@ mod tests {
             ("/api/routes", "RoutesView"),
             ("/api/shadow", "ShadowView"),
             ("/api/migration", "MigrationView"),
+            ("/api/upstreams", "UpstreamsView"),
             ("/api/migration/report", "ReportView"),
         ] {
             let pointer = format!(

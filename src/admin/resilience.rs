@@ -1,58 +1,59 @@
 //! What the resilience machinery is doing, for the admin API: each upstream's endpoints
 //! (health, ejection, failures in a row) and each route's circuit breaker.
 
-use super::views::{BreakerSettingsView, BreakerView, BreakerWindow, TransitionView};
+use super::views::{
+    BreakerSettingsView, BreakerView, BreakerWindow, EndpointView, OutlierView, TimeoutsView,
+    TransitionView, UpstreamTlsView, UpstreamView, UpstreamsView,
+};
 use crate::breaker::Breaker;
 use crate::clock::now_ms;
 use crate::snapshot::Snapshot;
-use serde_json::{json, Value};
 
 /// `GET /api/upstreams`
-pub fn upstreams(snap: &Snapshot) -> Value {
+pub fn upstreams(snap: &Snapshot) -> UpstreamsView {
     let now = now_ms();
-    let pools: Vec<Value> = snap
+    let duration = |d| humantime::format_duration(d).to_string();
+    let upstreams = snap
         .pools
         .iter()
         .map(|pool| {
             let spec = pool.spec();
-            let endpoints: Vec<Value> = pool
+            let endpoints = pool
                 .endpoints()
                 .iter()
-                .map(|e| {
-                    json!({
-                        "endpoint": e.spec.to_string(),
-                        "healthy": e.is_healthy(),
-                        "ejected": e.outlier.is_ejected(now),
-                        "ejected_for_seconds": e.outlier.ejected_for(now).map(|d| d.as_secs_f64()),
-                        "consecutive_failures": e.outlier.consecutive_failures(),
-                        "ejections": e.outlier.ejections(),
-                    })
+                .map(|e| EndpointView {
+                    endpoint: e.spec.to_string(),
+                    healthy: e.is_healthy(),
+                    ejected: e.outlier.is_ejected(now),
+                    ejected_for_seconds: e.outlier.ejected_for(now).map(|d| d.as_secs_f64()),
+                    consecutive_failures: e.outlier.consecutive_failures(),
+                    ejections: e.outlier.ejections(),
                 })
                 .collect();
-            json!({
-                "name": spec.name,
-                "endpoints": endpoints,
-                "timeouts": {
-                    "connect": humantime::format_duration(spec.connect_timeout).to_string(),
-                    "read": humantime::format_duration(spec.read_timeout).to_string(),
-                    "write": humantime::format_duration(spec.write_timeout).to_string(),
-                    "idle": humantime::format_duration(spec.idle_timeout).to_string(),
+            UpstreamView {
+                name: spec.name.clone(),
+                endpoints,
+                timeouts: TimeoutsView {
+                    connect: duration(spec.connect_timeout),
+                    read: duration(spec.read_timeout),
+                    write: duration(spec.write_timeout),
+                    idle: duration(spec.idle_timeout),
                 },
-                "retries": spec.retries,
-                "outlier_detection": spec.outlier.as_ref().map(|o| json!({
-                    "consecutive_failures": o.consecutive_failures,
-                    "base_ejection": humantime::format_duration(o.base_ejection).to_string(),
-                    "max_ejection": humantime::format_duration(o.max_ejection).to_string(),
-                    "max_ejected_percent": o.max_ejected_percent,
-                })),
-                "tls": {
-                    "custom_ca": !spec.tls.roots.is_empty(),
-                    "insecure_skip_verify": spec.tls.insecure_skip_verify,
+                retries: spec.retries,
+                outlier_detection: spec.outlier.as_ref().map(|o| OutlierView {
+                    consecutive_failures: o.consecutive_failures,
+                    base_ejection: duration(o.base_ejection),
+                    max_ejection: duration(o.max_ejection),
+                    max_ejected_percent: o.max_ejected_percent,
+                }),
+                tls: UpstreamTlsView {
+                    custom_ca: !spec.tls.roots.is_empty(),
+                    insecure_skip_verify: spec.tls.insecure_skip_verify,
                 },
-            })
+            }
         })
         .collect();
-    json!({ "upstreams": pools })
+    UpstreamsView { upstreams }
 }
 
 /// A route's circuit breaker, in `GET /api/routes`.

@@ -267,3 +267,54 @@ pub struct Regression {
     /// A stored sample that shows it, when the store has one.
     pub example_id: Option<i64>,
 }
+
+/// `GET /api/upstreams`
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct UpstreamsView {
+    pub upstreams: Vec<UpstreamView>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct UpstreamView {
+    pub name: String,
+    pub endpoints: Vec<EndpointView>,
+    pub timeouts: TimeoutsView,
+    /// Further endpoints an idempotent request may try after a connect failure.
+    pub retries: u32,
+    pub outlier_detection: Option<OutlierView>,
+    pub tls: UpstreamTlsView,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EndpointView {
+    pub endpoint: String,
+    /// Passes its health check (or has none).
+    pub healthy: bool,
+    /// Kept out of balancing by outlier detection.
+    pub ejected: bool,
+    pub ejected_for_seconds: Option<f64>,
+    pub consecutive_failures: u32,
+    pub ejections: u32,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TimeoutsView {
+    pub connect: String,
+    pub read: String,
+    pub write: String,
+    pub idle: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct OutlierView {
+    pub consecutive_failures: u32,
+    pub base_ejection: String,
+    pub max_ejection: String,
+    pub max_ejected_percent: u32,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct UpstreamTlsView {
+    pub custom_ca: bool,
+    pub insecure_skip_verify: bool,
+}

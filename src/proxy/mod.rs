@@ -11,7 +11,7 @@ use crate::breaker::Admit;
 use crate::inbound::{self, client_body::ClientBody, Refusal};
 use crate::routing::normalize::{self, PathNormalization};
 use crate::routing::protocol::Tunnel;
-use crate::routing::{RequestView, RouteId, UpstreamId};
+use crate::routing::{RequestView, Route, RouteId, UpstreamId};
 use crate::shadow::{self, capture::Capture, spec::ShadowSpec};
 use crate::snapshot::Snapshot;
 use crate::upstream::request::Outgoing;
@@ -215,36 +215,68 @@ struct Requests {
 fn plan<'a>(
     snap: &'a Snapshot,
     client: Client,
-    mut parts: http::request::Parts,
+    parts: http::request::Parts,
     asked_upgrade: Option<&HeaderValue>,
 ) -> Plan<'a> {
     let trust_forwarded = snap.config.server.trust_forwarded_headers;
     let client_ip = headers::client_ip(&parts.headers, client.addr.ip(), trust_forwarded);
     let view = RequestView::new(&parts.method, &parts.uri, &parts.headers, client_ip);
     let decision = snap.config.routes.decide(&view);
-    let route_index = decision.route;
-    let route = route_index.map(|i| snap.config.routes.route(i));
-    let (upstream, breaker) = circuit(snap, route_index, decision.upstream);
-    let diverted = breaker == Some(Admit::Legacy);
+    // The matched route, looked up once.
+    let matched = decision.route.map(|id| (id, snap.config.routes.route(id)));
+    let (upstream, breaker) = circuit(snap, matched, decision.upstream);
     // Diverted to legacy, the request goes as the client sent it, like a fallback.
-    let route = route.filter(|_| !diverted);
-    let new_path = route.and_then(|r| r.rewrite.path(view.path));
-    let max_body = route_index
-        .and_then(|i| snap.config.routes.route(i).max_body)
+    let diverted = breaker == Some(Admit::Legacy);
+    let acting = matched.filter(|_| !diverted);
+    let new_path = acting.and_then(|(_, r)| r.rewrite.path(view.path));
+    let max_body = matched
+        .and_then(|(_, r)| r.max_body)
         .unwrap_or(snap.config.server.limits.max_body);
     let too_large = inbound::head::declared_body_too_large(&parts.headers, max_body);
-    let shadow = route
-        .and(route_index)
-        .and_then(|i| snap.config.features(i).shadow.as_ref())
+    let shadow = acting
+        .and_then(|(id, _)| snap.config.features(id).shadow.as_ref())
         .and_then(|spec| Some((shadow::target(spec, upstream, &view)?, spec)));
-    let protocols = snap.config.routes.protocols(route_index);
+    let protocols = snap.config.routes.protocols(decision.route);
     let method_refused = !protocols.admits_method(&parts.method);
     let tunnel = if method_refused {
         None
     } else {
         protocols.tunnel(&parts.method, parts.version, asked_upgrade)
     };
+    let query = parts.uri.query().map(str::to_owned);
+    let mut primary = outgoing(parts, client, trust_forwarded, tunnel.as_ref());
+    let fallback = acting
+        .and_then(|(_, r)| r.fallback)
+        .filter(|f| *f != upstream && forward::is_idempotent(&primary.method))
+        .map(|f| (f, primary.clone()));
+    let requests = if method_refused {
+        Err(ProxyError::Refused(Refusal::MethodNotAllowed))
+    } else if too_large {
+        Err(ProxyError::Refused(Refusal::BodyTooLarge))
+    } else if let Some((_, route)) = acting {
+        rewrite(route, new_path, query.as_deref(), &mut primary)
+    } else {
+        Ok(())
+    };
+    Plan {
+        route: decision.route,
+        upstream,
+        requests: requests.map(|()| Requests { primary, fallback }),
+        shadow,
+        max_body,
+        breaker,
+        tunnel,
+    }
+}
 
+/// The request as every upstream gets it: the client's, with hop-by-hop headers gone and
+/// the forwarding headers set.
+fn outgoing(
+    mut parts: http::request::Parts,
+    client: Client,
+    trust_forwarded: bool,
+    tunnel: Option<&Tunnel>,
+) -> Outgoing {
     let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
         let authority = parts.uri.authority()?;
         HeaderValue::from_str(authority.as_str()).ok()
@@ -256,13 +288,13 @@ fn plan<'a>(
             scheme: client.scheme,
             host: client_host.as_ref(),
             trust_forwarded,
-            upgrade: match &tunnel {
+            upgrade: match tunnel {
                 Some(Tunnel::Upgrade(asked)) => Some(asked.clone()),
                 _ => None,
             },
         },
     );
-    let mut primary = Outgoing {
+    Outgoing {
         method: parts.method,
         path_and_query: parts
             .uri
@@ -271,41 +303,24 @@ fn plan<'a>(
             .unwrap_or_else(|| PathAndQuery::from_static("/")),
         headers: parts.headers,
         client_host,
-    };
-    let fallback = route
-        .and_then(|r| r.fallback)
-        .filter(|_| !diverted)
-        .filter(|f| *f != upstream && forward::is_idempotent(&primary.method))
-        .map(|f| (f, primary.clone()));
-    let mut requests = if method_refused {
-        Err(ProxyError::Refused(Refusal::MethodNotAllowed))
-    } else if too_large {
-        Err(ProxyError::Refused(Refusal::BodyTooLarge))
-    } else {
-        Ok(())
-    };
-    if let Some(route) = route {
-        route.rewrite.apply_headers(&mut primary.headers);
-        if let Some(path) = new_path {
-            match with_query(path, parts.uri.query()) {
-                Some(pq) => primary.path_and_query = pq,
-                None => {
-                    requests = Err(ProxyError::Refused(Refusal::BadRequest(
-                        "the rewritten path is not a valid URI",
-                    )))
-                }
-            }
-        }
     }
-    Plan {
-        route: route_index,
-        upstream,
-        requests: requests.map(|()| Requests { primary, fallback }),
-        shadow,
-        max_body,
-        breaker,
-        tunnel,
+}
+
+/// The route's rewrite of the primary request: its headers, and its path (with the
+/// client's query) when it rewrites one.
+fn rewrite(
+    route: &Route,
+    new_path: Option<String>,
+    query: Option<&str>,
+    primary: &mut Outgoing,
+) -> Result<(), ProxyError> {
+    route.rewrite.apply_headers(&mut primary.headers);
+    if let Some(path) = new_path {
+        primary.path_and_query = with_query(path, query).ok_or(ProxyError::Refused(
+            Refusal::BadRequest("the rewritten path is not a valid URI"),
+        ))?;
     }
+    Ok(())
 }
 
 /// Send the request: with a second chance at the fallback when the route has one and the
@@ -365,13 +380,13 @@ async fn send(
 /// legacy anyway, where the request goes.
 fn circuit(
     snap: &Snapshot,
-    route: Option<RouteId>,
+    matched: Option<(RouteId, &Route)>,
     upstream: UpstreamId,
 ) -> (UpstreamId, Option<Admit>) {
-    let Some(breaker) = snap.breaker(route) else {
+    let Some((id, r)) = matched else {
         return (upstream, None);
     };
-    let Some(r) = route.map(|i| snap.config.routes.route(i)) else {
+    let Some(breaker) = snap.breaker(Some(id)) else {
         return (upstream, None);
     };
     if upstream == r.legacy {
@@ -389,12 +404,12 @@ fn circuit(
 }
 
 fn breaker_outcome(snap: &Snapshot, route: Option<RouteId>, probe: bool, failed: bool) {
-    let (Some(breaker), Some(i)) = (snap.breaker(route), route) else {
+    let Some(breaker) = snap.breaker(route) else {
         return;
     };
     let now = crate::clock::now_ms();
     if let Some(t) = breaker.record(now, probe, failed) {
-        announce(&snap.config.routes.route(i).name, &t);
+        announce(snap.live(route).name(), &t);
     }
 }
 

@@ -8,6 +8,7 @@ use super::spec::{ShadowSpec, SAFE_METHODS};
 use super::SHADOW_HEADER;
 use crate::body;
 use crate::compare::{compare, Difference, Response};
+use crate::config::ShadowSettings;
 use crate::live::{RouteFigures, ShadowOutcome as Outcome};
 use crate::metrics;
 use crate::routing::UpstreamId;
@@ -61,50 +62,17 @@ enum FetchError {
     TooLarge,
 }
 
+/// The copy's steps: the request body, the copies sent, the primary's answer, the
+/// comparison, the counts, and a mismatch's sample.
 async fn compare_job(job: &mut Job, figures: &RouteFigures) -> Outcome {
-    let name = figures.name.as_str();
-    let body = match (&mut job.request_body).await {
-        Ok(Captured::Complete { body, .. }) => concat(body),
-        Ok(Captured::TooLarge) => return Outcome::TooLarge,
-        _ => return Outcome::Skipped,
+    let body = match request_body(job).await {
+        Ok(body) => body,
+        Err(outcome) => return outcome,
     };
-    let spec = job.spec.clone();
-    let env = job.env.clone();
-    let shadow = fetch(
-        env.pool(job.to),
-        job.shadow_request.clone(),
-        body.clone(),
-        job.max_body,
-    );
-    let with_secondary = spec.noise && SAFE_METHODS.contains(&job.primary_request.method);
-    let mut secondary_request = job.primary_request.clone();
-    secondary_request
-        .headers
-        .insert(SHADOW_HEADER, HeaderValue::from_static("secondary"));
-    let primary_pool = env.pool(job.primary);
-    let max_body = job.max_body;
-    let secondary = async {
-        if with_secondary {
-            Some(fetch(primary_pool, secondary_request, body.clone(), max_body).await)
-        } else {
-            None
-        }
-    };
-    let (shadow, secondary) = tokio::join!(shadow, secondary);
-    let (primary, primary_latency) = match (&mut job.primary_response).await {
-        Ok(Captured::Complete {
-            head: Some(head),
-            body,
-        }) => (
-            Response {
-                status: head.status.as_u16(),
-                headers: head.headers,
-                body: concat(body),
-            },
-            head.at.duration_since(job.started),
-        ),
-        Ok(Captured::TooLarge) => return Outcome::TooLarge,
-        _ => return Outcome::Skipped,
+    let (shadow, secondary) = send_copies(job, &body).await;
+    let (primary, primary_latency) = match primary_answer(job).await {
+        Ok(answer) => answer,
+        Err(outcome) => return outcome,
     };
     let shadow = match shadow {
         Ok(s) => s,
@@ -112,34 +80,120 @@ async fn compare_job(job: &mut Job, figures: &RouteFigures) -> Outcome {
         Err(FetchError::Timeout) => return Outcome::Timeout,
         Err(FetchError::Failed) => return Outcome::Error,
     };
-    let observe = |side: &str, d: Duration| {
-        metrics::metrics()
-            .shadow_duration_seconds
-            .with_label_values(&[name, side])
-            .observe(d.as_secs_f64());
-    };
-    observe("primary", primary_latency);
-    observe("shadow", shadow.latency);
-    figures
-        .shadow
-        .primary_latency
-        .record(primary_latency.as_secs_f64(), false);
-    figures
-        .shadow
-        .shadow_latency
-        .record(shadow.latency.as_secs_f64(), false);
+    let secondary = secondary.and_then(Result::ok);
+    observe_latencies(figures, primary_latency, &shadow, secondary.as_ref());
     if shadow.response.status >= 500 && primary.status < 500 {
         return Outcome::Error;
     }
-    let diffs = compare(&primary, &shadow.response, &spec.rules);
-    let noise: Vec<Difference> = match secondary {
-        Some(Ok(s)) => {
-            observe("secondary", s.latency);
-            compare(&primary, &s.response, &spec.rules)
+    let rules = &job.spec.rules;
+    let diffs = compare(&primary, &shadow.response, rules);
+    let noise = secondary.map_or_else(Vec::new, |s| compare(&primary, &s.response, rules));
+    let counted = count(figures, &job.env.settings, &diffs, &noise);
+    if diffs.is_empty() {
+        return Outcome::Match;
+    }
+    store(
+        job,
+        &figures.name,
+        &body,
+        &primary,
+        primary_latency,
+        &shadow,
+        &diffs,
+        &counted,
+    );
+    Outcome::Mismatch
+}
+
+/// The request body's copy, whole.
+async fn request_body(job: &mut Job) -> Result<Bytes, Outcome> {
+    match (&mut job.request_body).await {
+        Ok(Captured::Complete { body, .. }) => Ok(concat(body)),
+        Ok(Captured::TooLarge) => Err(Outcome::TooLarge),
+        _ => Err(Outcome::Skipped),
+    }
+}
+
+/// Send the copy to the shadow side and, for noise on a safe method, a second copy to
+/// the primary's upstream; both at once.
+async fn send_copies(
+    job: &Job,
+    body: &Bytes,
+) -> (
+    Result<Fetched, FetchError>,
+    Option<Result<Fetched, FetchError>>,
+) {
+    let env = &job.env;
+    let shadow = fetch(
+        env.pool(job.to),
+        job.shadow_request.clone(),
+        body.clone(),
+        job.max_body,
+    );
+    let with_secondary = job.spec.noise && SAFE_METHODS.contains(&job.primary_request.method);
+    let secondary = async {
+        if !with_secondary {
+            return None;
         }
-        _ => Vec::new(),
+        let mut request = job.primary_request.clone();
+        request
+            .headers
+            .insert(SHADOW_HEADER, HeaderValue::from_static("secondary"));
+        Some(fetch(env.pool(job.primary), request, body.clone(), job.max_body).await)
     };
-    let settings = &env.settings;
+    tokio::join!(shadow, secondary)
+}
+
+/// The primary's answer as the client got it, and how long its headers took.
+async fn primary_answer(job: &mut Job) -> Result<(Response, Duration), Outcome> {
+    match (&mut job.primary_response).await {
+        Ok(Captured::Complete {
+            head: Some(head),
+            body,
+        }) => Ok((
+            Response {
+                status: head.status.as_u16(),
+                headers: head.headers,
+                body: concat(body),
+            },
+            head.at.duration_since(job.started),
+        )),
+        Ok(Captured::TooLarge) => Err(Outcome::TooLarge),
+        _ => Err(Outcome::Skipped),
+    }
+}
+
+fn observe_latencies(
+    figures: &RouteFigures,
+    primary: Duration,
+    shadow: &Fetched,
+    secondary: Option<&Fetched>,
+) {
+    let observe = |side: &str, d: Duration| {
+        metrics::metrics()
+            .shadow_duration_seconds
+            .with_label_values(&[figures.name.as_str(), side])
+            .observe(d.as_secs_f64());
+    };
+    observe("primary", primary);
+    observe("shadow", shadow.latency);
+    if let Some(s) = secondary {
+        observe("secondary", s.latency);
+    }
+    let live = &figures.shadow;
+    live.primary_latency.record(primary.as_secs_f64(), false);
+    live.shadow_latency
+        .record(shadow.latency.as_secs_f64(), false);
+}
+
+/// Count a comparison in the route's figures and the per-field metric; returns the
+/// differing (field, kind) pairs, each once.
+fn count<'d>(
+    figures: &RouteFigures,
+    settings: &ShadowSettings,
+    diffs: &'d [Difference],
+    noise: &[Difference],
+) -> Vec<(&'d str, &'d str)> {
     let raw_fields: Vec<&str> = diffs.iter().map(|d| d.field.as_str()).collect();
     let noise_fields: Vec<&str> = noise.iter().map(|d| d.field.as_str()).collect();
     figures
@@ -155,23 +209,10 @@ async fn compare_job(job: &mut Job, figures: &RouteFigures) -> Outcome {
         let label = figures.shadow.field_label(field, settings.max_fields);
         metrics::metrics()
             .shadow_field_diffs_total
-            .with_label_values(&[name, &label, kind])
+            .with_label_values(&[figures.name.as_str(), label.as_str(), kind])
             .inc();
     }
-    if diffs.is_empty() {
-        return Outcome::Match;
-    }
-    store(
-        job,
-        name,
-        &body,
-        &primary,
-        primary_latency,
-        &shadow,
-        &diffs,
-        &counted,
-    );
-    Outcome::Mismatch
+    counted
 }
 
 #[allow(clippy::too_many_arguments)]
