@@ -5,7 +5,7 @@ use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::live::{RouteFigures, SideFigures};
 use crate::metrics::DEFAULT_ROUTE;
-use crate::migration::state::{self as ramp_state, Counts, RampState};
+use crate::migration::state::{Counts, RampState};
 use crate::routing::{Action, RouteId, UpstreamId};
 use crate::shadow::{self, limits::ShadowLimits};
 use crate::store::{Retention, Store};
@@ -220,8 +220,9 @@ fn ramps(snap: &Snapshot, previous: Option<&Snapshot>) -> Vec<Option<RampState>>
             if let Some(state) = carried {
                 return Some(state.carried(live));
             }
-            let saved = ramp_state::restore(&config.shadow.store, &r.name, &fingerprint)
-                .unwrap_or_default();
+            let saved =
+                crate::store::ramp_store::restore(&config.shadow.store, &r.name, &fingerprint)
+                    .unwrap_or_default();
             let state = RampState::new(&r.name, spec, fingerprint, live, saved);
             state.rebase(snap.migration_counts(i));
             Some(state)

@@ -22,7 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("snapshot", &["snapshot.rs"]),
     (
         "data plane",
-        &["shadow/", "upstream/", "inbound/client_body.rs", "body.rs"],
+        &["shadow/", "upstream/", "inbound/client_body.rs", "body/"],
     ),
     ("config", &["config/"]),
     (
@@ -196,8 +196,8 @@ fn member(prefix: &[String], text: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Every upward import: (importing file, imported file).
-fn upward_imports() -> BTreeSet<(String, String)> {
+/// Every import between two files of src/: (importing file, imported file).
+fn imports() -> BTreeSet<(String, String)> {
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
     let mut found = BTreeSet::new();
@@ -210,17 +210,87 @@ fn upward_imports() -> BTreeSet<(String, String)> {
         let text = std::fs::read_to_string(&path).expect("read");
         // Test modules sit at the end of a file and may reach anywhere.
         let code = text.split("#[cfg(test)]").next().unwrap_or("");
-        let here = layer_of(&file);
         for reference in references(&file, code) {
             let Some(target) = file_of(&reference) else {
                 continue;
             };
-            if target != file && layer_of(&target) < here {
+            if target != file {
                 found.insert((file.clone(), target));
             }
         }
     }
     found
+}
+
+/// Every upward import: (importing file, imported file).
+fn upward_imports() -> BTreeSet<(String, String)> {
+    imports()
+        .into_iter()
+        .filter(|(file, target)| layer_of(target) < layer_of(file))
+        .collect()
+}
+
+/// The files that import each other, directly or in a loop: each loop as its files.
+fn loops(edges: &BTreeSet<(String, String)>) -> Vec<BTreeSet<String>> {
+    let reach = |from: &str| -> BTreeSet<String> {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![from.to_string()];
+        while let Some(at) = todo.pop() {
+            for (_, to) in edges.iter().filter(|(f, _)| *f == at) {
+                if seen.insert(to.clone()) {
+                    todo.push(to.clone());
+                }
+            }
+        }
+        seen
+    };
+    let files: BTreeSet<&String> = edges.iter().map(|(f, _)| f).collect();
+    let mut out: Vec<BTreeSet<String>> = Vec::new();
+    for file in files {
+        let forward = reach(file);
+        if !forward.contains(file.as_str()) || out.iter().any(|l| l.contains(file.as_str())) {
+            continue;
+        }
+        // The loop of `file`: what it reaches that reaches it back.
+        let members = forward
+            .into_iter()
+            .filter(|other| reach(other).contains(file.as_str()))
+            .collect();
+        out.push(members);
+    }
+    out
+}
+
+#[test]
+fn no_files_import_each_other() {
+    let found = loops(&imports());
+    assert!(
+        found.is_empty(),
+        "files that import each other (move what both need into a file of its own):\n{}",
+        found
+            .iter()
+            .map(|l| l
+                .iter()
+                .map(|f| format!("src/{f}"))
+                .collect::<Vec<_>>()
+                .join(" <-> "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn the_loop_finder_finds_a_loop() {
+    let edges: BTreeSet<(String, String)> = [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")]
+        .iter()
+        .map(|(x, y)| (x.to_string(), y.to_string()))
+        .collect();
+    let found = loops(&edges);
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0],
+        ["a", "b", "c"].iter().map(|s| s.to_string()).collect()
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! or 400 rather than blaming the upstream with a 502.
 
 use super::Refusal;
-use crate::body::BoxError;
+use crate::body::error::BoxError;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;

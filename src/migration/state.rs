@@ -325,14 +325,3 @@ fn push(events: &mut VecDeque<Event>, event: Event) {
     }
     events.push_back(event);
 }
-
-/// The state saved for a route, when its fingerprint matches.
-pub fn restore(store: &std::path::Path, route: &str, fingerprint: &str) -> Option<Saved> {
-    match crate::store::ramp_store::load(store, route, fingerprint) {
-        Ok(saved) => saved,
-        Err(e) => {
-            tracing::error!(error = %e, route, "cannot read the saved migration state; the ramp starts at 0%");
-            None
-        }
-    }
-}

@@ -1,7 +1,8 @@
 //! Sending a prepared request to an upstream pool, and the fallback to legacy.
 
 use super::error::ProxyError;
-use crate::body::{self, RequestBody};
+use crate::body;
+use crate::upstream::client::RequestBody;
 use crate::upstream::request::Outgoing;
 use crate::upstream::Pool;
 use bytes::Bytes;

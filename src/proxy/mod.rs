@@ -6,13 +6,14 @@ pub mod forward;
 pub mod headers;
 mod tunnel;
 
+use crate::body::tap::Capture;
 use crate::body::{self, ResponseBody};
 use crate::breaker::Admit;
 use crate::inbound::{self, client_body::ClientBody, Refusal};
 use crate::routing::normalize::{self, PathNormalization};
 use crate::routing::protocol::Tunnel;
 use crate::routing::{RequestView, Route, RouteId, UpstreamId};
-use crate::shadow::{self, capture::Capture, spec::ShadowSpec};
+use crate::shadow::{self, spec::ShadowSpec};
 use crate::snapshot::Snapshot;
 use crate::upstream::request::Outgoing;
 use arc_swap::ArcSwap;

@@ -3,12 +3,12 @@
 //! without waiting, attaches taps to the bodies, and spawns the task: nothing it does
 //! waits on the shadow.
 
-pub mod capture;
 pub mod limits;
 pub mod spec;
 pub mod stats;
 mod task;
 
+use crate::body::tap::Capture;
 use crate::config::ShadowSettings;
 use crate::live::{RouteFigures, ShadowOutcome};
 use crate::routing::split::bucket;
@@ -16,7 +16,6 @@ use crate::routing::{RequestView, RouteId, UpstreamId};
 use crate::store::Store;
 use crate::upstream::request::Outgoing;
 use crate::upstream::Pool;
-use capture::Capture;
 use http::HeaderValue;
 use spec::ShadowSpec;
 use std::sync::Arc;

@@ -3,10 +3,10 @@
 //! the primary's response copy, compare, count, and store a mismatch sample. Bounded by
 //! the route's shadow timeout, counted whatever happens.
 
-use super::capture::Captured;
 use super::spec::{ShadowSpec, SAFE_METHODS};
 use super::SHADOW_HEADER;
 use crate::body;
+use crate::body::tap::Captured;
 use crate::compare::{compare, Difference, Response};
 use crate::config::ShadowSettings;
 use crate::live::{RouteFigures, ShadowOutcome as Outcome};

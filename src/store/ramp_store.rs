@@ -74,6 +74,18 @@ pub fn load(
     }
 }
 
+/// The state saved for a route, when its fingerprint matches; None (with the error
+/// logged) when the store cannot be read: the ramp then starts at 0%.
+pub fn restore(store: &Path, route: &str, fingerprint: &str) -> Option<Saved> {
+    match load(store, route, fingerprint) {
+        Ok(saved) => saved,
+        Err(e) => {
+            tracing::error!(error = %e, route, "cannot read the saved migration state; the ramp starts at 0%");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! The pooled HTTP client of one upstream, with its timeouts and TLS.
 
 use super::spec::UpstreamSpec;
-use crate::body::RequestBody;
+use crate::body::ProxyBody;
+use crate::inbound::client_body::ClientBody;
 use hyper_rustls::FixedServerNameResolver;
 use hyper_rustls::HttpsConnector;
 use hyper_timeout::TimeoutConnector;
@@ -15,6 +16,9 @@ use std::time::Duration;
 pub type Connector = TimeoutConnector<HttpsConnector<HttpConnector>>;
 
 /// The client of one upstream pool; cheap to clone (shares its connection pool).
+/// What goes upstream: the client's body, held to its limits.
+pub type RequestBody = ProxyBody<ClientBody>;
+
 pub type UpstreamClient = Client<Connector, RequestBody>;
 
 pub fn build(spec: &UpstreamSpec) -> UpstreamClient {

@@ -1,8 +1,9 @@
-//! Copies of bodies as they stream past, for the comparison. A `Tap` wraps a body and
-//! hands each chunk on unchanged and undelayed, keeping a reference-counted clone (no
-//! byte copy) up to a limit; at the end of the body the copy goes to the shadow task.
+//! Copies of bodies as they stream past, for the shadow's comparison. A `Tap` wraps a
+//! body and hands each chunk on unchanged and undelayed, keeping a reference-counted
+//! clone (no byte copy) up to a limit; at the end of the body the copy goes to whoever
+//! holds the other end of its `Capture` (the shadow task). It knows nothing of shadows.
 
-use crate::body::BoxError;
+use super::error::BoxError;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use http_body::{Body, Frame, SizeHint};

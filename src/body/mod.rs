@@ -3,20 +3,18 @@
 //! an answer banyan writes itself). An `Either`, not a boxed trait object: no allocation
 //! per request.
 
-use crate::inbound::client_body::ClientBody;
-use crate::shadow::capture::{Capture, Tap};
+pub mod error;
+pub mod tap;
+
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use tap::{Capture, Tap};
 
-/// Errors from either kind of body.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use error::BoxError;
 
 /// A streamed or in-memory body. A streamed one may be copied for a shadow as it passes.
 pub type ProxyBody<B = Incoming> = Either<Tap<B>, Full<Bytes>>;
-
-/// What goes upstream: the client's body, held to its limits.
-pub type RequestBody = ProxyBody<ClientBody>;
 
 /// What goes back to the client.
 pub type ResponseBody = ProxyBody<Incoming>;
