@@ -85,8 +85,17 @@ fn ramp_view(state: &RampState) -> RampView {
             min_match_rate: spec.gates.min_match_rate,
             min_comparisons: spec.gates.min_comparisons,
             max_error_margin: spec.gates.max_error_margin,
+            max_error_rate: spec.gates.max_error_rate,
+            latency_quantile: spec.gates.latency_quantile.label().to_string(),
+            latency_min_samples: crate::migration::analysis::min_samples(
+                spec.gates.latency_quantile.fraction(),
+            ),
             max_latency_factor: spec.gates.max_latency_factor,
+            confidence: spec.gates.confidence,
+            failure_limit: spec.gates.failure_limit,
         },
+        judgement: state.last_gates(),
+        failed_in_a_row: state.failed_in_a_row(),
         events: saved.events,
     }
 }

@@ -3,6 +3,7 @@
 //! (`openapi.rs`), so the document cannot drift from the answers.
 
 use crate::live::Figures;
+use crate::migration::ramp::GateReport;
 use crate::migration::state::Event;
 use crate::shadow::stats::FieldReport;
 use schemars::JsonSchema;
@@ -200,6 +201,11 @@ pub struct RampView {
     pub min_requests: u64,
     pub interval: String,
     pub gates: GatesView,
+    /// Each gate at the last judgement: what it compared, the samples, the statistic,
+    /// the verdict and what it waits for.
+    pub judgement: Vec<GateReport>,
+    /// Judgements in a row with a failed gate; a rollback comes at `failure_limit`.
+    pub failed_in_a_row: u32,
     pub events: VecDeque<Event>,
 }
 
@@ -208,7 +214,14 @@ pub struct GatesView {
     pub min_match_rate: f64,
     pub min_comparisons: u64,
     pub max_error_margin: f64,
+    pub max_error_rate: f64,
+    /// p50, p90 or p99.
+    pub latency_quantile: String,
+    /// Requests each side needs at a step before the latency gate judges.
+    pub latency_min_samples: u64,
     pub max_latency_factor: f64,
+    pub confidence: f64,
+    pub failure_limit: u32,
 }
 
 /// Routes and traffic per stage.

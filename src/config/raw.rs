@@ -198,7 +198,11 @@ pub struct RawRamp {
     pub min_match_rate: Option<Spanned<f64>>,
     pub min_comparisons: Option<Spanned<i64>>,
     pub max_error_margin: Option<Spanned<f64>>,
+    pub max_error_rate: Option<Spanned<f64>>,
+    pub latency_quantile: Option<Spanned<String>>,
     pub max_latency_factor: Option<Spanned<f64>>,
+    pub confidence: Option<Spanned<f64>>,
+    pub failure_limit: Option<Spanned<i64>>,
 }
 
 /// `circuit_breaker = { error_rate = 0.5, min_requests = 20, window = "10s", ... }`

@@ -6,10 +6,12 @@
 
 mod export;
 pub mod histogram;
+pub mod latency;
 pub mod window;
 
 use crate::compare::noise::{RouteCounts, OTHER_FIELD};
 use histogram::Histogram;
+use latency::{LatencyCounts, LatencyHistogram};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
@@ -67,15 +69,18 @@ pub struct RouteFigures {
 pub struct SideFigures {
     by_class: [AtomicU64; 6],
     duration: Histogram,
-    /// The last minutes, for the admin API and the ramp's latency gate.
+    /// Fine-grained, for the ramp's latency gate.
+    latency: LatencyHistogram,
+    /// The last minutes, for the admin API.
     pub window: Window,
 }
 
-/// Cumulative requests and 5xx answers of one side.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Cumulative requests, 5xx answers and latencies of one side.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SideTotals {
     pub requests: u64,
     pub errors: u64,
+    pub latency: LatencyCounts,
 }
 
 impl SideFigures {
@@ -84,6 +89,7 @@ impl SideFigures {
         let class = usize::from(status.as_u16() / 100);
         self.by_class[if class < 6 { class } else { 0 }].fetch_add(1, Ordering::Relaxed);
         self.duration.observe(seconds);
+        self.latency.record(seconds);
         self.window.record(seconds, status.is_server_error());
     }
 
@@ -95,6 +101,7 @@ impl SideFigures {
                 .map(|c| c.load(Ordering::Relaxed))
                 .sum(),
             errors: self.by_class[5].load(Ordering::Relaxed),
+            latency: self.latency.read(),
         }
     }
 
@@ -270,13 +277,9 @@ mod tests {
         new.observe(StatusCode::OK, 0.002);
         new.observe(StatusCode::BAD_GATEWAY, 0.004);
         new.observe(StatusCode::from_u16(999).expect("status"), 0.001);
-        assert_eq!(
-            new.totals(),
-            SideTotals {
-                requests: 3,
-                errors: 1
-            }
-        );
+        let totals = new.totals();
+        assert_eq!((totals.requests, totals.errors), (3, 1));
+        assert_eq!(totals.latency.count(), 3);
         assert_eq!(new.by_class(), [1, 0, 1, 0, 0, 1], "999 counts as other");
         assert!(
             Arc::ptr_eq(&new, &route.side("new")),

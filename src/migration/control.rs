@@ -26,7 +26,7 @@ pub async fn run(shared: SharedSnapshot) {
                 continue;
             }
             let counts = counts(&snap, route);
-            let figures = state.figures(&counts, p99s(&snap, route, state));
+            let figures = state.figures(&counts);
             if let Some(event) = state.evaluate(&figures, counts) {
                 moved(&snap, state, &event, &figures);
             }
@@ -92,15 +92,4 @@ fn write(path: &Path, state: &RampState) {
 /// What a route has seen so far.
 pub fn counts(snap: &Snapshot, route: RouteId) -> Counts {
     snap.migration_counts(route)
-}
-
-/// Both sides' p99 over the whole minutes the step has lasted (at least the current one).
-fn p99s(snap: &Snapshot, route: RouteId, state: &RampState) -> (Option<f64>, Option<f64>) {
-    let Some(m) = &snap.config.features(route).migration else {
-        return (None, None);
-    };
-    let live = snap.live(Some(route));
-    let minutes = (state.step_age().as_secs() / 60 + 1).min(15);
-    let p99 = |u| live.side(u).and_then(|s| s.window.figures(minutes).p99_ms);
-    (p99(m.new), p99(m.legacy))
 }

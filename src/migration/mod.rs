@@ -4,6 +4,7 @@
 //! monolith. The stage model and the ramp's decisions are pure (stage.rs, ramp.rs); the
 //! live state of a ramp is state.rs, the loop that evaluates it control.rs.
 
+pub mod analysis;
 pub mod control;
 pub mod ramp;
 pub mod stage;

@@ -3,7 +3,8 @@
 //! outlives a reload that leaves the route's migration unchanged, and is saved to the
 //! embedded store so a restart resumes where the ramp stood.
 
-use super::ramp::{Decision, Figures, RampSpec};
+use super::ramp::{Decision, Figures, GateReport, RampSpec};
+use crate::live::latency::LatencyCounts;
 use crate::live::{ComparisonTotals, SideTotals};
 use crate::routing::split::threshold;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,8 @@ pub struct Counts {
     pub compared: u64,
     pub matches: u64,
     pub fields: HashMap<String, u64>,
+    pub new_latency: LatencyCounts,
+    pub legacy_latency: LatencyCounts,
 }
 
 impl Counts {
@@ -39,6 +42,8 @@ impl Counts {
             compared: shadow.compared,
             matches: shadow.matches,
             fields: shadow.fields,
+            new_latency: new.latency,
+            legacy_latency: legacy.latency,
         }
     }
 }
@@ -71,6 +76,10 @@ struct Inner {
     last_eval: Option<Instant>,
     /// The last decision that held the ramp, for the API.
     holding: Option<String>,
+    /// Judgements in a row with a failed gate (reset by any other, and by a move).
+    failed_in_a_row: u32,
+    /// The gates' reports at the last judgement.
+    last_gates: Vec<GateReport>,
 }
 
 /// A ramp in force. Cloned into the next snapshot when the route's migration did not
@@ -132,6 +141,8 @@ impl RampState {
                 baseline: Counts::default(),
                 last_eval: None,
                 holding: None,
+                failed_in_a_row: 0,
+                last_gates: Vec::new(),
             })),
         };
         state.publish();
@@ -178,6 +189,16 @@ impl RampState {
         self.lock().holding.clone()
     }
 
+    /// The gates' reports at the last judgement.
+    pub fn last_gates(&self) -> Vec<GateReport> {
+        self.lock().last_gates.clone()
+    }
+
+    /// Judgements in a row with a failed gate.
+    pub fn failed_in_a_row(&self) -> u32 {
+        self.lock().failed_in_a_row
+    }
+
     pub fn step_age(&self) -> Duration {
         self.lock().step_started.elapsed()
     }
@@ -195,7 +216,7 @@ impl RampState {
     }
 
     /// The figures since the step began, from cumulative `now`.
-    pub fn figures(&self, now: &Counts, p99: (Option<f64>, Option<f64>)) -> Figures {
+    pub fn figures(&self, now: &Counts) -> Figures {
         let inner = self.lock();
         let b = &inner.baseline;
         let mut top_fields: Vec<(String, u64)> = now
@@ -211,8 +232,8 @@ impl RampState {
             new_errors: now.new_errors.saturating_sub(b.new_errors),
             legacy_requests: now.legacy_requests.saturating_sub(b.legacy_requests),
             legacy_errors: now.legacy_errors.saturating_sub(b.legacy_errors),
-            new_p99_ms: p99.0,
-            legacy_p99_ms: p99.1,
+            new_latency: now.new_latency.since(&b.new_latency),
+            legacy_latency: now.legacy_latency.since(&b.legacy_latency),
             compared: now.compared.saturating_sub(b.compared),
             matches: now.matches.saturating_sub(b.matches),
             top_fields,
@@ -221,13 +242,17 @@ impl RampState {
 
     /// Evaluate the gates and move. Returns the move made, if any.
     pub fn evaluate(&self, figures: &Figures, now: Counts) -> Option<Event> {
-        let (step, paused) = {
+        let (step, paused, failed_in_a_row) = {
             let inner = self.lock();
-            (inner.saved.step, inner.saved.paused)
+            (inner.saved.step, inner.saved.paused, inner.failed_in_a_row)
         };
-        match super::ramp::decide(&self.spec, step, paused, figures) {
-            Decision::Hold(why) => {
-                self.lock().holding = Some(why);
+        let judgement = super::ramp::decide(&self.spec, step, paused, figures, failed_in_a_row);
+        self.lock().last_gates = judgement.gates;
+        match judgement.decision {
+            Decision::Hold { why, failing } => {
+                let mut inner = self.lock();
+                inner.holding = Some(why);
+                inner.failed_in_a_row = if failing { failed_in_a_row + 1 } else { 0 };
                 None
             }
             Decision::Advance { to, reason } => {
@@ -297,6 +322,7 @@ impl RampState {
             inner.step_started = Instant::now();
             inner.baseline = now;
             inner.holding = None;
+            inner.failed_in_a_row = 0;
             let event = Event {
                 at: unix_now(),
                 kind: kind.into(),

@@ -3,7 +3,7 @@
 
 use super::Compiler;
 use crate::config::raw::{RawRamp, RawRoute};
-use crate::migration::ramp::{Gates, RampSpec};
+use crate::migration::ramp::{Gates, Quantile, RampSpec};
 use crate::migration::{MigrationSpec, Stage};
 use crate::routing::split::{salt_for, threshold, SplitKey};
 use crate::routing::{Action, Split, UpstreamId};
@@ -148,6 +148,28 @@ impl Compiler<'_> {
             d.max_error_margin,
             "max_error_margin",
         );
+        let max_error_rate = fraction(self, &r.max_error_rate, d.max_error_rate, "max_error_rate");
+        let latency_quantile = match &r.latency_quantile {
+            Some(q) => Quantile::parse(q.get_ref()).unwrap_or_else(|| {
+                self.error(
+                    q.span(),
+                    format!("route {route:?}: latency_quantile is p50, p90 or p99"),
+                );
+                d.latency_quantile
+            }),
+            None => d.latency_quantile,
+        };
+        let confidence = match &r.confidence {
+            Some(c) if (0.5..1.0).contains(c.get_ref()) => *c.get_ref(),
+            Some(c) => {
+                self.error(
+                    c.span(),
+                    format!("route {route:?}: confidence is a fraction from 0.5 to below 1, such as 0.95"),
+                );
+                d.confidence
+            }
+            None => d.confidence,
+        };
         let max_latency_factor = match &r.max_latency_factor {
             Some(x) if *x.get_ref() >= 1.0 => *x.get_ref(),
             Some(x) => {
@@ -172,7 +194,15 @@ impl Compiler<'_> {
                     "min_comparisons",
                 ),
                 max_error_margin,
+                max_error_rate,
+                latency_quantile,
                 max_latency_factor,
+                confidence,
+                failure_limit: self.count::<u32>(
+                    r.failure_limit.as_ref(),
+                    d.failure_limit,
+                    "failure_limit",
+                ),
             },
         })
     }
