@@ -156,7 +156,10 @@ mod tests {
             assert!(b < BUCKETS, "{v}");
             let (low, high) = bounds_of(b);
             if v < 1 << 36 {
-                assert!(low <= v as f64 && (v as f64) < high, "{v} in [{low}, {high})");
+                assert!(
+                    low <= v as f64 && (v as f64) < high,
+                    "{v} in [{low}, {high})"
+                );
                 assert!(high - low <= (low / 8.0).max(1.0), "{v}: [{low}, {high})");
             }
             if v < 5000 {

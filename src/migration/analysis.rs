@@ -131,7 +131,10 @@ mod tests {
         assert!(width(l) < width(b) / 3.0, "{l:?} vs {b:?}");
         // Ten samples cannot bound a p99 from above.
         let ten = LatencyCounts::of_micros((1..=10).map(|i| i * 1000));
-        assert_eq!(quantile_bounds(&ten, 0.99, 1.645).expect("bounds").high, None);
+        assert_eq!(
+            quantile_bounds(&ten, 0.99, 1.645).expect("bounds").high,
+            None
+        );
         assert_eq!(min_samples(0.99), 1000);
         assert_eq!(min_samples(0.9), 100);
         assert_eq!(min_samples(0.5), 20);

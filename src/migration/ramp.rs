@@ -117,10 +117,19 @@ pub struct Figures {
 pub enum Decision {
     /// Stay: why. `failing` when a gate failed but fewer than `failure_limit` times in a
     /// row.
-    Hold { why: String, failing: bool },
-    Advance { to: usize, reason: String },
+    Hold {
+        why: String,
+        failing: bool,
+    },
+    Advance {
+        to: usize,
+        reason: String,
+    },
     /// Back one step (to 0% from the first); the reason names the failed gates.
-    Rollback { to: Option<usize>, reason: String },
+    Rollback {
+        to: Option<usize>,
+        reason: String,
+    },
 }
 
 /// A decision and the gates' reports that led to it.
@@ -316,9 +325,8 @@ fn error_gate(f: &Figures, g: &Gates, min_requests: u64) -> GateReport {
         report.verdict = Verdict::Pass;
         report.explanation = format!("{rates}: within {margin:.2} points ({bounds})");
     } else {
-        report.explanation = format!(
-            "{rates}: cannot tell yet whether within {margin:.2} points ({bounds})"
-        );
+        report.explanation =
+            format!("{rates}: cannot tell yet whether within {margin:.2} points ({bounds})");
         report.waiting_for = Some(format!(
             "requests enough to bound the difference under {margin:.2} points"
         ));
@@ -357,8 +365,9 @@ fn latency_gate(f: &Figures, g: &Gates) -> GateReport {
         ("legacy", report.legacy_samples),
     ] {
         if n < need {
-            report.explanation =
-                format!("waiting: {label} needs at least {need} requests on the {side} side (has {n})");
+            report.explanation = format!(
+                "waiting: {label} needs at least {need} requests on the {side} side (has {n})"
+            );
             report.waiting_for = Some(format!("{need} requests on each side"));
             return report;
         }
