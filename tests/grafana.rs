@@ -81,6 +81,16 @@ ramp = {{ steps = [10, 100] }}
     get(b.proxy_addr, "/f", &[]).await;
     let refused = call(b.proxy_addr, "POST", "/f", &[], "xx").await;
     assert_eq!(refused.status, 413);
+    // A ramp moves only on evidence (or by hand), and a move is what the moves panel counts.
+    let promoted = call(
+        b.admin_addr,
+        "POST",
+        "/api/migration/g-migrate/promote",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(promoted.status, 200);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let exported = get(b.admin_addr, "/metrics", &[]).await.text();
     let families: BTreeSet<String> = exported

@@ -42,6 +42,34 @@ fn config(
     )
 }
 
+/// Requests from many users, from `tasks` clients at once, until dropped.
+fn load_from(proxy: std::net::SocketAddr, tasks: u64) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..tasks)
+        .map(|t| {
+            tokio::spawn(async move {
+                let client = client();
+                for i in 0u64.. {
+                    let req = http::Request::get(format!("http://{proxy}/items/7"))
+                        .header("x-user", format!("user-{t}-{i}"))
+                        .body(http_body_util::Full::new(bytes::Bytes::new()))
+                        .unwrap();
+                    if let Ok(resp) = client.request(req).await {
+                        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Enough agreeing comparisons, from `n` users one after another, for the match gate to
+/// pass at 0%.
+async fn compared(proxy: std::net::SocketAddr, n: u32) {
+    for i in 0..n {
+        get(proxy, "/items/7", &[("x-user", &format!("first-{i}"))]).await;
+    }
+}
+
 /// Requests from many users until dropped.
 fn load(proxy: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -87,7 +115,8 @@ async fn an_agreeing_service_is_ramped_to_100_percent_by_the_gates() {
         &new,
         dir.path(),
         "steps = [10, 50, 100], min_time = \"300ms\", min_requests = 3, interval = \"100ms\", \
-         min_comparisons = 5, min_match_rate = 0.5, max_latency_factor = 50.0",
+         min_comparisons = 5, min_match_rate = 0.5, max_error_margin = 0.05, \
+         latency_quantile = \"p50\", max_latency_factor = 50.0",
     ))
     .await;
     let traffic = load(b.proxy_addr);
@@ -157,7 +186,8 @@ async fn a_service_that_starts_differing_is_rolled_back_and_the_reason_names_the
         &new,
         dir.path(),
         "steps = [5, 25, 50, 100], min_time = \"1s\", min_requests = 2, interval = \"100ms\", \
-         min_comparisons = 10, min_match_rate = 0.9, max_latency_factor = 50.0",
+         min_comparisons = 10, min_match_rate = 0.9, max_error_margin = 0.05, \
+         latency_quantile = \"p50\", max_latency_factor = 50.0",
     ))
     .await;
     let traffic = load(b.proxy_addr);
@@ -200,6 +230,126 @@ async fn a_service_that_starts_differing_is_rolled_back_and_the_reason_names_the
         .await
             >= 1.0
     );
+}
+
+/// The judgement of the route's gates as the API shows it.
+fn judgement(m: &Value) -> Vec<Value> {
+    m["routes"][0]["ramp"]["judgement"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_server_on_both_sides_ramps_to_100_percent_with_default_gates() {
+    // A service cannot be worse than itself: legacy and new are one server, a little slow
+    // so that its latency is its own and not the machine's.
+    let server = Backend::with_handler("same", |_| item(10).delay(Duration::from_millis(5))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let b = banyan(&config(
+        "items_same",
+        &server,
+        &server,
+        dir.path(),
+        "steps = [10, 50, 100], min_time = \"1s\", interval = \"200ms\"",
+    ))
+    .await;
+    let traffic = load_from(b.proxy_addr, 24);
+    let admin = b.admin_addr;
+    let done = eventually(Duration::from_secs(120), || async move {
+        percent(admin).await == 100.0
+    })
+    .await;
+    traffic.iter().for_each(|t| t.abort());
+    let m = migration(admin).await;
+    assert!(done, "ramped to 100%: {m:#}");
+    let kinds: Vec<String> = events(&m)
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["advance", "advance", "advance"], "{m:#}");
+    // The step to 100% was taken on all three gates' evidence.
+    let last = events(&m)[2]["reason"].as_str().unwrap().to_string();
+    assert!(last.contains("shadow match rate"), "{last}");
+    assert!(last.contains("within 1.00 points"), "{last}");
+    assert!(last.contains("new p99"), "{last}");
+    assert_eq!(m["routes"][0]["ramp"]["gates"]["latency_quantile"], "p99");
+    assert_eq!(m["routes"][0]["ramp"]["gates"]["latency_min_samples"], 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_side_three_times_slower_is_rolled_back_by_the_latency_test() {
+    let legacy =
+        Backend::with_handler("legacy", |_| item(10).delay(Duration::from_millis(5))).await;
+    let new = Backend::with_handler("items", |_| item(10).delay(Duration::from_millis(15))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let b = banyan(&config(
+        "items_slow",
+        &legacy,
+        &new,
+        dir.path(),
+        // p90: a quantile that a busy test machine's own hiccups do not reach.
+        "steps = [10, 50, 100], min_time = \"1s\", interval = \"200ms\", latency_quantile = \"p90\"",
+    ))
+    .await;
+    let traffic = load_from(b.proxy_addr, 8);
+    let admin = b.admin_addr;
+    let rolled_back = eventually(Duration::from_secs(120), || async move {
+        events(&migration(admin).await)
+            .iter()
+            .any(|e| e["kind"] == "rollback")
+    })
+    .await;
+    traffic.iter().for_each(|t| t.abort());
+    let m = migration(admin).await;
+    assert!(rolled_back, "{m:#}");
+    let rollback = events(&m)
+        .into_iter()
+        .find(|e| e["kind"] == "rollback")
+        .unwrap();
+    assert_eq!(rollback["from_percent"], 10.0, "{m:#}");
+    assert_eq!(rollback["to_percent"], 0.0);
+    let reason = rollback["reason"].as_str().unwrap();
+    assert!(reason.contains("new p90"), "{reason}");
+    assert!(reason.contains("over 1.50x legacy's"), "{reason}");
+    assert!(reason.contains("beyond chance"), "{reason}");
+    assert_eq!(m["routes"][0]["ramp"]["paused"], true);
+}
+
+#[tokio::test]
+async fn a_route_that_gets_no_traffic_stays_at_0_percent() {
+    let legacy = Backend::with_handler("legacy", |_| item(10)).await;
+    let new = Backend::with_handler("items", |_| item(10)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let b = banyan(&config(
+        "items_idle",
+        &legacy,
+        &new,
+        dir.path(),
+        "steps = [10, 50, 100], min_time = \"1ms\", interval = \"50ms\"",
+    ))
+    .await;
+    let admin = b.admin_addr;
+    // Many judgements, none with evidence.
+    let judged = eventually(Duration::from_secs(10), || async move {
+        !judgement(&migration(admin).await).is_empty()
+    })
+    .await;
+    assert!(judged);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = migration(admin).await;
+    assert_eq!(m["routes"][0]["percent_new"], 0.0, "{m:#}");
+    assert!(events(&m).is_empty(), "{m:#}");
+    let holding = m["routes"][0]["ramp"]["holding"].as_str().unwrap();
+    assert!(holding.contains("0 of 50 comparisons"), "{holding}");
+    // Every gate says what it waits for, or why it does not apply at 0%.
+    let gates = judgement(&m);
+    assert_eq!(gates.len(), 3, "{m:#}");
+    assert_eq!(gates[0]["gate"], "match_rate");
+    assert_eq!(gates[0]["verdict"], "wait");
+    assert_eq!(gates[0]["waiting_for"], "50 comparisons");
+    assert_eq!(gates[1]["verdict"], "not_applicable");
+    assert_eq!(gates[2]["verdict"], "not_applicable");
 }
 
 #[tokio::test]
@@ -321,7 +471,8 @@ async fn pause_resume_promote_and_rollback_through_the_api() {
     ))
     .await;
     let admin = b.admin_addr;
-    // From 0% the first step needs no figures.
+    // The first step, like every step, needs its evidence: at 0%, agreeing comparisons.
+    compared(b.proxy_addr, 100).await;
     assert!(
         eventually(Duration::from_secs(10), || async move {
             percent(admin).await == 10.0
@@ -452,6 +603,7 @@ async fn the_ramp_survives_a_reload_of_an_unchanged_route_and_a_restart() {
         .await
         .unwrap();
     let admin = first.admin_addr;
+    compared(first.proxy_addr, 100).await;
     assert!(
         eventually(Duration::from_secs(10), || async move {
             percent(admin).await == 10.0
