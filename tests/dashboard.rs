@@ -97,7 +97,11 @@ async fn the_dashboard_shows_routes_verdicts_and_highlighted_samples() {
         .replace(
             "./data/banyan-diffs.sqlite",
             &store.path().join("d.sqlite").display().to_string(),
-        );
+        )
+        // A canary with a gated ramp that no request reaches: its gates wait.
+        + "\n[[routes]]\nname = \"reviews\"\nmatch = { path = { prefix = \"/api/reviews\" } }\n\
+           action = \"migrate\"\nmigration = { stage = \"canary\", new = \"catalog\" }\n\
+           ramp = { steps = [10, 100], interval = \"100ms\" }\n";
     tokio::spawn(serve(legacy, DemoBackend::Legacy));
     tokio::spawn(serve(catalog, DemoBackend::Catalog));
     let b = banyan::server::start(config(&text)).await.unwrap();
@@ -195,6 +199,23 @@ async fn the_dashboard_shows_routes_verdicts_and_highlighted_samples() {
     );
     let new_stage = text_of(&c, "#stages tr[data-stage=\"new\"]").await;
     assert!(new_stage.starts_with("new 1"), "{new_stage}");
+    // The ramped route shows each gate's verdict and what it waits for.
+    let reviews = "section[data-migration=\"reviews\"]";
+    assert_eq!(
+        text_of(
+            &c,
+            &format!("{reviews} tr[data-gate=\"match_rate\"] .verdict")
+        )
+        .await,
+        "wait"
+    );
+    let why = text_of(&c, &format!("{reviews} tr[data-gate=\"match_rate\"]")).await;
+    assert!(why.contains("0 of 50 comparisons"), "{why}");
+    assert!(why.contains("waits for 50 comparisons"), "{why}");
+    assert_eq!(
+        text_of(&c, &format!("{reviews} tr[data-gate=\"latency\"] .verdict")).await,
+        "not applicable"
+    );
     screenshot(&c, "dashboard-migration").await;
 
     // Config page: the running version.
