@@ -246,6 +246,15 @@ async fn the_dashboard_shows_routes_verdicts_and_highlighted_samples() {
         .await,
         "the dashboard's rollback did not apply"
     );
-    assert_eq!(text_of(&c, "#running-version").await, "3");
+    // The page shows it at its next refresh.
+    let mut shown = String::new();
+    for _ in 0..50 {
+        shown = text_of(&c, "#running-version").await;
+        if shown == "3" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(shown, "3");
     c.close().await.unwrap();
 }
