@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps browser-deps test-deps bench-deps build release test lint unit fuzz demo bench bench-quick bench-build bench-instructions bench-idle clean
+.PHONY: deps browser-deps test-deps bench-deps build release test lint unit fuzz demo bench bench-quick bench-build bench-instructions bench-idle docs clean
 
 deps:
 	@command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
@@ -96,6 +96,16 @@ bench-instructions: bench-build
 # (loadtest/idle_connections.py): results in loadtest/results/idle-connections.md.
 bench-idle: release
 	python3 loadtest/idle_connections.py --connections 10000
+
+# The reference in docs/ as a small site (mdBook) in target/book. The pages are plain
+# Markdown and read the same on GitHub; tests/docs.rs (in make test) keeps them true.
+MDBOOK_VERSION := 0.5.4
+docs:
+	@command -v mdbook >/dev/null 2>&1 || { \
+		echo "installing mdbook $(MDBOOK_VERSION) (cargo install, a few minutes once)"; \
+		$(CARGO) install mdbook --locked --version $(MDBOOK_VERSION); }
+	mdbook build docs
+	@echo "open target/book/index.html"
 
 clean:
 	$(CARGO) clean

@@ -2,7 +2,7 @@
 //! answers, a ramp at the default gates and steps, judged every interval by the same
 //! pure `decide` the running ramp calls (steps 10, 25, 50, 100). Identical sides must reach 100%; a new side
 //! twice as slow at p99, or with 2 points more 5xx, must be rolled back, each in at least
-//! 99 of 100 ramps. The figures printed here are the ones the README quotes
+//! 99 of 100 ramps. The figures printed here are the ones docs/migration.md quotes
 //! (`cargo test --test ramp_statistics -- --nocapture`).
 
 use banyan::live::latency::LatencyCounts;
