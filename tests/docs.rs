@@ -98,8 +98,8 @@ fn key_blocks() -> Vec<(String, Vec<String>, String)> {
         for m in marker.captures_iter(&text) {
             let rest = &text[m.get(0).unwrap().end()..];
             let rest = rest.trim_start_matches('\n');
-            let end = if rest.starts_with("```") {
-                rest[3..].find("```").map_or(rest.len(), |i| i + 6)
+            let end = if let Some(fenced) = rest.strip_prefix("```") {
+                fenced.find("```").map_or(rest.len(), |i| i + 6)
             } else {
                 rest.find("\n\n").unwrap_or(rest.len())
             };
@@ -124,8 +124,7 @@ fn row_keys(block: &str) -> Vec<String> {
                 .map(|c| {
                     let key = c[1].trim_matches(|ch| ch == '[' || ch == ']');
                     key.split('.')
-                        .filter(|part| !part.chars().all(|ch| ch.is_ascii_uppercase()))
-                        .next_back()
+                        .rfind(|part| !part.chars().all(|ch| ch.is_ascii_uppercase()))
                         .unwrap_or(key)
                         .to_string()
                 })
