@@ -184,6 +184,124 @@ fn every_config_key_is_documented_and_every_documented_key_exists() {
     );
 }
 
+/// The type a key's value takes, in the words of the tables' `type` column, from its
+/// field's Rust type (`Option<Spanned<i64>>` -> `integer`).
+fn type_word(key: &str, rust: &str) -> String {
+    let mut t = rust.trim();
+    loop {
+        let stripped = ["Option<", "Spanned<"]
+            .iter()
+            .find_map(|w| t.strip_prefix(w).and_then(|r| r.strip_suffix('>')));
+        match stripped {
+            Some(inner) => t = inner.trim(),
+            None => break,
+        }
+    }
+    let duration = [
+        "interval",
+        "timeout",
+        "min_time",
+        "window",
+        "open_for",
+        "retention_age",
+    ]
+    .contains(&key)
+        || key.ends_with("_timeout")
+        || key.ends_with("_period")
+        || key.ends_with("_ejection");
+    match t {
+        "String" if duration => "duration".into(),
+        "String" | "RawAction" => "string".into(),
+        "i64" => "integer".into(),
+        "f64" => "number".into(),
+        "bool" => "boolean".into(),
+        "RawSplitKey" => "table or string".into(),
+        _ if t.starts_with("Vec<") => match type_word("", &t[4..t.len() - 1]).as_str() {
+            "number" => "array of numbers".into(),
+            "string" => "array of strings".into(),
+            _ => "array of tables".into(),
+        },
+        _ if t.starts_with("BTreeMap<String, ") => {
+            if type_word("", &t[17..t.len() - 1]) == "string" {
+                "table of strings".into()
+            } else {
+                "tables".into()
+            }
+        }
+        _ => "table".into(),
+    }
+}
+
+/// The type word of each field, by struct.
+fn field_types() -> BTreeMap<String, BTreeMap<String, String>> {
+    let text = read("src/config/raw.rs");
+    let item = Regex::new(r"(?s)pub struct (Raw\w+) \{(.*?)\n\}").unwrap();
+    let field = Regex::new(r"^\s*pub (\w+): (.*),\s*$").unwrap();
+    let rename = Regex::new(r#"rename = "([^"]+)""#).unwrap();
+    let mut out = BTreeMap::new();
+    for m in item.captures_iter(&text) {
+        let mut fields = BTreeMap::new();
+        let mut pending = None;
+        for line in m[2].lines() {
+            if line.trim_start().starts_with("#[serde") {
+                pending = rename.captures(line).map(|c| c[1].to_string());
+            } else if let Some(f) = field.captures(line) {
+                let key = pending.take().unwrap_or_else(|| f[1].to_string());
+                let word = type_word(&key, &f[2]);
+                fields.insert(key, word);
+            }
+        }
+        out.insert(m[1].to_string(), fields);
+    }
+    out
+}
+
+#[test]
+fn every_key_table_gives_each_key_its_type() {
+    let types = field_types();
+    let mut wrong = Vec::new();
+    for (page, names, text) in key_blocks() {
+        let mut rows = text.lines().filter(|l| l.starts_with('|'));
+        let Some(header) = rows.next() else { continue };
+        assert_eq!(
+            header.split('|').nth(2).map(str::trim),
+            Some("type"),
+            "{page}: the key table marked {names:?} has no type column"
+        );
+        for row in rows.skip(1) {
+            let cells: Vec<&str> = row.split('|').collect();
+            let keys = row_keys(&format!("|h|\n| --- |\n{row}"));
+            if keys.is_empty() {
+                continue;
+            }
+            let mut want: Vec<String> = Vec::new();
+            for key in &keys {
+                let word = names
+                    .iter()
+                    .find_map(|n| types.get(n).and_then(|f| f.get(key)))
+                    .cloned()
+                    .unwrap_or_default();
+                if !want.contains(&word) {
+                    want.push(word);
+                }
+            }
+            let want = want.join(", ");
+            if !cells[2].trim().starts_with(&want) {
+                wrong.push(format!(
+                    "{page}: {} is `{want}`, not `{}`",
+                    cells[1].trim(),
+                    cells[2].trim()
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "types that do not match raw.rs:\n{}",
+        wrong.join("\n")
+    );
+}
+
 #[test]
 fn the_key_reader_reads_renames_and_variants() {
     let keys = accepted_keys();
