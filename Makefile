@@ -19,7 +19,9 @@ browser-deps:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 
 # systemd-socket-activate, to test socket activation as systemd does it; schemathesis
-# (PyPI, pinned) in target/schemathesis, to hold the admin API to its OpenAPI document.
+# (PyPI, pinned) in target/schemathesis, to hold the admin API to its OpenAPI document;
+# a PostgreSQL for the fleet tests (scripts/test-postgres.sh: installed and started only
+# when none answers on 127.0.0.1:5432 and BANYAN_TEST_POSTGRES is not set).
 SCHEMATHESIS_VERSION := 4.32.5
 test-deps:
 	@command -v systemd-socket-activate >/dev/null 2>&1 || { \
@@ -31,6 +33,7 @@ test-deps:
 			$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv python3-pip && \
 			python3 -m venv target/schemathesis; }; \
 		target/schemathesis/bin/pip install -q "schemathesis==$(SCHEMATHESIS_VERSION)"; }
+	@bash scripts/test-postgres.sh
 
 # What the load test needs besides Rust: nginx (the reference), cmake (pingora's zlib-ng,
 # for the bare pingora proxy), python3 (the harness).

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod compare;
 pub mod config;
 pub mod demo;
+pub mod fleet;
 pub mod fswatch;
 pub mod ids;
 pub mod inbound;

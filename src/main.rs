@@ -109,6 +109,21 @@ enum Command {
         #[arg(long, value_enum, default_value = "markdown")]
         format: ReportFormat,
     },
+    /// Fleet mode: the instances sharing this banyan's PostgreSQL, as a running banyan
+    /// sees them (`status`).
+    Fleet {
+        #[arg(value_parser = ["status"])]
+        what: String,
+        #[arg(
+            long,
+            value_name = "ADMIN_URL",
+            default_value = "http://127.0.0.1:9090"
+        )]
+        admin: String,
+        /// The answer as JSON, not a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start two demo backends and banyan in front of them.
     Demo {
         /// The demo config (the built-in config/demo.toml when absent).
@@ -137,6 +152,11 @@ fn main() -> ExitCode {
         } => explain_request(&config, &method, &url, &headers, client_ip),
         Command::Migrate { route, call, admin } => migrate(&admin, &route, &call),
         Command::Report { admin, format } => report(&admin, format),
+        Command::Fleet {
+            what: _,
+            admin,
+            json,
+        } => fleet_status(&admin, json),
         Command::Demo { config } => demo(config.as_deref()),
     };
     match outcome {
@@ -326,6 +346,54 @@ fn report(admin: &str, format: ReportFormat) -> Result<ExitCode> {
         );
     }
     print!("{}", String::from_utf8_lossy(&body));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `banyan fleet status`: every instance's heartbeat and config version, from a running
+/// banyan's `GET /api/fleet`.
+fn fleet_status(admin: &str, as_json: bool) -> Result<ExitCode> {
+    let (status, body) =
+        runtime()?.block_on(admin_call(admin, http::Method::GET, "/api/fleet", None))?;
+    if !status.is_success() {
+        bail!(
+            "{admin} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    if as_json {
+        print!("{}", String::from_utf8_lossy(&body));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let fleet: serde_json::Value = serde_json::from_slice(&body)?;
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    println!(
+        "this instance: {} ({}), fleet config version {}",
+        text(&fleet["instance"]),
+        if fleet["connected"] == true {
+            "connected to PostgreSQL".to_string()
+        } else {
+            format!("PostgreSQL unreachable: {}", text(&fleet["last_error"]))
+        },
+        text(&fleet["config_version"])
+    );
+    println!(
+        "{:<32} {:>7} {:>10} {:>8}  config error",
+        "instance", "alive", "heartbeat", "version"
+    );
+    for i in fleet["instances"].as_array().into_iter().flatten() {
+        println!(
+            "{:<32} {:>7} {:>9.1}s {:>8}  {}",
+            text(&i["instance"]),
+            if i["alive"] == true { "yes" } else { "no" },
+            i["heartbeat_age_seconds"].as_f64().unwrap_or(0.0),
+            text(&i["config_version"]),
+            text(&i["config_error"])
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -184,9 +184,20 @@ fn every_config_key_is_documented_and_every_documented_key_exists() {
     );
 }
 
+/// The fields the compiler reads as durations: those it hands to `self.duration(...)`.
+fn duration_fields() -> BTreeSet<String> {
+    let call = Regex::new(r"duration\(\s*&?(?:\w+\.)+(\w+)\.as_ref\(\)").unwrap();
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir(root().join("src/config/compile")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        out.extend(call.captures_iter(&text).map(|c| c[1].to_string()));
+    }
+    out
+}
+
 /// The type a key's value takes, in the words of the tables' `type` column, from its
 /// field's Rust type (`Option<Spanned<i64>>` -> `integer`).
-fn type_word(key: &str, rust: &str) -> String {
+fn type_word(key: &str, rust: &str, durations: &BTreeSet<String>) -> String {
     let mut t = rust.trim();
     loop {
         let stripped = ["Option<", "Spanned<"]
@@ -197,32 +208,20 @@ fn type_word(key: &str, rust: &str) -> String {
             None => break,
         }
     }
-    let duration = [
-        "interval",
-        "timeout",
-        "min_time",
-        "window",
-        "open_for",
-        "retention_age",
-    ]
-    .contains(&key)
-        || key.ends_with("_timeout")
-        || key.ends_with("_period")
-        || key.ends_with("_ejection");
     match t {
-        "String" if duration => "duration".into(),
+        "String" if durations.contains(key) => "duration".into(),
         "String" | "RawAction" => "string".into(),
         "i64" => "integer".into(),
         "f64" => "number".into(),
         "bool" => "boolean".into(),
         "RawSplitKey" => "table or string".into(),
-        _ if t.starts_with("Vec<") => match type_word("", &t[4..t.len() - 1]).as_str() {
+        _ if t.starts_with("Vec<") => match type_word("", &t[4..t.len() - 1], durations).as_str() {
             "number" => "array of numbers".into(),
             "string" => "array of strings".into(),
             _ => "array of tables".into(),
         },
         _ if t.starts_with("BTreeMap<String, ") => {
-            if type_word("", &t[17..t.len() - 1]) == "string" {
+            if type_word("", &t[17..t.len() - 1], durations) == "string" {
                 "table of strings".into()
             } else {
                 "tables".into()
@@ -238,6 +237,7 @@ fn field_types() -> BTreeMap<String, BTreeMap<String, String>> {
     let item = Regex::new(r"(?s)pub struct (Raw\w+) \{(.*?)\n\}").unwrap();
     let field = Regex::new(r"^\s*pub (\w+): (.*),\s*$").unwrap();
     let rename = Regex::new(r#"rename = "([^"]+)""#).unwrap();
+    let durations = duration_fields();
     let mut out = BTreeMap::new();
     for m in item.captures_iter(&text) {
         let mut fields = BTreeMap::new();
@@ -247,7 +247,7 @@ fn field_types() -> BTreeMap<String, BTreeMap<String, String>> {
                 pending = rename.captures(line).map(|c| c[1].to_string());
             } else if let Some(f) = field.captures(line) {
                 let key = pending.take().unwrap_or_else(|| f[1].to_string());
-                let word = type_word(&key, &f[2]);
+                let word = type_word(&key, &f[2], &durations);
                 fields.insert(key, word);
             }
         }

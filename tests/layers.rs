@@ -16,6 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("command line", &["main.rs"]),
     ("process", &["server/", "demo/"]),
     ("admin", &["admin/"]),
+    ("fleet", &["fleet/"]),
     ("reload", &["reload/"]),
     ("ramp loop", &["migration/control.rs"]),
     ("proxy glue", &["proxy/"]),
@@ -342,6 +343,6 @@ fn the_reader_finds_imports_as_written() {
         file_of(&["proxy".into(), "error".into(), "ProxyError".into()]).as_deref(),
         Some("proxy/error.rs")
     );
-    assert_eq!(layer_of("migration/control.rs"), 4);
+    assert_eq!(LAYERS[layer_of("migration/control.rs")].0, "ramp loop");
     assert!(layer_of("shadow/spec.rs") > layer_of("shadow/task.rs"));
 }

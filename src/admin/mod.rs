@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod config_api;
+mod fleet_api;
 mod migration_api;
 mod openapi;
 mod origin;
@@ -32,6 +33,8 @@ const MAX_CONFIG_BYTES: usize = 16 * 1024 * 1024;
 
 struct Admin {
     reloader: Arc<Reloader>,
+    /// The fleet this instance belongs to, with a `[fleet]` table.
+    fleet: Option<Arc<crate::fleet::Fleet>>,
     env_token: Option<String>,
 }
 
@@ -41,10 +44,12 @@ pub async fn serve(
     listener: TcpListener,
     builder: hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     reloader: Arc<Reloader>,
+    fleet: Option<Arc<crate::fleet::Fleet>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let admin = Arc::new(Admin {
         reloader,
+        fleet,
         env_token: auth::from_env(),
     });
     loop {
@@ -145,6 +150,7 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
                 ),
             }
         }
+        (Method::GET, ["api", "fleet"]) => fleet_api::fleet(admin.fleet.as_deref()).await,
         (Method::GET, ["api", "upstreams"]) => json(
             StatusCode::OK,
             &resilience::upstreams(&reloader.snapshot().load()),
@@ -210,7 +216,7 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
 fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
     Some(match segments {
         [] | ["index.html"] | ["metrics"] | ["healthz"] | ["readyz"] => "GET, HEAD",
-        ["api", "openapi.json" | "routes" | "migration" | "upstreams" | "shadow" | "diffs"] => {
+        ["api", "openapi.json" | "routes" | "migration" | "upstreams" | "shadow" | "diffs" | "fleet"] => {
             "GET, HEAD"
         }
         ["api", "diffs", "clear"] => "POST",

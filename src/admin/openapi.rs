@@ -2,7 +2,7 @@
 //! `openapi.json`, and the response schemas of the read endpoints generated from the types
 //! their handlers answer with (`views.rs`), so a changed answer changes its description.
 
-use super::views::{MigrationView, ReportView, RoutesView, ShadowView, UpstreamsView};
+use super::views::{FleetView, MigrationView, ReportView, RoutesView, ShadowView, UpstreamsView};
 use schemars::generate::{Contract, SchemaSettings};
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Value};
@@ -32,6 +32,7 @@ fn build() -> Value {
         ("/api/shadow", schema_of::<ShadowView>(&mut generator)),
         ("/api/migration", schema_of::<MigrationView>(&mut generator)),
         ("/api/upstreams", schema_of::<UpstreamsView>(&mut generator)),
+        ("/api/fleet", schema_of::<FleetView>(&mut generator)),
         (
             "/api/migration/report",
             schema_of::<ReportView>(&mut generator),
@@ -66,6 +67,7 @@ mod tests {
             ("/api/shadow", "ShadowView"),
             ("/api/migration", "MigrationView"),
             ("/api/upstreams", "UpstreamsView"),
+            ("/api/fleet", "FleetView"),
             ("/api/migration/report", "ReportView"),
         ] {
             let pointer = format!(

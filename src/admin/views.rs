@@ -331,3 +331,20 @@ pub struct UpstreamTlsView {
     pub custom_ca: bool,
     pub insecure_skip_verify: bool,
 }
+
+/// `GET /api/fleet`
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FleetView {
+    /// This instance's name.
+    pub instance: String,
+    /// PostgreSQL answered.
+    pub connected: bool,
+    pub last_error: Option<String>,
+    /// The fleet's config version this instance runs.
+    pub config_version: Option<i64>,
+    /// Why the fleet's newest version could not be applied here.
+    pub config_error: Option<String>,
+    pub heartbeat_seconds: f64,
+    /// Every instance that sent a heartbeat, the most recent first.
+    pub instances: Vec<crate::fleet::InstanceRow>,
+}

@@ -31,6 +31,8 @@ pub struct Config {
     /// Per route, in the route table's order: its shadow, breaker and migration.
     pub features: Vec<RouteFeatures>,
     pub shadow: ShadowSettings,
+    /// `[fleet]`: the PostgreSQL the instances share; None runs alone.
+    pub fleet: Option<FleetSettings>,
     /// Findings that do not stop the config, such as unreachable routes.
     pub warnings: Vec<Diagnostic>,
 }
@@ -127,6 +129,20 @@ pub struct AdminSettings {
     /// address, IP addresses and loopback names.
     pub allowed_hosts: Vec<String>,
 }
+
+/// `[fleet]`: many instances sharing their state through PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetSettings {
+    /// The connection URL (from `BANYAN_FLEET_POSTGRES`, `postgres_file` or `postgres`);
+    /// None when a dry run did not read the file that holds it.
+    pub postgres: Option<Secret>,
+    /// This instance's name; None: the host name and process id.
+    pub instance: Option<String>,
+    pub heartbeat: std::time::Duration,
+}
+
+/// Where a fleet's PostgreSQL URL may come from, besides the config.
+pub const FLEET_POSTGRES_ENV: &str = "BANYAN_FLEET_POSTGRES";
 
 /// A secret that never shows in logs or debug output.
 #[derive(Clone, PartialEq, Eq)]

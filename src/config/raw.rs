@@ -20,6 +20,18 @@ pub struct RawConfig {
     pub routes: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub shadow: RawShadowSettings,
+    /// Many instances sharing state through PostgreSQL.
+    pub fleet: Option<Spanned<RawFleet>>,
+}
+
+/// `[fleet]`: where the instances of a fleet share their state.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    pub postgres: Option<Spanned<String>>,
+    pub postgres_file: Option<Spanned<String>>,
+    pub instance: Option<Spanned<String>>,
+    pub heartbeat: Option<Spanned<String>>,
 }
 
 /// `[shadow]`: limits and storage shared by every shadowing route.

@@ -19,6 +19,8 @@ pub enum Origin {
     Signal,
     /// The admin API (reload, PUT, rollback).
     Api,
+    /// A version another instance of the fleet published.
+    Fleet,
 }
 
 impl Origin {
@@ -28,6 +30,7 @@ impl Origin {
             Origin::File => "file",
             Origin::Signal => "signal",
             Origin::Api => "api",
+            Origin::Fleet => "fleet",
         }
     }
 }

@@ -41,6 +41,8 @@ pub enum ServerError {
     Signal(#[source] std::io::Error),
     #[error(transparent)]
     Handover(#[from] handover::HandoverError),
+    #[error("cannot join the fleet: {0}")]
+    Fleet(String),
 }
 
 /// A running banyan: proxy and admin listeners, the live snapshot and its reloader.
@@ -122,6 +124,14 @@ pub async fn start_with(
     let tls_addr = tls_listener.as_ref().map(|l| local_addr(l, server.listen));
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None)));
     let reloader = Arc::new(Reloader::new(snapshot.clone(), path.clone()));
+    // The fleet's settings are those the instance started with: [fleet] moves on restart.
+    let fleet = match snapshot.load().config.fleet.clone() {
+        Some(settings) => Some(
+            crate::fleet::start(settings, reloader.clone())
+                .map_err(|e| ServerError::Fleet(e.to_string()))?,
+        ),
+        None => None,
+    };
     let (shutdown, watch_rx) = watch::channel(false);
     // One cap for the proxy and HTTPS listeners together.
     let slots = Arc::new(slots::Slots::default());
@@ -137,6 +147,7 @@ pub async fn start_with(
             admin_listener,
             admin_connections(),
             reloader.clone(),
+            fleet,
             watch_rx.clone(),
         )),
     ];

@@ -23,6 +23,11 @@ static SYSTEM: LazyLock<rustls::ClientConfig> = LazyLock::new(|| {
         .with_no_client_auth()
 });
 
+/// Verification against the system's roots (Mozilla's when it has none).
+pub fn system() -> rustls::ClientConfig {
+    SYSTEM.clone()
+}
+
 /// The client TLS settings of one upstream.
 pub fn config(tls: &UpstreamTls) -> rustls::ClientConfig {
     if tls.insecure_skip_verify {

@@ -25,6 +25,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod breaker;
+mod fleet;
 mod matching;
 mod migration;
 mod rewrite;
@@ -120,6 +121,7 @@ impl Compiler<'_> {
         let (routes, features): (Vec<Route>, Vec<RouteFeatures>) =
             self.routes(&raw.routes, &ids, default).into_iter().unzip();
         let routes = RouteTable::new(routes, default?);
+        let fleet = raw.fleet.as_ref().map(|f| self.fleet(f));
         let mut warnings = std::mem::take(&mut self.warnings);
         if self.errors.is_empty() {
             warnings.extend(
@@ -132,6 +134,7 @@ impl Compiler<'_> {
         Some(Config {
             source: std::sync::Arc::new(self.src.clone()),
             shadow,
+            fleet,
             server,
             admin,
             upstreams,

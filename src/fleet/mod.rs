@@ -1,0 +1,130 @@
+//! Fleet mode: the instances of a fleet share their state through PostgreSQL, an engine
+//! operators already run, replicate and back up; no protocol of banyan's own. With a
+//! `[fleet]` table, each instance:
+//!
+//! - migrates the schema at start (`schema.rs`), safely when several start at once;
+//! - writes a heartbeat row (its config version and any config it could not apply);
+//! - publishes a config applied locally (file change, SIGHUP, the admin API) as a new
+//!   version, and applies the newest version another instance published, within about a
+//!   second (LISTEN/NOTIFY, polling as the fallback).
+//!
+//! PostgreSQL is never on the request path: when it is away, traffic flows on the last
+//! config, and the loop reconnects and catches up when it returns.
+
+pub mod db;
+pub mod schema;
+mod sync;
+
+use crate::config::FleetSettings;
+use crate::reload::Reloader;
+use db::FleetError;
+use deadpool_postgres::Pool;
+use serde::Serialize;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The NOTIFY channel of new config versions.
+pub const CONFIG_CHANNEL: &str = "banyan_config";
+
+/// A running fleet membership.
+pub struct Fleet {
+    pub instance: String,
+    pub settings: FleetSettings,
+    pool: Pool,
+    state: Mutex<FleetState>,
+}
+
+/// What this instance knows of its link to the fleet.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FleetState {
+    /// PostgreSQL answered the last time the loop asked.
+    pub connected: bool,
+    /// The last failure to reach or use PostgreSQL.
+    pub last_error: Option<String>,
+    /// The fleet's config version this instance runs (None: none yet).
+    pub config_version: Option<i64>,
+    /// Why the newest fleet version could not be applied here, if it could not.
+    pub config_error: Option<String>,
+    /// The local history's newest version already published (or adopted).
+    #[serde(skip)]
+    pub published_local: u64,
+}
+
+/// One instance as the fleet's table shows it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct InstanceRow {
+    pub instance: String,
+    pub pid: i32,
+    /// Seconds since its last heartbeat.
+    pub heartbeat_age_seconds: f64,
+    /// Its heartbeat is within three heartbeat periods.
+    pub alive: bool,
+    pub config_version: Option<i64>,
+    pub config_hash: Option<String>,
+    pub config_error: Option<String>,
+}
+
+/// This instance's name when the config gives none: host name and process id.
+fn default_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "banyan".into());
+    format!("{host}-{}", std::process::id())
+}
+
+impl Fleet {
+    fn lock(&self) -> MutexGuard<'_, FleetState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn state(&self) -> FleetState {
+        self.lock().clone()
+    }
+
+    /// The instances that ever sent a heartbeat, newest first.
+    pub async fn instances(&self) -> Result<Vec<InstanceRow>, FleetError> {
+        let client = self.pool.get().await?;
+        let alive_within = self.settings.heartbeat.as_secs_f64() * 3.0;
+        let rows = client
+            .query(
+                "SELECT instance, pid, extract(epoch FROM now() - heartbeat_at)::float8,
+                        config_version, config_hash, config_error
+                 FROM banyan_instances ORDER BY heartbeat_at DESC, instance",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let age: f64 = r.get(2);
+                InstanceRow {
+                    instance: r.get(0),
+                    pid: r.get(1),
+                    heartbeat_age_seconds: age,
+                    alive: age <= alive_within,
+                    config_version: r.get(3),
+                    config_hash: r.get(4),
+                    config_error: r.get(5),
+                }
+            })
+            .collect())
+    }
+}
+
+/// Join the fleet: build the pool (no connection yet) and start the loop. Fails only on
+/// a settings error; PostgreSQL being away is the loop's business.
+pub fn start(settings: FleetSettings, reloader: Arc<Reloader>) -> Result<Arc<Fleet>, FleetError> {
+    let Some(url) = settings.postgres.clone() else {
+        return Err(FleetError::Missing);
+    };
+    let fleet = Arc::new(Fleet {
+        instance: settings.instance.clone().unwrap_or_else(default_instance),
+        pool: db::pool(&url)?,
+        settings,
+        state: Mutex::new(FleetState::default()),
+    });
+    tokio::spawn(sync::run(fleet.clone(), reloader, url));
+    Ok(fleet)
+}

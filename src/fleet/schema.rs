@@ -1,0 +1,66 @@
+//! The fleet's tables, created and migrated at start: numbered steps, each applied once,
+//! all in one transaction under a transaction-level advisory lock, so instances that
+//! start at the same moment apply them one after the other and none twice.
+
+use super::db::FleetError;
+use deadpool_postgres::Client;
+
+/// An arbitrary key for banyan's schema lock ("banyan" in ASCII, as a number).
+const LOCK: i64 = 0x62_61_6e_79_61_6e;
+
+/// The steps, in order; a step never changes once released, a new one is added.
+const STEPS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE banyan_instances (
+        instance text PRIMARY KEY,
+        pid integer NOT NULL,
+        started_at timestamptz NOT NULL,
+        heartbeat_at timestamptz NOT NULL,
+        config_version bigint,
+        config_hash text,
+        config_error text
+    );
+    CREATE TABLE banyan_config_versions (
+        number bigserial PRIMARY KEY,
+        hash text NOT NULL,
+        body text NOT NULL,
+        origin text NOT NULL,
+        instance text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );",
+)];
+
+/// The schema version this build needs.
+pub fn latest() -> i32 {
+    STEPS.last().map_or(0, |(n, _)| *n)
+}
+
+/// Bring the schema to `latest()`; returns the steps applied.
+pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, FleetError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS banyan_schema (
+            version integer PRIMARY KEY,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )",
+    )
+    .await?;
+    let row = tx
+        .query_one("SELECT coalesce(max(version), 0) FROM banyan_schema", &[])
+        .await?;
+    let at: i32 = row.get(0);
+    let mut applied = Vec::new();
+    for (version, sql) in STEPS.iter().filter(|(v, _)| *v > at) {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO banyan_schema (version) VALUES ($1)",
+            &[version],
+        )
+        .await?;
+        applied.push(*version);
+    }
+    tx.commit().await?;
+    Ok(applied)
+}

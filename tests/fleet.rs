@@ -1,0 +1,331 @@
+//! Fleet mode against a real PostgreSQL: three banyan processes on loopback share one
+//! database (a fresh one per test). A config put to one instance is served by all three;
+//! every instance sees the others' heartbeats; PostgreSQL going away costs no request,
+//! and the fleet catches up when it returns.
+//!
+//! The server is `BANYAN_TEST_POSTGRES` (a URL to its `postgres` database), else
+//! postgres://postgres@127.0.0.1:5432/postgres; `make test-deps` installs and starts one
+//! when none answers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+fn server_url() -> String {
+    std::env::var("BANYAN_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database of its own for one test, dropped at the end.
+struct Database {
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create(tag: &str) -> Database {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "banyan_{tag}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = admin_client().await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let base = server_url();
+        let url = match base.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("BANYAN_TEST_POSTGRES names no database: {base}"),
+        };
+        Database { name, url }
+    }
+
+    async fn drop_it(self) {
+        let admin = admin_client().await;
+        let _ = admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await;
+    }
+}
+
+async fn admin_client() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {} does not answer ({e}): `make test-deps` installs and starts one, or set BANYAN_TEST_POSTGRES",
+                server_url()
+            )
+        });
+    tokio::spawn(connection);
+    client
+}
+
+/// The config every instance starts with: `/items` to legacy.
+fn config(legacy: &Backend, new: &Backend) -> String {
+    format!(
+        "default = \"legacy\"\n[fleet]\nheartbeat = \"500ms\"\n\
+         [upstreams.legacy]\nendpoints = [\"{}\"]\n[upstreams.new]\nendpoints = [\"{}\"]\n\
+         [[routes]]\nname = \"items\"\nmatch.path = {{ prefix = \"/items\" }}\naction = \"forward\"\nupstream = \"legacy\"\n",
+        legacy.url(),
+        new.url()
+    )
+}
+
+async fn fleet(admin: SocketAddr) -> Value {
+    let got = get(admin, "/api/fleet", &[]).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    serde_json::from_str(&got.text()).unwrap()
+}
+
+fn start(text: &str, url: &str) -> Process {
+    Process::start_with_env(text, &[("BANYAN_FLEET_POSTGRES", url)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_put_to_one_instance_is_served_by_all_three() {
+    let db = Database::create("config").await;
+    let legacy = Backend::start("legacy").await;
+    let new = Backend::start("new").await;
+    let text = config(&legacy, &new);
+    let url = db.url.clone();
+    let instances: Vec<Process> =
+        tokio::task::spawn_blocking(move || (0..3).map(|_| start(&text, &url)).collect())
+            .await
+            .unwrap();
+    let admins: Vec<SocketAddr> = instances.iter().map(|p| p.admin_addr).collect();
+
+    // Each sees the three heartbeats, and all run the same fleet version.
+    let first = admins[0];
+    assert!(
+        eventually(Duration::from_secs(20), || async move {
+            let f = fleet(first).await;
+            f["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["alive"] == true)
+                .count()
+                == 3
+        })
+        .await,
+        "{:#}",
+        fleet(first).await
+    );
+    let f = fleet(first).await;
+    assert_eq!(f["connected"], true, "{f:#}");
+    let version = f["config_version"].as_i64().expect("a fleet version");
+    for i in f["instances"].as_array().unwrap() {
+        assert_eq!(i["config_version"].as_i64(), Some(version), "{f:#}");
+    }
+
+    // A change put to the second instance reaches all three.
+    let changed = format!(
+        "{}\n{}",
+        config(&legacy, &new).replace("upstream = \"legacy\"", "upstream = \"new\""),
+        listeners()
+    );
+    let put = call(admins[1], "PUT", "/api/config", &[], &changed).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    for p in &instances {
+        let proxy = p.proxy_addr;
+        assert!(
+            eventually(Duration::from_secs(10), || async move {
+                get(proxy, "/items/1", &[]).await.backend() == Some("new")
+            })
+            .await,
+            "instance {} still serves the old config: {:#}",
+            p.admin_addr,
+            fleet(p.admin_addr).await
+        );
+    }
+    let f = fleet(admins[2]).await;
+    let newer = f["config_version"].as_i64().unwrap();
+    assert!(newer > version, "{f:#}");
+    // Each instance's history says where the version came from.
+    let status: Value =
+        serde_json::from_str(&get(admins[0], "/api/config/status", &[]).await.text()).unwrap();
+    assert_eq!(status["source"], "fleet", "{status:#}");
+
+    drop(instances);
+    db.drop_it().await;
+}
+
+/// A TCP relay to PostgreSQL that the test can cut and restore.
+struct Relay {
+    addr: SocketAddr,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(to: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (gate, held) = (open.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !gate.load(Ordering::SeqCst) {
+                    continue; // dropped: refused as soon as it connects
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                held.lock().unwrap().push(task);
+            }
+        });
+        Relay {
+            addr,
+            open,
+            connections,
+        }
+    }
+
+    /// Cut every connection, and refuse new ones.
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_going_away_costs_no_request_and_the_fleet_catches_up() {
+    let db = Database::create("outage").await;
+    let pg: SocketAddr = {
+        let cfg: tokio_postgres::Config = db.url.parse().unwrap();
+        let host = match &cfg.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            other => panic!("a TCP PostgreSQL is needed: {other:?}"),
+        };
+        let port = cfg.get_ports().first().copied().unwrap_or(5432);
+        let found = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
+        found
+    };
+    let relay = Relay::start(pg).await;
+    let through_relay = {
+        let cfg: tokio_postgres::Config = db.url.parse().unwrap();
+        format!(
+            "postgres://{}@{}/{}",
+            cfg.get_user().unwrap_or("postgres"),
+            relay.addr,
+            cfg.get_dbname().unwrap()
+        )
+    };
+    let legacy = Backend::start("legacy").await;
+    let new = Backend::start("new").await;
+    let text = config(&legacy, &new);
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        (start(&text, &through_relay), start(&text, &through_relay))
+    })
+    .await
+    .unwrap();
+    let (admin_a, admin_b) = (a.admin_addr, b.admin_addr);
+    assert!(
+        eventually(Duration::from_secs(20), || async move {
+            fleet(admin_a).await["instances"].as_array().unwrap().len() == 2
+        })
+        .await
+    );
+
+    // PostgreSQL away: every request is still served, and the instances say why.
+    relay.cut();
+    let proxy = a.proxy_addr;
+    let mut failed = 0;
+    for i in 0..200 {
+        let got = get(
+            if i % 2 == 0 { proxy } else { b.proxy_addr },
+            "/items/1",
+            &[],
+        )
+        .await;
+        if got.status != 200 {
+            failed += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(failed, 0, "requests failed while PostgreSQL was away");
+    assert!(
+        eventually(Duration::from_secs(10), || async move {
+            fleet(admin_a).await["connected"] == false
+        })
+        .await
+    );
+    assert_eq!(
+        get(admin_a, "/readyz", &[]).await.status,
+        200,
+        "still ready"
+    );
+
+    // Back: the link returns, and a change made afterwards reaches the other instance.
+    relay.restore();
+    assert!(
+        eventually(Duration::from_secs(20), || async move {
+            fleet(admin_a).await["connected"] == true && fleet(admin_b).await["connected"] == true
+        })
+        .await,
+        "{:#}",
+        fleet(admin_a).await
+    );
+    let changed = format!(
+        "{}\n{}",
+        config(&legacy, &new).replace("upstream = \"legacy\"", "upstream = \"new\""),
+        listeners()
+    );
+    assert_eq!(
+        call(admin_a, "PUT", "/api/config", &[], &changed)
+            .await
+            .status,
+        200
+    );
+    let proxy_b = b.proxy_addr;
+    assert!(
+        eventually(Duration::from_secs(10), || async move {
+            get(proxy_b, "/items/1", &[]).await.backend() == Some("new")
+        })
+        .await,
+        "{:#}",
+        fleet(admin_b).await
+    );
+    drop((a, b));
+    db.drop_it().await;
+}
+
+#[tokio::test]
+async fn a_banyan_without_a_fleet_table_says_it_runs_alone() {
+    let legacy = Backend::start("legacy").await;
+    let b = banyan(&format!(
+        "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"{}\"]\n",
+        legacy.url()
+    ))
+    .await;
+    let got = get(b.admin_addr, "/api/fleet", &[]).await;
+    assert_eq!(got.status, 404);
+    assert!(got.text().contains("runs alone"), "{}", got.text());
+}
