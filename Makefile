@@ -21,8 +21,10 @@ browser-deps:
 # systemd-socket-activate, to test socket activation as systemd does it; schemathesis
 # (PyPI, pinned) in target/schemathesis, to hold the admin API to its OpenAPI document;
 # a PostgreSQL for the fleet tests (scripts/test-postgres.sh: installed and started only
-# when none answers on 127.0.0.1:5432 and BANYAN_TEST_POSTGRES is not set).
+# when none answers on 127.0.0.1:5432 and BANYAN_TEST_POSTGRES is not set);
+# kubernetes-validate (PyPI, pinned) in target/kubernetes-validate, for deploy/kubernetes.
 SCHEMATHESIS_VERSION := 4.32.5
+KUBERNETES_VALIDATE_VERSION := 1.37.0
 test-deps:
 	@command -v systemd-socket-activate >/dev/null 2>&1 || { \
 		echo "installing systemd (systemd-socket-activate, for the socket activation test)"; \
@@ -34,6 +36,12 @@ test-deps:
 			python3 -m venv target/schemathesis; }; \
 		target/schemathesis/bin/pip install -q "schemathesis==$(SCHEMATHESIS_VERSION)"; }
 	@bash scripts/test-postgres.sh
+	@target/kubernetes-validate/bin/pip show kubernetes-validate 2>/dev/null | grep -q "Version: $(KUBERNETES_VALIDATE_VERSION)" || { \
+		echo "installing kubernetes-validate $(KUBERNETES_VALIDATE_VERSION) into target/kubernetes-validate (deploy/kubernetes test)"; \
+		python3 -m venv target/kubernetes-validate >/dev/null 2>&1 || { \
+			$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv python3-pip && \
+			python3 -m venv target/kubernetes-validate; }; \
+		target/kubernetes-validate/bin/pip install -q "kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)"; }
 
 # What the load test needs besides Rust: nginx (the reference), cmake (pingora's zlib-ng,
 # for the bare pingora proxy), python3 (the harness).

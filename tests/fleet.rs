@@ -159,6 +159,12 @@ async fn a_config_put_to_one_instance_is_served_by_all_three() {
     let status: Value =
         serde_json::from_str(&get(admins[0], "/api/config/status", &[]).await.text()).unwrap();
     assert_eq!(status["source"], "fleet", "{status:#}");
+    assert_eq!(
+        status["fleet"]["version"].as_i64(),
+        Some(newer),
+        "{status:#}"
+    );
+    assert_eq!(status["fleet"]["connected"], true);
 
     drop(instances);
     db.drop_it().await;

@@ -64,9 +64,17 @@ async fn fifty_megabytes_each_way_without_buffering() {
     );
     let grew = peak.saturating_sub(baseline);
     assert!(
-        peak < 30 * 1024 * 1024 && grew < 10 * 1024 * 1024,
+        grew < 10 * 1024 * 1024,
         "peak RSS {} MiB, {} MiB over the idle process: the bodies were buffered",
         peak / 1024 / 1024,
         grew / 1024 / 1024
+    );
+    // The idle process itself, apart: a debug build's RSS follows the binary's size (27 MiB
+    // idle here once the fleet's PostgreSQL client joined it, which took the peak past
+    // the 30 MiB this test once held the peak to).
+    assert!(
+        baseline < 40 * 1024 * 1024,
+        "idle RSS {} MiB",
+        baseline / 1024 / 1024
     );
 }

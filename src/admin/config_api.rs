@@ -22,7 +22,7 @@ pub fn current(reloader: &Reloader) -> Response<ResponseBody> {
 }
 
 /// `GET /api/config/status`.
-pub fn status(reloader: &Reloader) -> Response<ResponseBody> {
+pub fn status(reloader: &Reloader, fleet: Option<&crate::fleet::Fleet>) -> Response<ResponseBody> {
     let (version, last_error, counts) = reloader.status();
     let in_sync = reloader.file_matches_running();
     let note = match (in_sync, version.as_ref().map(|v| v.source)) {
@@ -41,6 +41,18 @@ pub fn status(reloader: &Reloader) -> Response<ResponseBody> {
             "file_matches_running": in_sync,
             "note": note,
             "store": reloader.snapshot().load().store_health(),
+            // In a fleet: the fleet's version this instance runs, and how file and fleet
+            // relate (the fleet's newest wins; a file change here is published).
+            "fleet": fleet.map(|f| {
+                let state = f.state();
+                json!({
+                    "instance": f.instance,
+                    "connected": state.connected,
+                    "version": state.config_version,
+                    "error": state.config_error,
+                    "file_policy": "the fleet's newest version wins at start; a file change or SIGHUP on any instance is published as a new version",
+                })
+            }),
             "last_error": last_error,
             "reloads": counts,
         }),

@@ -173,7 +173,9 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
             api::clear(&reloader.snapshot().load(), req.uri().query()).await
         }
         (Method::GET, ["api", "config"]) => config_api::current(reloader),
-        (Method::GET, ["api", "config", "status"]) => config_api::status(reloader),
+        (Method::GET, ["api", "config", "status"]) => {
+            config_api::status(reloader, admin.fleet.as_deref())
+        }
         (Method::GET, ["api", "config", "history"]) => config_api::history(reloader),
         (Method::GET, ["api", "config", "versions", n]) => config_api::version(reloader, n),
         (Method::POST, ["api", "config", "reload"]) => config_api::reload(reloader.clone()).await,
