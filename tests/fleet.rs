@@ -323,6 +323,181 @@ async fn postgres_going_away_costs_no_request_and_the_fleet_catches_up() {
     db.drop_it().await;
 }
 
+/// A canary with a ramp on `/items`, gates that a few hundred requests can prove.
+fn ramp_config(legacy: &Backend, new: &Backend, store: &std::path::Path) -> String {
+    format!(
+        "default = \"legacy\"\n[fleet]\nheartbeat = \"300ms\"\n[shadow]\nstore = {:?}\n\
+         [upstreams.legacy]\nendpoints = [\"{}\"]\n[upstreams.new]\nendpoints = [\"{}\"]\n\
+         [[routes]]\nname = \"items\"\nmatch.path = {{ prefix = \"/items\" }}\naction = \"migrate\"\n\
+         migration = {{ stage = \"canary\", new = \"new\", key = {{ header = \"x-user\" }} }}\n\
+         ramp = {{ steps = [10, 50, 100], min_time = \"1s\", interval = \"200ms\", min_requests = 20, \
+         min_comparisons = 30, max_error_margin = 0.1, latency_quantile = \"p50\", max_latency_factor = 50.0 }}\n\
+         compare = {{ ignore = [\"header.x-backend\"] }}\n",
+        store.join("diffs.sqlite"),
+        legacy.url(),
+        new.url()
+    )
+}
+
+async fn migration(admin: SocketAddr) -> Value {
+    serde_json::from_str(&get(admin, "/api/migration", &[]).await.text()).unwrap()
+}
+
+async fn percent(admin: SocketAddr) -> f64 {
+    migration(admin).await["routes"][0]["percent_new"]
+        .as_f64()
+        .unwrap()
+}
+
+fn kinds(m: &Value) -> Vec<String> {
+    m["routes"][0]["ramp"]["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| format!("{} {}", e["kind"].as_str().unwrap(), e["to_percent"]))
+        .collect()
+}
+
+/// Requests from many users through one proxy until dropped.
+fn traffic(proxy: SocketAddr) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for i in 0u64.. {
+            get(proxy, "/items/7", &[("x-user", &format!("user-{i}"))]).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ramp_for_the_fleet_judged_on_every_instances_traffic() {
+    let db = Database::create("ramp").await;
+    let legacy = Backend::with_handler("legacy", |_| Reply::ok("{\"id\": 7}")).await;
+    let new = Backend::with_handler("new", |_| Reply::ok("{\"id\": 7}")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = ramp_config(&legacy, &new, dir.path());
+    let url = db.url.clone();
+    let mut instances: Vec<Process> =
+        tokio::task::spawn_blocking(move || (0..3).map(|_| start(&text, &url)).collect())
+            .await
+            .unwrap();
+    let admins: Vec<SocketAddr> = instances.iter().map(|p| p.admin_addr).collect();
+
+    // Traffic through the first instance only; the leader, whichever it is, judges the
+    // fleet's figures, and all three stand at the same step.
+    let load = traffic(instances[0].proxy_addr);
+    let all = admins.clone();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let all = all.clone();
+            async move {
+                let mut at = Vec::new();
+                for a in &all {
+                    at.push(percent(*a).await);
+                }
+                at.iter().all(|p| *p == 10.0)
+            }
+        })
+        .await,
+        "{:#}",
+        migration(admins[2]).await
+    );
+
+    // A pause on the third instance holds the fleet.
+    let paused = call(admins[2], "POST", "/api/migration/items/pause", &[], "").await;
+    assert_eq!(paused.status, 200, "{}", paused.text());
+    for a in &admins {
+        let a = *a;
+        assert!(
+            eventually(Duration::from_secs(10), || async move {
+                migration(a).await["routes"][0]["ramp"]["paused"] == true
+            })
+            .await
+        );
+    }
+    // At one step, a keyed user gets the same side through each instance.
+    for u in 0..40 {
+        let user = format!("sticky-{u}");
+        let mut sides = Vec::new();
+        for p in &instances {
+            sides.push(
+                get(p.proxy_addr, "/items/7", &[("x-user", &user)])
+                    .await
+                    .backend()
+                    .map(str::to_string),
+            );
+        }
+        assert!(sides.windows(2).all(|w| w[0] == w[1]), "{user}: {sides:?}");
+    }
+
+    // Resume; then the leader dies, another takes over, and the ramp finishes with no
+    // move made twice.
+    assert_eq!(
+        call(admins[1], "POST", "/api/migration/items/resume", &[], "")
+            .await
+            .status,
+        200
+    );
+    let f = fleet(admins[0]).await;
+    let leader = f["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["leader"] == true)
+        .map(|i| i["pid"].as_i64().unwrap())
+        .expect("a leader");
+    let index = instances
+        .iter()
+        .position(|p| i64::from(p.child.id()) == leader)
+        .expect("the leader is one of ours");
+    let mut dead = instances.remove(index);
+    let _ = dead.child.kill();
+    let _ = dead.child.wait();
+    let load = if index == 0 {
+        load.abort();
+        traffic(instances[0].proxy_addr)
+    } else {
+        load
+    };
+    let survivors: Vec<SocketAddr> = instances.iter().map(|p| p.admin_addr).collect();
+    let (a, b) = (survivors[0], survivors[1]);
+    assert!(
+        eventually(Duration::from_secs(60), || async move {
+            percent(a).await == 100.0 && percent(b).await == 100.0
+        })
+        .await,
+        "{:#}\n{:#}\n{:#}",
+        migration(a).await["routes"][0]["percent_new"],
+        migration(b).await,
+        fleet(b).await
+    );
+    load.abort();
+    let m = migration(a).await;
+    assert_eq!(
+        kinds(&m),
+        [
+            "advance 10.0",
+            "pause 10.0",
+            "resume 10.0",
+            "advance 50.0",
+            "advance 100.0"
+        ],
+        "{m:#}"
+    );
+    assert_eq!(kinds(&m), kinds(&migration(b).await));
+    let f = fleet(a).await;
+    assert_eq!(
+        f["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["leader"] == true)
+            .count(),
+        1,
+        "{f:#}"
+    );
+    drop(instances);
+    db.drop_it().await;
+}
+
 #[tokio::test]
 async fn a_banyan_without_a_fleet_table_says_it_runs_alone() {
     let legacy = Backend::start("legacy").await;

@@ -27,6 +27,7 @@ pub async fn fleet(fleet: Option<&Fleet>) -> Response<ResponseBody> {
         config_version: state.config_version,
         config_error: state.config_error,
         heartbeat_seconds: fleet.settings.heartbeat.as_secs_f64(),
+        leader: fleet.is_leader(),
         instances,
     };
     json(StatusCode::OK, &view)

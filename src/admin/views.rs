@@ -345,6 +345,8 @@ pub struct FleetView {
     /// Why the fleet's newest version could not be applied here.
     pub config_error: Option<String>,
     pub heartbeat_seconds: f64,
+    /// This instance holds the leader lock: it judges the ramps on the fleet's figures.
+    pub leader: bool,
     /// Every instance that sent a heartbeat, the most recent first.
     pub instances: Vec<crate::fleet::InstanceRow>,
 }

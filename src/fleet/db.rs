@@ -64,6 +64,39 @@ pub fn pool(url: &Secret) -> Result<Pool, FleetError> {
         .build()?)
 }
 
+/// Hold the fleet's leader lock (a session advisory lock) on a connection of its own for
+/// as long as that connection lives; `leader` says whether this instance holds it. One
+/// instance leads at a time; when its process or connection dies, PostgreSQL releases
+/// the lock and another instance takes it at its next try.
+pub async fn lead(
+    url: &Secret,
+    key: i64,
+    every: Duration,
+    leader: &std::sync::atomic::AtomicBool,
+) -> Result<(), FleetError> {
+    use std::sync::atomic::Ordering;
+    let (client, connection) = pg_config(url)?.connect(tls()).await?;
+    let driver = tokio::spawn(connection);
+    let result = async {
+        loop {
+            if leader.load(Ordering::SeqCst) {
+                // Still holding it: the connection is alive.
+                client.simple_query("SELECT 1").await?;
+            } else {
+                let row = client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                    .await?;
+                leader.store(row.get(0), Ordering::SeqCst);
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+    .await;
+    leader.store(false, std::sync::atomic::Ordering::SeqCst);
+    driver.abort();
+    result
+}
+
 /// LISTEN on `channel` on a connection of its own, and send `()` on `wake` for each
 /// notification. Returns when the connection ends (the caller connects again).
 pub async fn listen(

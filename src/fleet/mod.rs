@@ -6,12 +6,16 @@
 //! - writes a heartbeat row (its config version and any config it could not apply);
 //! - publishes a config applied locally (file change, SIGHUP, the admin API) as a new
 //!   version, and applies the newest version another instance published, within about a
-//!   second (LISTEN/NOTIFY, polling as the fallback).
+//!   second (LISTEN/NOTIFY, polling as the fallback);
+//! - flushes its ramped routes' figures, and takes each ramp's state from the fleet; the
+//!   one instance that holds the leader lock judges the ramps on the fleet's sums
+//!   (`ramps.rs`).
 //!
 //! PostgreSQL is never on the request path: when it is away, traffic flows on the last
 //! config, and the loop reconnects and catches up when it returns.
 
 pub mod db;
+pub mod ramps;
 pub mod schema;
 mod sync;
 
@@ -31,6 +35,8 @@ pub struct Fleet {
     pub settings: FleetSettings,
     pool: Pool,
     state: Mutex<FleetState>,
+    /// This instance holds the leader lock: it judges the ramps.
+    leader: std::sync::atomic::AtomicBool,
 }
 
 /// What this instance knows of its link to the fleet.
@@ -61,6 +67,8 @@ pub struct InstanceRow {
     pub config_version: Option<i64>,
     pub config_hash: Option<String>,
     pub config_error: Option<String>,
+    /// It held the leader lock at its last heartbeat (and is alive).
+    pub leader: bool,
 }
 
 /// This instance's name when the config gives none: host name and process id.
@@ -83,6 +91,10 @@ impl Fleet {
         self.lock().clone()
     }
 
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The instances that ever sent a heartbeat, newest first.
     pub async fn instances(&self) -> Result<Vec<InstanceRow>, FleetError> {
         let client = self.pool.get().await?;
@@ -90,7 +102,7 @@ impl Fleet {
         let rows = client
             .query(
                 "SELECT instance, pid, extract(epoch FROM now() - heartbeat_at)::float8,
-                        config_version, config_hash, config_error
+                        config_version, config_hash, config_error, leader
                  FROM banyan_instances ORDER BY heartbeat_at DESC, instance",
                 &[],
             )
@@ -107,6 +119,7 @@ impl Fleet {
                     config_version: r.get(3),
                     config_hash: r.get(4),
                     config_error: r.get(5),
+                    leader: r.get::<_, bool>(6) && age <= alive_within,
                 }
             })
             .collect())
@@ -124,6 +137,7 @@ pub fn start(settings: FleetSettings, reloader: Arc<Reloader>) -> Result<Arc<Fle
         pool: db::pool(&url)?,
         settings,
         state: Mutex::new(FleetState::default()),
+        leader: std::sync::atomic::AtomicBool::new(false),
     });
     tokio::spawn(sync::run(fleet.clone(), reloader, url));
     Ok(fleet)

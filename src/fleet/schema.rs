@@ -9,9 +9,10 @@ use deadpool_postgres::Client;
 const LOCK: i64 = 0x62_61_6e_79_61_6e;
 
 /// The steps, in order; a step never changes once released, a new one is added.
-const STEPS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE banyan_instances (
+const STEPS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE banyan_instances (
         instance text PRIMARY KEY,
         pid integer NOT NULL,
         started_at timestamptz NOT NULL,
@@ -28,7 +29,36 @@ const STEPS: &[(i32, &str)] = &[(
         instance text NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now()
     );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE banyan_figures (
+        instance text NOT NULL,
+        route text NOT NULL,
+        new_requests bigint NOT NULL,
+        new_errors bigint NOT NULL,
+        legacy_requests bigint NOT NULL,
+        legacy_errors bigint NOT NULL,
+        compared bigint NOT NULL,
+        matches bigint NOT NULL,
+        fields text NOT NULL,
+        new_latency bigint[] NOT NULL,
+        legacy_latency bigint[] NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (instance, route)
+    );
+    CREATE TABLE banyan_ramps (
+        route text NOT NULL,
+        fingerprint text NOT NULL,
+        saved text NOT NULL,
+        revision bigint NOT NULL,
+        instance text NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (route, fingerprint)
+    );
+    ALTER TABLE banyan_instances ADD COLUMN leader boolean NOT NULL DEFAULT false;",
+    ),
+];
 
 /// The schema version this build needs.
 pub fn latest() -> i32 {

@@ -2,7 +2,7 @@
 //! the newest version published elsewhere, send the heartbeat. Woken by NOTIFY, and by
 //! a tick in any case (the fallback when the LISTEN connection is down).
 
-use super::{db, schema, Fleet, CONFIG_CHANNEL};
+use super::{db, ramps, schema, Fleet, CONFIG_CHANNEL};
 use crate::config::Secret;
 use crate::reload::history::Origin;
 use crate::reload::Reloader;
@@ -18,6 +18,18 @@ const RELISTEN: Duration = Duration::from_secs(1);
 
 pub(super) async fn run(fleet: Arc<Fleet>, reloader: Arc<Reloader>, url: Secret) {
     let (wake_tx, mut wake) = mpsc::channel(1);
+    {
+        let (fleet, url) = (fleet.clone(), url.clone());
+        tokio::spawn(async move {
+            loop {
+                let every = fleet.settings.heartbeat;
+                if let Err(e) = db::lead(&url, ramps::LEADER_LOCK, every, &fleet.leader).await {
+                    tracing::debug!(error = %e, "fleet: leader connection lost");
+                }
+                tokio::time::sleep(RELISTEN).await;
+            }
+        });
+    }
     tokio::spawn(async move {
         loop {
             if let Err(e) = db::listen(&url, CONFIG_CHANNEL, &wake_tx).await {
@@ -85,9 +97,12 @@ async fn step(
     }
     publish_local(fleet, reloader, &mut client).await?;
     adopt_newest(fleet, reloader, &client).await?;
+    let snap = reloader.snapshot().load_full();
     if heartbeat_due {
+        ramps::flush(fleet, &snap, &client).await?;
         heartbeat(fleet, reloader, &client, started).await?;
     }
+    ramps::reconcile(fleet, &snap, &client, fleet.is_leader()).await?;
     Ok(())
 }
 
@@ -223,12 +238,12 @@ async fn heartbeat(
     client
         .execute(
             "INSERT INTO banyan_instances
-                (instance, pid, started_at, heartbeat_at, config_version, config_hash, config_error)
-             VALUES ($1, $2, $3, now(), $4, $5, $6)
+                (instance, pid, started_at, heartbeat_at, config_version, config_hash, config_error, leader)
+             VALUES ($1, $2, $3, now(), $4, $5, $6, $7)
              ON CONFLICT (instance) DO UPDATE SET
                 pid = excluded.pid, started_at = excluded.started_at, heartbeat_at = now(),
                 config_version = excluded.config_version, config_hash = excluded.config_hash,
-                config_error = excluded.config_error",
+                config_error = excluded.config_error, leader = excluded.leader",
             &[
                 &fleet.instance,
                 &pid,
@@ -236,6 +251,7 @@ async fn heartbeat(
                 &state.config_version,
                 &hash,
                 &state.config_error,
+                &fleet.is_leader(),
             ],
         )
         .await?;

@@ -83,6 +83,16 @@ impl LatencyCounts {
         LatencyCounts { buckets }
     }
 
+    /// Counts per bucket, as stored and shared (fleet mode).
+    pub fn buckets(&self) -> &[u64] {
+        &self.buckets
+    }
+
+    /// A reading from stored counts per bucket.
+    pub fn from_buckets(buckets: Vec<u64>) -> Self {
+        LatencyCounts { buckets }
+    }
+
     pub fn count(&self) -> u64 {
         self.buckets.iter().sum()
     }

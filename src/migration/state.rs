@@ -80,6 +80,8 @@ struct Inner {
     failed_in_a_row: u32,
     /// The gates' reports at the last judgement.
     last_gates: Vec<GateReport>,
+    /// Moved here since the fleet last took the state (fleet mode publishes it).
+    moved_here: bool,
 }
 
 /// A ramp in force. Cloned into the next snapshot when the route's migration did not
@@ -143,6 +145,7 @@ impl RampState {
                 holding: None,
                 failed_in_a_row: 0,
                 last_gates: Vec::new(),
+                moved_here: false,
             })),
         };
         state.publish();
@@ -290,6 +293,7 @@ impl RampState {
     fn mark(&self, kind: &str, paused: Option<bool>) -> Event {
         let percent = self.percent();
         let mut inner = self.lock();
+        inner.moved_here = true;
         if let Some(p) = paused {
             inner.saved.paused = p;
         }
@@ -323,6 +327,7 @@ impl RampState {
             inner.baseline = now;
             inner.holding = None;
             inner.failed_in_a_row = 0;
+            inner.moved_here = true;
             let event = Event {
                 at: unix_now(),
                 kind: kind.into(),
@@ -335,6 +340,35 @@ impl RampState {
         };
         self.publish();
         event
+    }
+
+    /// The state, when it moved here since the last call (fleet mode publishes it).
+    pub fn take_moved(&self) -> Option<Saved> {
+        let mut inner = self.lock();
+        if !inner.moved_here {
+            return None;
+        }
+        inner.moved_here = false;
+        Some(inner.saved.clone())
+    }
+
+    /// Take the state the fleet decided (another instance moved the ramp): a new step
+    /// starts counting from `now`.
+    pub fn adopt(&self, saved: Saved, now: Counts) {
+        {
+            let mut inner = self.lock();
+            if inner.saved == saved {
+                return;
+            }
+            if inner.saved.step != saved.step {
+                inner.step_started = Instant::now();
+                inner.baseline = now;
+                inner.failed_in_a_row = 0;
+                inner.holding = None;
+            }
+            inner.saved = saved;
+        }
+        self.publish();
     }
 
     /// Start counting the step from `now` (after a restart or a new ramp).

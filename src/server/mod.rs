@@ -125,6 +125,7 @@ pub async fn start_with(
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None)));
     let reloader = Arc::new(Reloader::new(snapshot.clone(), path.clone()));
     // The fleet's settings are those the instance started with: [fleet] moves on restart.
+    let fleet_mode = snapshot.load().config.fleet.is_some();
     let fleet = match snapshot.load().config.fleet.clone() {
         Some(settings) => Some(
             crate::fleet::start(settings, reloader.clone())
@@ -163,9 +164,13 @@ pub async fn start_with(
         )));
     }
     let mut triggers = Triggers::default();
-    triggers.ramps = Some(tokio::spawn(crate::migration::control::run(
-        snapshot.clone(),
-    )));
+    // In a fleet, the fleet's leader judges the ramps on the fleet's figures; alone, each
+    // instance judges its own.
+    if !fleet_mode {
+        triggers.ramps = Some(tokio::spawn(crate::migration::control::run(
+            snapshot.clone(),
+        )));
+    }
     if path.is_some() {
         triggers.file = crate::reload::watch::watch_file(reloader.clone())
             .map_err(|e| ServerError::Watch(e.to_string()))?;
