@@ -498,6 +498,103 @@ async fn one_ramp_for_the_fleet_judged_on_every_instances_traffic() {
     db.drop_it().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_rolls_back_on_traffic_it_never_saw() {
+    let db = Database::create("rollback").await;
+    let legacy = Backend::with_handler("legacy", |_| Reply::ok("{\"price\": 10}")).await;
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = broken.clone();
+    let new = Backend::with_handler("new", move |_| {
+        Reply::ok(if flag.load(Ordering::Relaxed) {
+            "{\"price\": 11}"
+        } else {
+            "{\"price\": 10}"
+        })
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = ramp_config(&legacy, &new, dir.path());
+    let url = db.url.clone();
+    let instances: Vec<Process> =
+        tokio::task::spawn_blocking(move || (0..3).map(|_| start(&text, &url)).collect())
+            .await
+            .unwrap();
+    let first = instances[0].admin_addr;
+    // Who leads; the traffic goes through another instance only.
+    let mut leader_pid = None;
+    for _ in 0..100 {
+        let f = fleet(first).await;
+        leader_pid = f["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["leader"] == true)
+            .and_then(|i| i["pid"].as_i64());
+        if leader_pid.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leader_pid = leader_pid.expect("an instance leads");
+    let leader = instances
+        .iter()
+        .find(|p| i64::from(p.child.id()) == leader_pid)
+        .unwrap();
+    let other = instances
+        .iter()
+        .find(|p| i64::from(p.child.id()) != leader_pid)
+        .unwrap();
+    let load = traffic(other.proxy_addr);
+    let leader_admin = leader.admin_addr;
+    assert!(
+        eventually(Duration::from_secs(30), || async move {
+            percent(leader_admin).await == 10.0
+        })
+        .await,
+        "{:#}",
+        migration(leader_admin).await
+    );
+    broken.store(true, Ordering::Relaxed);
+    assert!(
+        eventually(Duration::from_secs(30), || async move {
+            kinds(&migration(leader_admin).await)
+                .iter()
+                .any(|k| k.starts_with("rollback"))
+        })
+        .await,
+        "{:#}",
+        migration(leader_admin).await
+    );
+    load.abort();
+    let m = migration(leader_admin).await;
+    let events = m["routes"][0]["ramp"]["events"].as_array().unwrap().clone();
+    let rollback = events.iter().find(|e| e["kind"] == "rollback").unwrap();
+    let reason = rollback["reason"].as_str().unwrap();
+    assert!(reason.contains("$.price"), "{reason}");
+    // The leader judged figures it never served: its own proxy saw no request.
+    let routes: Value =
+        serde_json::from_str(&get(leader_admin, "/api/routes", &[]).await.text()).unwrap();
+    let served: u64 = routes["routes"][0]["traffic"]["15m"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|f| f["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(served, 0, "{routes:#}");
+    // And every instance stands where the leader put it.
+    for p in &instances {
+        let a = p.admin_addr;
+        assert!(
+            eventually(Duration::from_secs(10), || async move {
+                migration(a).await["routes"][0]["ramp"]["paused"] == true
+            })
+            .await
+        );
+    }
+    drop(instances);
+    db.drop_it().await;
+}
+
 #[tokio::test]
 async fn a_banyan_without_a_fleet_table_says_it_runs_alone() {
     let legacy = Backend::start("legacy").await;
