@@ -218,6 +218,11 @@ async fn the_dashboard_shows_routes_verdicts_and_highlighted_samples() {
     );
     screenshot(&c, "dashboard-migration").await;
 
+    // Fleet page: this banyan has no [fleet] table, and says so.
+    c.goto(&format!("{base}#/fleet")).await.unwrap();
+    let alone = text_of(&c, "#fleet-alone").await;
+    assert!(alone.contains("runs alone"), "{alone}");
+
     // Config page: the running version.
     c.goto(&format!("{base}#/config")).await.unwrap();
     assert_eq!(text_of(&c, "#running-version").await, "1");
