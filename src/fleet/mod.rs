@@ -37,6 +37,8 @@ pub struct Fleet {
     state: Mutex<FleetState>,
     /// This instance holds the leader lock: it judges the ramps.
     leader: std::sync::atomic::AtomicBool,
+    /// The revision of each ramp's fleet state (route, fingerprint) this instance last saw.
+    revisions: Mutex<std::collections::HashMap<(String, String), i64>>,
 }
 
 /// What this instance knows of its link to the fleet.
@@ -53,6 +55,9 @@ pub struct FleetState {
     /// The local history's newest version already published (or adopted).
     #[serde(skip)]
     pub published_local: u64,
+    /// The newest fleet version this instance tried, applied or not.
+    #[serde(skip)]
+    pub seen_version: Option<i64>,
 }
 
 /// One instance as the fleet's table shows it.
@@ -89,6 +94,10 @@ impl Fleet {
 
     pub fn state(&self) -> FleetState {
         self.lock().clone()
+    }
+
+    fn revisions(&self) -> MutexGuard<'_, std::collections::HashMap<(String, String), i64>> {
+        self.revisions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn is_leader(&self) -> bool {
@@ -138,6 +147,7 @@ pub fn start(settings: FleetSettings, reloader: Arc<Reloader>) -> Result<Arc<Fle
         settings,
         state: Mutex::new(FleetState::default()),
         leader: std::sync::atomic::AtomicBool::new(false),
+        revisions: Mutex::default(),
     });
     tokio::spawn(sync::run(fleet.clone(), reloader, url));
     Ok(fleet)

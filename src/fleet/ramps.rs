@@ -108,14 +108,15 @@ pub async fn reconcile(
     for (_, state) in snap.ramps() {
         if let Some(saved) = state.take_moved() {
             publish(fleet, client, state, &saved).await?;
-            continue;
         }
         match stored(client, state).await? {
-            Some(saved) if saved != state.saved() => {
-                let now = fleet_counts(client, &state.route).await?;
-                state.adopt(saved, now);
+            Some((saved, revision)) => {
+                fleet.revisions().insert(key(state), revision);
+                if saved != state.saved() {
+                    let now = fleet_counts(client, &state.route).await?;
+                    state.adopt(saved, now);
+                }
             }
-            Some(_) => {}
             // The fleet has no state for this ramp yet: this instance's (restored from its
             // store, or new at 0%) becomes the fleet's, and every instance takes it.
             None => publish(fleet, client, state, &state.saved()).await?,
@@ -141,16 +142,28 @@ pub async fn reconcile(
     Ok(())
 }
 
-async fn stored(client: &Client, state: &RampState) -> Result<Option<Saved>, FleetError> {
+fn key(state: &RampState) -> (String, String) {
+    (state.route.clone(), state.fingerprint.clone())
+}
+
+/// The fleet's state of a ramp, and its revision.
+async fn stored(client: &Client, state: &RampState) -> Result<Option<(Saved, i64)>, FleetError> {
     let row = client
         .query_opt(
-            "SELECT saved FROM banyan_ramps WHERE route = $1 AND fingerprint = $2",
+            "SELECT saved, revision FROM banyan_ramps WHERE route = $1 AND fingerprint = $2",
             &[&state.route, &state.fingerprint],
         )
         .await?;
-    Ok(row.and_then(|r| serde_json::from_str(&r.get::<_, String>(0)).ok()))
+    Ok(row.and_then(|r| {
+        let saved = serde_json::from_str(&r.get::<_, String>(0)).ok()?;
+        Some((saved, r.get(1)))
+    }))
 }
 
+/// Write a ramp's state over the revision this instance last saw, and only over it: two
+/// instances that moved the same ramp at once (a leader handing over, a call by hand
+/// meeting a gate's move) cannot both win; the one that loses takes the other's state at
+/// its next reconcile.
 async fn publish(
     fleet: &Fleet,
     client: &Client,
@@ -158,16 +171,44 @@ async fn publish(
     saved: &Saved,
 ) -> Result<(), FleetError> {
     let text = serde_json::to_string(saved).unwrap_or_default();
-    client
-        .execute(
-            "INSERT INTO banyan_ramps (route, fingerprint, saved, revision, instance)
-             VALUES ($1, $2, $3, 1, $4)
-             ON CONFLICT (route, fingerprint) DO UPDATE SET
-                saved = excluded.saved, revision = banyan_ramps.revision + 1,
-                instance = excluded.instance, updated_at = now()",
-            &[&state.route, &state.fingerprint, &text, &fleet.instance],
-        )
-        .await?;
-    tracing::info!(route = %state.route, step = ?saved.step, paused = saved.paused, "fleet: ramp state published");
+    let seen = fleet.revisions().get(&key(state)).copied();
+    let written =
+        match seen {
+            Some(revision) => client
+                .query_opt(
+                    "UPDATE banyan_ramps SET saved = $3, revision = revision + 1, instance = $4,
+                    updated_at = now()
+                 WHERE route = $1 AND fingerprint = $2 AND revision = $5
+                 RETURNING revision",
+                    &[
+                        &state.route,
+                        &state.fingerprint,
+                        &text,
+                        &fleet.instance,
+                        &revision,
+                    ],
+                )
+                .await?,
+            None => {
+                client
+                    .query_opt(
+                        "INSERT INTO banyan_ramps (route, fingerprint, saved, revision, instance)
+                 VALUES ($1, $2, $3, 1, $4)
+                 ON CONFLICT (route, fingerprint) DO NOTHING
+                 RETURNING revision",
+                        &[&state.route, &state.fingerprint, &text, &fleet.instance],
+                    )
+                    .await?
+            }
+        };
+    match written {
+        Some(row) => {
+            fleet.revisions().insert(key(state), row.get(0));
+            tracing::info!(route = %state.route, step = ?saved.step, paused = saved.paused, "fleet: ramp state published");
+        }
+        None => {
+            tracing::warn!(route = %state.route, "fleet: another instance moved the ramp first; taking its state")
+        }
+    }
     Ok(())
 }

@@ -163,6 +163,7 @@ async fn publish_local(
     let mut state = fleet.lock();
     state.published_local = current.number;
     state.config_version = Some(number);
+    state.seen_version = Some(number);
     state.config_error = None;
     Ok(())
 }
@@ -187,7 +188,7 @@ async fn adopt_newest(
     let (number, hash, body): (i64, String, String) = (row.get(0), row.get(1), row.get(2));
     {
         let state = fleet.lock();
-        if state.config_version == Some(number) {
+        if state.seen_version == Some(number) || state.config_version == Some(number) {
             return Ok(());
         }
     }
@@ -195,6 +196,7 @@ async fn adopt_newest(
     if running.as_deref() == Some(hash.as_str()) {
         let mut state = fleet.lock();
         state.config_version = Some(number);
+        state.seen_version = Some(number);
         state.config_error = None;
         return Ok(());
     }
@@ -214,11 +216,13 @@ async fn adopt_newest(
             );
             state.published_local = state.published_local.max(applied.version);
             state.config_version = Some(number);
+            state.seen_version = Some(number);
             state.config_error = None;
         }
         Ok(Err(rejection)) => {
-            // Counted as seen: the next version is tried, this one is not again.
-            state.config_version = Some(number);
+            // Seen: the next version is tried, this one not again; the instance still
+            // runs (and reports) the version it had.
+            state.seen_version = Some(number);
             state.config_error = Some(format!("version {number}: {}", rejection.error));
         }
         Err(e) => state.config_error = Some(format!("version {number}: {e}")),
