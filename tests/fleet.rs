@@ -170,6 +170,93 @@ async fn a_config_put_to_one_instance_is_served_by_all_three() {
     db.drop_it().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_one_instance_cannot_apply_is_reported_and_its_config_keeps_serving() {
+    let db = Database::create("partial").await;
+    let legacy = Backend::start("legacy").await;
+    let new = Backend::start("new").await;
+    // The version names an admin token file by a relative path: it is there for the
+    // first instance (its working directory has it), not for the second.
+    let with_file = tempfile::tempdir().unwrap();
+    std::fs::write(with_file.path().join("token"), "s3cret-token\n").unwrap();
+    let without_file = tempfile::tempdir().unwrap();
+    let text = config(&legacy, &new);
+    let url = db.url.clone();
+    let (dir_a, dir_b) = (
+        with_file.path().to_path_buf(),
+        without_file.path().to_path_buf(),
+    );
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        let env = [("BANYAN_FLEET_POSTGRES", url.as_str())];
+        (
+            Process::start_in(&text, &env, Some(&dir_a)),
+            Process::start_in(&text, &env, Some(&dir_b)),
+        )
+    })
+    .await
+    .unwrap();
+    let (admin_a, admin_b) = (a.admin_addr, b.admin_addr);
+    assert!(
+        eventually(Duration::from_secs(20), || async move {
+            fleet(admin_a).await["instances"].as_array().unwrap().len() == 2
+        })
+        .await
+    );
+    let before = fleet(admin_b).await["config_version"].as_i64();
+    let changed = format!(
+        "{}\n{}token_file = \"token\"\n",
+        config(&legacy, &new).replace("upstream = \"legacy\"", "upstream = \"new\""),
+        listeners()
+    );
+    let put = call(admin_a, "PUT", "/api/config", &[], &changed).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(
+        get(a.proxy_addr, "/items/1", &[]).await.backend(),
+        Some("new")
+    );
+    // The second instance reports why, keeps serving its config, and says which it runs.
+    assert!(
+        eventually(Duration::from_secs(10), || async move {
+            fleet(admin_b).await["config_error"].is_string()
+        })
+        .await,
+        "{:#}",
+        fleet(admin_b).await
+    );
+    let f = fleet(admin_b).await;
+    let error = f["config_error"].as_str().unwrap();
+    assert!(error.contains("token"), "{error}");
+    assert_eq!(
+        f["config_version"].as_i64(),
+        before,
+        "it still runs the version it had"
+    );
+    assert_eq!(
+        get(b.proxy_addr, "/items/1", &[]).await.backend(),
+        Some("legacy")
+    );
+    // The first instance sees the second's error in the fleet's table (at its next
+    // heartbeat).
+    assert!(
+        eventually(Duration::from_secs(5), || async move {
+            fleet(admin_a).await["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| {
+                    i["config_error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("token"))
+                })
+        })
+        .await,
+        "{:#}",
+        fleet(admin_a).await
+    );
+    drop((a, b));
+    db.drop_it().await;
+}
+
 /// A TCP relay to PostgreSQL that the test can cut and restore.
 struct Relay {
     addr: SocketAddr,

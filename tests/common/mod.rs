@@ -422,10 +422,15 @@ impl Process {
     }
 
     pub fn start_with_env(text: &str, env: &[(&str, &str)]) -> Process {
+        Self::start_in(text, env, None)
+    }
+
+    /// As `start_with_env`, in working directory `cwd` (where relative paths resolve).
+    pub fn start_in(text: &str, env: &[(&str, &str)], cwd: Option<&std::path::Path>) -> Process {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("banyan.toml");
         std::fs::write(&config_path, format!("{text}\n{}", listeners())).unwrap();
-        let mut p = Self::launch(&config_path, &[], env);
+        let mut p = Self::launch_in(&config_path, &[], env, cwd);
         p._dir = Some(dir);
         p
     }
@@ -433,8 +438,21 @@ impl Process {
     /// `banyan run -c <config_path> <args>`, once it reports its listeners. The file
     /// is the caller's.
     pub fn launch(config_path: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Process {
+        Self::launch_in(config_path, args, env, None)
+    }
+
+    fn launch_in(
+        config_path: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        cwd: Option<&std::path::Path>,
+    ) -> Process {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(banyan_bin())
+        let mut command = std::process::Command::new(banyan_bin());
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
+        let mut child = command
             .args(["run", "-c"])
             .arg(config_path)
             .args(args)
