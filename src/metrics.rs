@@ -38,6 +38,10 @@ pub struct Metrics {
     pub migration_percent: GaugeVec,
     pub migration_moves_total: IntCounterVec,
     pub migration_stage: IntGaugeVec,
+    pub fleet_connected: IntGauge,
+    pub fleet_leader: IntGauge,
+    pub fleet_config_version: IntGauge,
+    pub fleet_ramp_figures: IntGaugeVec,
 }
 
 // Registration fails only on a duplicate name, a programming error caught by any test.
@@ -168,6 +172,27 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["route", "stage"]
     )
     .expect("register banyan_migration_stage"),
+    fleet_connected: register_int_gauge!(
+        "banyan_fleet_connected",
+        "Fleet mode: 1 while this instance reaches the fleet's PostgreSQL, else 0."
+    )
+    .expect("register banyan_fleet_connected"),
+    fleet_leader: register_int_gauge!(
+        "banyan_fleet_leader",
+        "Fleet mode: 1 while this instance holds the leader lock (it judges the ramps), else 0."
+    )
+    .expect("register banyan_fleet_leader"),
+    fleet_config_version: register_int_gauge!(
+        "banyan_fleet_config_version",
+        "Fleet mode: the fleet's config version this instance runs."
+    )
+    .expect("register banyan_fleet_config_version"),
+    fleet_ramp_figures: register_int_gauge_vec!(
+        "banyan_fleet_ramp_figures",
+        "Fleet mode, on the leader: the fleet's cumulative figures a ramp is judged on, by route and figure (new_requests, new_errors, legacy_requests, legacy_errors, compared, matches).",
+        &["route", "figure"]
+    )
+    .expect("register banyan_fleet_ramp_figures"),
 }
 });
 

@@ -668,6 +668,17 @@ async fn the_leader_rolls_back_on_traffic_it_never_saw() {
         .map(|f| f["requests"].as_u64().unwrap())
         .sum();
     assert_eq!(served, 0, "{routes:#}");
+    // It exports the fleet's figures it judged, and that it leads.
+    assert_eq!(metric(leader_admin, "banyan_fleet_leader").await, 1.0);
+    assert_eq!(metric(other.admin_addr, "banyan_fleet_leader").await, 0.0);
+    assert!(
+        metric(
+            leader_admin,
+            "banyan_fleet_ramp_figures{figure=\"compared\",route=\"items\"}"
+        )
+        .await
+            > 0.0
+    );
     // And every instance stands where the leader put it.
     for p in &instances {
         let a = p.admin_addr;

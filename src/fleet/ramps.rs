@@ -131,6 +131,7 @@ pub async fn reconcile(
             continue;
         }
         let counts = fleet_counts(client, &state.route).await?;
+        export(&state.route, &counts);
         let figures = state.figures(&counts);
         if let Some(event) = state.evaluate(&figures, counts) {
             crate::migration::control::moved(snap, state, &event, &figures);
@@ -140,6 +141,24 @@ pub async fn reconcile(
         }
     }
     Ok(())
+}
+
+/// The fleet's figures a ramp is judged on, for Prometheus (the leader's only: each
+/// instance's own figures are in its per-instance metrics, which Prometheus sums).
+fn export(route: &str, c: &Counts) {
+    let family = &crate::metrics::metrics().fleet_ramp_figures;
+    for (figure, value) in [
+        ("new_requests", c.new_requests),
+        ("new_errors", c.new_errors),
+        ("legacy_requests", c.legacy_requests),
+        ("legacy_errors", c.legacy_errors),
+        ("compared", c.compared),
+        ("matches", c.matches),
+    ] {
+        family
+            .with_label_values(&[route, figure])
+            .set(i64::try_from(value).unwrap_or(i64::MAX));
+    }
 }
 
 fn key(state: &RampState) -> (String, String) {

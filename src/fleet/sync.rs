@@ -60,7 +60,13 @@ pub(super) async fn run(fleet: Arc<Fleet>, reloader: Arc<Reloader>, url: Secret)
 /// Keep the link's state, and log only its changes (a PostgreSQL away for an hour is one
 /// warning, not 3,600).
 fn record(fleet: &Fleet, result: Result<(), FleetError>) {
+    let m = crate::metrics::metrics();
+    m.fleet_connected.set(i64::from(result.is_ok()));
+    m.fleet_leader.set(i64::from(fleet.is_leader()));
     let mut state = fleet.lock();
+    if let Some(v) = state.config_version {
+        m.fleet_config_version.set(v);
+    }
     match result {
         Ok(()) => {
             if !state.connected {
