@@ -57,6 +57,16 @@ def wait_listening(port, proc, timeout=20.0):
     raise RuntimeError(f"nothing listens on {port} after {timeout}s")
 
 
+def fleet_server():
+    """The PostgreSQL for the fleet-mode row: BANYAN_BENCH_POSTGRES, else the one on
+    127.0.0.1:5432 when it answers and psql is there; None skips the row."""
+    url = os.environ.get("BANYAN_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
+    if not shutil.which("psql"):
+        return None
+    probe = subprocess.run(["psql", "-q", url, "-c", "SELECT 1"], capture_output=True)
+    return url if probe.returncode == 0 else None
+
+
 def banyan_config(port, upstreams, store, route):
     """banyan on `port` with upstreams legacy, new and slow (`upstreams` a, b and slow) and
     one route, `items`, whose action is `route`."""
@@ -236,6 +246,8 @@ class Bench:
         self.tmp = tempfile.mkdtemp(prefix="banyan-bench-")
         self.procs = []
         self.upstreams = {}
+        self.fleet_server = fleet_server()
+        self.fleet_dbs = []
 
     # ------------------------------------------------------------------ processes
 
@@ -261,14 +273,26 @@ class Bench:
             )
             self.upstreams[name] = f"127.0.0.1:{port}"
 
-    def banyan(self, config):
+    def banyan(self, config, env=None):
         path = os.path.join(self.tmp, "banyan.toml")
         with open(path, "w") as f:
             f.write(config)
         return (
             [f"{BIN}/banyan", "run", "-c", path, "--threads", str(self.cores.threads)],
-            {"BANYAN_LOG": "warn"},
+            {"BANYAN_LOG": "warn", **(env or {})},
         )
+
+    def fleet(self, port):
+        """b, in fleet mode: the same forward route, with a [fleet] table on a database of
+        its own (heartbeat, config poll and LISTEN run beside the data plane)."""
+        name = f"banyan_bench_{os.getpid()}_{port}"
+        subprocess.run(["psql", "-q", self.fleet_server, "-c", f"CREATE DATABASE {name}"],
+                       check=True, capture_output=True)
+        self.fleet_dbs.append(name)
+        url = self.fleet_server.rsplit("/", 1)[0] + "/" + name
+        config = self.banyan_config(port, 'action = "forward"\nupstream = "legacy"')
+        return self.banyan(config + '\n[fleet]\nheartbeat = "2s"\n',
+                           {"BANYAN_FLEET_POSTGRES": url})
 
     def banyan_config(self, port, route):
         store = os.path.join(self.tmp, f"diffs-{port}.sqlite")
@@ -286,6 +310,8 @@ class Bench:
         yield "banyan", "b. banyan forward", lambda p: self.banyan(
             self.banyan_config(p, 'action = "forward"\nupstream = "legacy"')
         )
+        if self.fleet_server:
+            yield "banyan_fleet", "b2. banyan forward, fleet mode", self.fleet
         yield "nginx", "c. nginx reverse proxy", lambda p: self.nginx(p, mirror=False)
         yield "banyan_shadow", "d. banyan shadow 100% + compare", lambda p: self.banyan(
             self.banyan_config(p, 'action = "shadow"\nupstream = "legacy"\nshadow = { to = "new" }')
@@ -413,6 +439,9 @@ class Bench:
             for p in self.procs:
                 stop(p)
             shutil.rmtree(self.tmp, ignore_errors=True)
+            for name in self.fleet_dbs:
+                subprocess.run(["psql", "-q", self.fleet_server, "-c",
+                                f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
 
 
 def combine(rounds):
@@ -466,6 +495,12 @@ def targets(rows):
          f"({ratio(g['cpu_s_per_10k'], b['cpu_s_per_10k']):.2f}x); "
          f"throughput {ratio(g['rps'], b['rps']):.2f}x"),
     ]
+    if "banyan_fleet" in rows:
+        fl = rows["banyan_fleet"]
+        out.append(("(b2) fleet mode: CPU per request within 5% of (b)",
+                    fl["cpu_s_per_10k"] <= 1.05 * b["cpu_s_per_10k"],
+                    f"{fl['cpu_s_per_10k']:.3f} vs {b['cpu_s_per_10k']:.3f} CPU s/10k req "
+                    f"({ratio(fl['cpu_s_per_10k'], b['cpu_s_per_10k']):.2f}x)"))
     return [{"target": t, "met": bool(ok), "figures": fig} for t, ok, fig in out]
 
 
