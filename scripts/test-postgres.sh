@@ -21,7 +21,13 @@ version=$(ls /etc/postgresql | sort -n | tail -1)
 hba=/etc/postgresql/$version/main/pg_hba.conf
 # Loopback TCP as trust, first, so it wins over the packaged password rules.
 if ! $SUDO grep -q "banyan tests" "$hba"; then
-    $SUDO sed -i '1i host all all 127.0.0.1/32 trust # banyan tests\nhost all all ::1/128 trust # banyan tests' "$hba"
+    {
+        echo "host all all 127.0.0.1/32 trust # banyan tests"
+        echo "host all all ::1/128 trust # banyan tests"
+        $SUDO cat "$hba"
+    } > /tmp/banyan-pg_hba.conf
+    $SUDO cp /tmp/banyan-pg_hba.conf "$hba"
+    rm -f /tmp/banyan-pg_hba.conf
 fi
 $SUDO pg_ctlcluster "$version" main start 2>/dev/null || $SUDO pg_ctlcluster "$version" main reload
 for _ in $(seq 1 50); do
