@@ -445,16 +445,6 @@ fn ramp_config(legacy: &Backend, new: &Backend, store: &std::path::Path) -> Stri
     )
 }
 
-async fn migration(admin: SocketAddr) -> Value {
-    serde_json::from_str(&get(admin, "/api/migration", &[]).await.text()).unwrap()
-}
-
-async fn percent(admin: SocketAddr) -> f64 {
-    migration(admin).await["routes"][0]["percent_new"]
-        .as_f64()
-        .unwrap()
-}
-
 fn kinds(m: &Value) -> Vec<String> {
     m["routes"][0]["ramp"]["events"]
         .as_array()

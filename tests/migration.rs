@@ -87,16 +87,6 @@ fn load(proxy: std::net::SocketAddr) -> tokio::task::JoinHandle<()> {
     })
 }
 
-async fn migration(admin: std::net::SocketAddr) -> Value {
-    serde_json::from_str(&get(admin, "/api/migration", &[]).await.text()).unwrap()
-}
-
-async fn percent(admin: std::net::SocketAddr) -> f64 {
-    migration(admin).await["routes"][0]["percent_new"]
-        .as_f64()
-        .unwrap()
-}
-
 fn events(m: &Value) -> Vec<Value> {
     m["routes"][0]["ramp"]["events"]
         .as_array()

@@ -267,6 +267,18 @@ pub fn listeners() -> &'static str {
     "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"
 }
 
+/// `GET /api/migration` of the banyan whose admin listener is `admin`.
+pub async fn migration(admin: SocketAddr) -> serde_json::Value {
+    serde_json::from_str(&get(admin, "/api/migration", &[]).await.text()).unwrap()
+}
+
+/// The first migrated route's share on its new service, in percent.
+pub async fn percent(admin: SocketAddr) -> f64 {
+    migration(admin).await["routes"][0]["percent_new"]
+        .as_f64()
+        .unwrap()
+}
+
 /// banyan, in-process, on ephemeral ports.
 pub async fn banyan(text: &str) -> banyan::server::Running {
     banyan::server::start(config(&format!("{text}\n{}", listeners())))
