@@ -34,6 +34,9 @@ pub struct Snapshot {
     pub certs: Option<Arc<CertSet>>,
     /// One per route: the state of its gated ramp, when it has one.
     ramps: Vec<Option<RampState>>,
+    /// In a fleet, the fleet's diff store: every snapshot hands it to the next, and
+    /// shadowing routes keep their samples there rather than in `shadow.store`'s file.
+    fleet_store: Option<Arc<Store>>,
 }
 
 /// A route's live figures, resolved once per snapshot: the route's own and those of each
@@ -90,6 +93,20 @@ impl Snapshot {
     /// Start the pools of a config, reusing those of `previous` whose definition did not
     /// change (they keep their connections and health state).
     pub fn build(config: Config, previous: Option<&Snapshot>) -> Snapshot {
+        let fleet_store = previous.and_then(|p| p.fleet_store.clone());
+        Snapshot::build_with(config, previous, fleet_store)
+    }
+
+    /// The first snapshot of a fleet member, whose samples go to `fleet_store`.
+    pub fn first_in_fleet(config: Config, fleet_store: Arc<Store>) -> Snapshot {
+        Snapshot::build_with(config, None, Some(fleet_store))
+    }
+
+    fn build_with(
+        config: Config,
+        previous: Option<&Snapshot>,
+        fleet_store: Option<Arc<Store>>,
+    ) -> Snapshot {
         let pools: Vec<Arc<Pool>> = config
             .upstreams
             .iter()
@@ -125,7 +142,11 @@ impl Snapshot {
             previous.map(|p| &p.shadow.limits),
         );
         let (store, store_error) = if shadowing.iter().any(|(_, s)| s.is_some()) {
-            match open_store(&config, previous) {
+            let store = match &fleet_store {
+                Some(store) => Ok(store.clone()),
+                None => open_store(&config, previous),
+            };
+            match store {
                 Ok(store) => (Some(store), None),
                 Err(e) => (None, Some(e)),
             }
@@ -149,6 +170,7 @@ impl Snapshot {
             breakers,
             certs,
             ramps: Vec::new(),
+            fleet_store,
         };
         snapshot.ramps = ramps(&snapshot, previous);
         snapshot
@@ -285,7 +307,7 @@ fn open_store(config: &Config, previous: Option<&Snapshot>) -> Result<Arc<Store>
     let settings = &config.shadow;
     if let Some(store) = previous
         .and_then(|p| p.shadow.store.as_ref())
-        .filter(|s| s.path() == settings.store)
+        .filter(|s| s.path() == Some(settings.store.as_path()))
     {
         return Ok(store.clone());
     }

@@ -355,9 +355,23 @@ async fn postgres_going_away_costs_no_request_and_the_fleet_catches_up() {
             cfg.get_dbname().unwrap()
         )
     };
+    let store = tempfile::tempdir().unwrap();
     let legacy = Backend::start("legacy").await;
     let new = Backend::start("new").await;
-    let text = config(&legacy, &new);
+    // And a route that shadows, whose samples and figures must flow again afterwards.
+    let text = format!(
+        "{}[[routes]]\nname = \"shadowed\"\nmatch.path = {{ prefix = \"/shadowed\" }}\n\
+         action = \"forward\"\nupstream = \"legacy\"\nshadow = {{ to = \"new\" }}\n\
+         [shadow]\nstore = {:?}\n",
+        config(&legacy, &new),
+        store.path().join("diffs.sqlite")
+    );
+    // The change made after the outage keeps the shadowing route.
+    let changed = format!(
+        "{}\n{}",
+        text.replacen("upstream = \"legacy\"", "upstream = \"new\"", 1),
+        listeners()
+    );
     let (a, b) = tokio::task::spawn_blocking(move || {
         (start(&text, &through_relay), start(&text, &through_relay))
     })
@@ -382,6 +396,11 @@ async fn postgres_going_away_costs_no_request_and_the_fleet_catches_up() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    for _ in 0..20 {
+        if get(proxy, "/shadowed/1", &[]).await.status != 200 {
+            failed += 1;
+        }
+    }
     assert_eq!(failed, 0, "requests failed while PostgreSQL was away");
     assert!(
         eventually(Duration::from_secs(10), || async move {
@@ -405,11 +424,6 @@ async fn postgres_going_away_costs_no_request_and_the_fleet_catches_up() {
         "{:#}",
         fleet(admin_a).await
     );
-    let changed = format!(
-        "{}\n{}",
-        config(&legacy, &new).replace("upstream = \"legacy\"", "upstream = \"new\""),
-        listeners()
-    );
     assert_eq!(
         call(admin_a, "PUT", "/api/config", &[], &changed)
             .await
@@ -424,6 +438,41 @@ async fn postgres_going_away_costs_no_request_and_the_fleet_catches_up() {
         .await,
         "{:#}",
         fleet(admin_b).await
+    );
+    // Samples and figures flow again: what A compared during the outage and after it is
+    // in the fleet's figures B shows, and the samples kept after it in the fleet's store.
+    for _ in 0..20 {
+        assert_eq!(get(proxy, "/shadowed/1", &[]).await.status, 200);
+    }
+    let shadowed = |s: &Value| {
+        s["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["route"] == "shadowed")
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || async move {
+            let s: Value =
+                serde_json::from_str(&get(admin_b, "/api/shadow", &[]).await.text()).unwrap();
+            s["scope"] == "fleet" && shadowed(&s)["compared"] == 40
+        })
+        .await,
+        "{}",
+        get(admin_b, "/api/shadow", &[]).await.text()
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || async move {
+            let d: Value =
+                serde_json::from_str(&get(admin_b, "/api/diffs?route=shadowed", &[]).await.text())
+                    .unwrap();
+            d["groups"][0]["count"].as_i64().unwrap_or(0) >= 20
+        })
+        .await,
+        "{}",
+        get(admin_b, "/api/diffs?route=shadowed", &[]).await.text()
     );
     drop((a, b));
     db.drop_it().await;
@@ -685,6 +734,162 @@ async fn the_leader_rolls_back_on_traffic_it_never_saw() {
             .await
         );
     }
+    drop(instances);
+    db.drop_it().await;
+}
+
+/// A route in its shadow stage: legacy serves, the new service gets a copy that differs
+/// from legacy's answer in `$.price`.
+fn shadow_stage_config(legacy: &Backend, new: &Backend, store: &std::path::Path) -> String {
+    format!(
+        "default = \"legacy\"\n[fleet]\nheartbeat = \"300ms\"\n[shadow]\nstore = {:?}\nmin_samples = 50\n\
+         [upstreams.legacy]\nendpoints = [\"{}\"]\n[upstreams.new]\nendpoints = [\"{}\"]\n\
+         [[routes]]\nname = \"items\"\nmatch.path = {{ prefix = \"/items\" }}\naction = \"migrate\"\n\
+         migration = {{ stage = \"shadow\", new = \"new\" }}\n\
+         compare = {{ ignore = [\"header.x-backend\"] }}\n",
+        store.join("diffs.sqlite"),
+        legacy.url(),
+        new.url()
+    )
+}
+
+async fn json_at(admin: SocketAddr, path: &str) -> Value {
+    let got = get(admin, path, &[]).await;
+    assert_eq!(got.status, 200, "{path}: {}", got.text());
+    serde_json::from_str(&got.text()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_instance_shows_the_fleets_diffs_verdicts_and_readiness() {
+    let db = Database::create("diffs").await;
+    let legacy = Backend::with_handler("legacy", |_| Reply::ok("{\"id\": 7, \"price\": 10}")).await;
+    let new = Backend::with_handler("new", |_| Reply::ok("{\"id\": 7, \"price\": 12}")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = shadow_stage_config(&legacy, &new, dir.path());
+    let url = db.url.clone();
+    let instances: Vec<Process> =
+        tokio::task::spawn_blocking(move || (0..3).map(|_| start(&text, &url)).collect())
+            .await
+            .unwrap();
+    let (a, b, c) = (&instances[0], &instances[1], &instances[2]);
+    wait_for_instances(a.admin_addr, 3).await;
+    let a_name = fleet(a.admin_addr).await["instance"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // All the traffic through one instance.
+    for i in 0..120 {
+        let got = get(a.proxy_addr, &format!("/items/{i}"), &[]).await;
+        assert_eq!(got.backend(), Some("legacy"));
+    }
+
+    // Another instance shows the fleet's comparisons and the regression's verdict.
+    let admin_b = b.admin_addr;
+    assert!(
+        eventually(Duration::from_secs(20), || async move {
+            let s = json_at(admin_b, "/api/shadow").await;
+            s["scope"] == "fleet" && s["routes"][0]["compared"].as_u64() == Some(120)
+        })
+        .await,
+        "{:#}",
+        json_at(admin_b, "/api/shadow").await
+    );
+    let shadow = json_at(admin_b, "/api/shadow").await;
+    let route = &shadow["routes"][0];
+    assert_eq!(route["total_mismatches"], 120, "{shadow:#}");
+    assert_eq!(
+        route["comparisons"], 120,
+        "the window counts the fleet's: {shadow:#}"
+    );
+    let price = route["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field"] == "$.price")
+        .unwrap_or_else(|| panic!("{shadow:#}"));
+    assert_eq!(price["verdict"], "regression", "{shadow:#}");
+    // B itself served nothing: what it shows came from A through PostgreSQL.
+    let b_local: Value =
+        serde_json::from_str(&get(admin_b, "/api/routes", &[]).await.text()).unwrap();
+    assert_eq!(
+        b_local["routes"][0]["traffic"]["15m"]["legacy"]["requests"], 0,
+        "{b_local:#}"
+    );
+
+    // The samples A kept are in the fleet's store, and C reads them.
+    let admin_c = c.admin_addr;
+    assert!(
+        eventually(Duration::from_secs(20), || async move {
+            let d = json_at(admin_c, "/api/diffs?route=items").await;
+            d["groups"][0]["count"].as_i64() == Some(120)
+        })
+        .await,
+        "{:#}",
+        json_at(admin_c, "/api/diffs?route=items").await
+    );
+    let groups = json_at(admin_c, "/api/diffs?route=items").await;
+    assert_eq!(
+        groups["groups"].as_array().unwrap().len(),
+        1,
+        "one bug, one group: {groups:#}"
+    );
+    let group = &groups["groups"][0];
+    let signature = group["signature"].as_str().unwrap();
+    let page = json_at(
+        admin_c,
+        &format!("/api/diffs?signature={signature}&limit=50"),
+    )
+    .await;
+    assert_eq!(page["samples"].as_array().unwrap().len(), 50);
+    let next = page["next_cursor"].as_str().expect("a second page");
+    let rest = json_at(
+        admin_c,
+        &format!("/api/diffs?signature={signature}&limit=50&cursor={next}"),
+    )
+    .await;
+    let rest_next = rest["next_cursor"].as_str().expect("a third page");
+    let last = json_at(
+        admin_c,
+        &format!("/api/diffs?signature={signature}&limit=50&cursor={rest_next}"),
+    )
+    .await;
+    assert_eq!(last["samples"].as_array().unwrap().len(), 20, "{last:#}");
+    assert!(last["next_cursor"].is_null());
+    assert_eq!(rest["samples"].as_array().unwrap().len(), 50, "{rest:#}");
+    let sample = json_at(admin_c, &format!("/api/diffs/{}", group["example_id"])).await;
+    assert_eq!(sample["instance"], a_name.as_str(), "{sample:#}");
+    assert_eq!(sample["differences"][0]["path"], "$.price", "{sample:#}");
+    assert_eq!(sample["request"]["method"], "GET");
+    // The fleet mode store is PostgreSQL: the SQLite file the config names is never made.
+    assert!(!dir.path().join("diffs.sqlite").exists());
+    let status = json_at(admin_c, "/api/config/status").await;
+    assert!(
+        status["store"]["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgres"),
+        "{status:#}"
+    );
+
+    // The readiness report of a third instance: the fleet's regression, with A's sample.
+    let report = json_at(admin_c, "/api/migration/report").await;
+    assert_eq!(report["scope"], "fleet");
+    let r = &report["routes"][0];
+    assert_eq!(r["compared"], 120, "{report:#}");
+    assert_eq!(r["ready"], false, "{report:#}");
+    assert_eq!(r["regressions"][0]["field"], "$.price", "{report:#}");
+    assert!(r["regressions"][0]["example_id"].is_i64(), "{report:#}");
+
+    // Clearing on one instance clears the fleet's samples.
+    assert_eq!(
+        call(admin_c, "POST", "/api/diffs/clear?route=items", &[], "")
+            .await
+            .status,
+        200
+    );
+    let after = json_at(a.admin_addr, "/api/diffs?route=items").await;
+    assert_eq!(after["groups"].as_array().unwrap().len(), 0, "{after:#}");
     drop(instances);
     db.drop_it().await;
 }

@@ -1,5 +1,6 @@
 //! The read side of the admin API: routes with live traffic, shadow comparisons, diffs.
 
+use super::diff_source::{self, DiffSource, NoSource};
 use super::respond::{error, json};
 use super::views::{
     LiveRates, NoiseMode, RouteKind, RouteView, RoutesView, ShadowLatency, ShadowRouteView,
@@ -8,16 +9,16 @@ use super::views::{
 use crate::body::ResponseBody;
 use crate::compare::noise::wilson;
 use crate::config::summary::{describe_action, describe_match};
+use crate::fleet::Fleet;
 use crate::live::{window, ShadowFigures, Window};
 use crate::metrics;
 use crate::routing::{Action, UpstreamId};
-use crate::shadow::stats::{self, RouteReport};
+use crate::shadow::stats::{self, Minute, RouteReport, Tally};
 use crate::snapshot::Snapshot;
-use crate::store::query;
 use http::{Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Query parameters, first value of each.
 /// A query parameter of type `T`: absent, or a sentence naming what it should be.
@@ -174,8 +175,13 @@ fn traffic(
 
 /// `GET /api/shadow?window=1m|15m`: per shadowing route, comparisons over the window with
 /// the match rate and its 95% Wilson interval, the latency of each side, a per-minute
-/// match-rate sparkline, and (since start) every differing field with its verdict.
-pub fn shadow(snap: &Snapshot, window_param: Option<&str>) -> Response<ResponseBody> {
+/// match-rate sparkline, and (since start) every differing field with its verdict. In a
+/// fleet, the comparisons and verdicts are the fleet's; latency is this instance's.
+pub async fn shadow(
+    snap: &Snapshot,
+    fleet: Option<&Arc<Fleet>>,
+    window_param: Option<&str>,
+) -> Response<ResponseBody> {
     let minutes = match window_param.unwrap_or("15m") {
         "1m" => 1,
         "15m" => 15,
@@ -186,7 +192,11 @@ pub fn shadow(snap: &Snapshot, window_param: Option<&str>) -> Response<ResponseB
             )
         }
     };
-    let mut reports = stats::report(&snap.config.shadow.thresholds);
+    let (tallies, scope) = diff_source::tallies(fleet).await;
+    let mut reports = stats::report(
+        tallies.iter().map(|(r, t)| (r.as_str(), t)),
+        &snap.config.shadow.thresholds,
+    );
     // Shadowing routes, and those that shadowed under an earlier config.
     let mut names: Vec<String> = snap
         .config
@@ -208,12 +218,14 @@ pub fn shadow(snap: &Snapshot, window_param: Option<&str>) -> Response<ResponseB
                 .iter()
                 .position(|r| r.route == name)
                 .map(|i| reports.swap_remove(i));
-            shadow_route(name, report, now, minutes)
+            let tally = tallies.iter().find(|(r, _)| *r == name).map(|(_, t)| t);
+            shadow_route(name, report, tally, now, minutes)
         })
         .collect();
     let view = ShadowView {
         routes,
         in_flight: snap.shadow.limits.in_flight(),
+        scope,
     };
     json(StatusCode::OK, &view)
 }
@@ -222,6 +234,7 @@ pub fn shadow(snap: &Snapshot, window_param: Option<&str>) -> Response<ResponseB
 fn shadow_route(
     name: String,
     report: Option<RouteReport>,
+    tally: Option<&Tally>,
     now: u64,
     minutes: u64,
 ) -> ShadowRouteView {
@@ -232,26 +245,31 @@ fn shadow_route(
             .map(|r| w(&r.shadow).figures_at(now, minutes))
             .unwrap_or_default()
     };
-    let compared = over(|s| &s.compared);
     let primary = over(|s| &s.primary_latency);
     let shadow = over(|s| &s.shadow_latency);
-    let matches = compared.requests - compared.errors;
-    let sparkline = figures
-        .as_ref()
-        .map(|r| r.shadow.compared.series_at(now, 15))
-        .unwrap_or_else(|| vec![(0, 0); 15])
+    let series =
+        |n: u64| tally.map_or_else(|| vec![Minute::default(); n as usize], |t| t.series(now, n));
+    let window: Minute = series(minutes)
+        .iter()
+        .fold(Minute::default(), |sum, m| Minute {
+            compared: sum.compared + m.compared,
+            mismatched: sum.mismatched + m.mismatched,
+            failed: sum.failed + m.failed,
+        });
+    let matches = window.compared - window.mismatched;
+    let sparkline = series(15)
         .into_iter()
-        .map(|(n, bad)| share(n - bad, n))
+        .map(|m| share(m.compared - m.mismatched, m.compared))
         .collect();
     let report = report.unwrap_or_else(|| RouteReport::empty(&name));
     ShadowRouteView {
         window: format!("{minutes}m"),
-        comparisons: compared.requests,
+        comparisons: window.compared,
         matches,
-        mismatches: compared.errors,
-        errors: over(|s| &s.failed).requests,
-        match_rate: share(matches, compared.requests),
-        match_rate_ci95: wilson(matches, compared.requests).map(|(lo, hi)| [lo, hi]),
+        mismatches: window.mismatched,
+        errors: window.failed,
+        match_rate: share(matches, window.compared),
+        match_rate_ci95: wilson(matches, window.compared).map(|(lo, hi)| [lo, hi]),
         latency_ms: ShadowLatency {
             primary_p50: primary.p50_ms,
             primary_p99: primary.p99_ms,
@@ -269,22 +287,18 @@ fn shadow_route(
     }
 }
 
-fn store_path(snap: &Snapshot) -> Option<PathBuf> {
-    snap.shadow.store.as_ref().map(|s| s.path().to_path_buf())
-}
-
-/// Why there is no store to read: none is needed, or it could not be opened.
-fn no_store(snap: &Snapshot) -> Response<ResponseBody> {
-    match &snap.store_error {
-        Some(why) => error(
+/// Why no samples can be read, as an answer.
+fn no_source(why: NoSource) -> Response<ResponseBody> {
+    match why {
+        NoSource::Unavailable(why) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the diff store could not be opened ({why}): shadows still compare and count, but no sample is kept; fix shadow.store and reload"),
         ),
-        None => error(StatusCode::NOT_FOUND, "no diff store: no route shadows"),
+        NoSource::NoShadow => error(StatusCode::NOT_FOUND, "no diff store: no route shadows"),
     }
 }
 
-fn db_error(e: rusqlite::Error) -> Response<ResponseBody> {
+fn db_error(e: String) -> Response<ResponseBody> {
     error(
         StatusCode::SERVICE_UNAVAILABLE,
         format!("the diff store could not be read: {e}"),
@@ -294,7 +308,11 @@ fn db_error(e: rusqlite::Error) -> Response<ResponseBody> {
 /// `GET /api/diffs?route=&signature=&since=&limit=&cursor=`: groups (newest first), or,
 /// with `signature`, that group's samples. `cursor` comes from the previous page's
 /// `next_cursor`.
-pub async fn diffs(snap: &Snapshot, query: Option<&str>) -> Response<ResponseBody> {
+pub async fn diffs(
+    snap: &Snapshot,
+    fleet: Option<&Arc<Fleet>>,
+    query: Option<&str>,
+) -> Response<ResponseBody> {
     let p = params(query);
     let parsed = (|| -> Result<_, String> {
         let limit: Option<usize> = typed(&p, "limit", "a whole number from 1 to 500")?;
@@ -309,38 +327,43 @@ pub async fn diffs(snap: &Snapshot, query: Option<&str>) -> Response<ResponseBod
         Ok(v) => v,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    let Some(path) = store_path(snap) else {
-        return no_store(snap);
+    let source = match DiffSource::of(snap, fleet) {
+        Ok(s) => s,
+        Err(why) => return no_source(why),
     };
     let limit = limit.unwrap_or(50);
     let route = p.get("route").cloned();
-    let signature = p.get("signature").cloned();
-    let result = tokio::task::spawn_blocking(move || -> rusqlite::Result<Value> {
-        match signature {
-            Some(sig) => {
-                let before = cursor.and_then(|c| i64::try_from(c).ok());
-                let (samples, next) = query::samples(&path, Some(&sig), route.as_deref(), since, limit, before)?;
-                Ok(json!({ "signature": sig, "samples": samples, "next_cursor": next.map(|n| n.to_string()) }))
-            }
-            None => {
-                let offset = cursor.and_then(|c| usize::try_from(c).ok()).unwrap_or(0);
-                let (groups, more) = query::groups(&path, route.as_deref(), since, limit, offset)?;
-                Ok(json!({ "groups": groups, "next_cursor": more.then(|| (offset + limit).to_string()) }))
-            }
+    let result = match p.get("signature").cloned() {
+        Some(sig) => {
+            let before = cursor.and_then(|c| i64::try_from(c).ok());
+            source
+                .samples(sig.clone(), route, since, limit, before)
+                .await
+                .map(|(samples, next)| {
+                    json!({ "signature": sig, "samples": samples, "next_cursor": next.map(|n| n.to_string()) })
+                })
         }
-    })
-    .await;
+        None => {
+            let offset = cursor.and_then(|c| usize::try_from(c).ok()).unwrap_or(0);
+            source
+                .groups(route, since, limit, offset)
+                .await
+                .map(|(groups, more)| {
+                    json!({ "groups": groups, "next_cursor": more.then(|| (offset + limit).to_string()) })
+                })
+        }
+    };
     match result {
-        Ok(Ok(v)) => json(StatusCode::OK, &v),
-        Ok(Err(e)) => db_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => db_error(e),
     }
 }
 
 /// `GET /api/diffs/{id}`: one sample, redacted, with both responses and the differences.
-pub async fn diff(snap: &Snapshot, id: &str) -> Response<ResponseBody> {
-    let Some(path) = store_path(snap) else {
-        return no_store(snap);
+pub async fn diff(snap: &Snapshot, fleet: Option<&Arc<Fleet>>, id: &str) -> Response<ResponseBody> {
+    let source = match DiffSource::of(snap, fleet) {
+        Ok(s) => s,
+        Err(why) => return no_source(why),
     };
     let Ok(id) = id.parse::<i64>() else {
         return error(
@@ -348,23 +371,26 @@ pub async fn diff(snap: &Snapshot, id: &str) -> Response<ResponseBody> {
             format!("{id:?} is not a sample id"),
         );
     };
-    match tokio::task::spawn_blocking(move || query::sample(&path, id)).await {
-        Ok(Ok(Some(v))) => json(StatusCode::OK, &v),
-        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no sample {id}")),
-        Ok(Err(e)) => db_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    match source.sample(id).await {
+        Ok(Some(v)) => json(StatusCode::OK, &v),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no sample {id}")),
+        Err(e) => db_error(e),
     }
 }
 
 /// `POST /api/diffs/clear?route=`: forget the samples of a route (of all, without route).
-pub async fn clear(snap: &Snapshot, query: Option<&str>) -> Response<ResponseBody> {
-    let Some(path) = store_path(snap) else {
-        return no_store(snap);
+pub async fn clear(
+    snap: &Snapshot,
+    fleet: Option<&Arc<Fleet>>,
+    query: Option<&str>,
+) -> Response<ResponseBody> {
+    let source = match DiffSource::of(snap, fleet) {
+        Ok(s) => s,
+        Err(why) => return no_source(why),
     };
     let route = params(query).get("route").cloned();
-    match tokio::task::spawn_blocking(move || query::clear(&path, route.as_deref())).await {
-        Ok(Ok(n)) => json(StatusCode::OK, &json!({ "deleted_samples": n })),
-        Ok(Err(e)) => db_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    match source.clear(route).await {
+        Ok(n) => json(StatusCode::OK, &json!({ "deleted_samples": n })),
+        Err(e) => db_error(e),
     }
 }

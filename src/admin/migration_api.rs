@@ -4,13 +4,14 @@
 
 use super::views::{
     GatesView, MigrationRouteView, MigrationView, RampView, ReadinessView, Regression, ReportView,
-    SideRequests, StageShare, StageSummary,
+    Scope, SideRequests, StageShare, StageSummary,
 };
 use crate::compare::noise::{wilson, Verdict};
 use crate::migration::control;
 use crate::migration::state::{Control, RampState};
 use crate::migration::{stage, MigrationSpec, Stage};
 use crate::routing::{Action, Route, RouteId, UpstreamId};
+use crate::shadow::stats::Tally;
 use crate::snapshot::Snapshot;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -174,9 +175,15 @@ pub fn control_call(snap: &Snapshot, route: &str, call: &str) -> Result<Value, (
 
 /// `GET /api/migration/report`: per migrated route, where it stands and whether it is
 /// ready for its next stage. `examples` maps a field to a stored sample's id.
-pub fn report(snap: &Snapshot, examples: &BTreeMap<(String, String), i64>) -> ReportView {
+pub fn report(
+    snap: &Snapshot,
+    tallies: &[(String, Tally)],
+    scope: Scope,
+    examples: &BTreeMap<(String, String), i64>,
+) -> ReportView {
     let thresholds = &snap.config.shadow.thresholds;
-    let stats = crate::shadow::stats::report(thresholds);
+    let stats =
+        crate::shadow::stats::report(tallies.iter().map(|(r, t)| (r.as_str(), t)), thresholds);
     let name = |u: UpstreamId| snap.config.upstreams[u].name.as_str();
     let routes = migrated(snap)
         .map(|(i, r, m)| {
@@ -232,6 +239,7 @@ pub fn report(snap: &Snapshot, examples: &BTreeMap<(String, String), i64>) -> Re
     ReportView {
         routes,
         summary: summary(snap),
+        scope,
     }
 }
 
@@ -294,6 +302,13 @@ impl Standing {
 /// The report as Markdown, for a pull request or a chat.
 pub fn markdown(report: &ReportView) -> String {
     let mut out = String::from("# Migration readiness\n\n");
+    out.push_str(match report.scope {
+        Scope::Instance => "",
+        Scope::Fleet => "Comparisons of the whole fleet, as of each instance's last flush.\n\n",
+        Scope::InstanceFleetUnreachable => {
+            "**The fleet's PostgreSQL could not be read: comparisons of this instance only.**\n\n"
+        }
+    });
     out.push_str(
         "| route | stage | new share | compared | match rate (95% CI) | regressions | ready |\n",
     );

@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod config_api;
+mod diff_source;
 mod fleet_api;
 mod migration_api;
 mod openapi;
@@ -139,7 +140,12 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
                     )
                 }
             };
-            migration_report(&reloader.snapshot().load_full(), markdown).await
+            migration_report(
+                &reloader.snapshot().load_full(),
+                admin.fleet.as_ref(),
+                markdown,
+            )
+            .await
         }
         (Method::POST, ["api", "migration", route, call]) => {
             match migration_api::control_call(&reloader.snapshot().load(), route, call) {
@@ -158,19 +164,31 @@ async fn route(admin: Arc<Admin>, req: Request<Incoming>) -> Response<ResponseBo
         (Method::GET, ["api", "shadow"]) => {
             let p = api::params(req.uri().query());
             api::shadow(
-                &reloader.snapshot().load(),
+                &reloader.snapshot().load_full(),
+                admin.fleet.as_ref(),
                 p.get("window").map(String::as_str),
             )
+            .await
         }
         (Method::GET, ["api", "diffs"]) => {
-            api::diffs(&reloader.snapshot().load(), req.uri().query()).await
+            api::diffs(
+                &reloader.snapshot().load_full(),
+                admin.fleet.as_ref(),
+                req.uri().query(),
+            )
+            .await
         }
         (Method::GET, ["api", "diffs", id]) if *id != "clear" => {
             let id = id.to_string();
-            api::diff(&reloader.snapshot().load(), &id).await
+            api::diff(&reloader.snapshot().load_full(), admin.fleet.as_ref(), &id).await
         }
         (Method::POST, ["api", "diffs", "clear"]) => {
-            api::clear(&reloader.snapshot().load(), req.uri().query()).await
+            api::clear(
+                &reloader.snapshot().load_full(),
+                admin.fleet.as_ref(),
+                req.uri().query(),
+            )
+            .await
         }
         (Method::GET, ["api", "config"]) => config_api::current(reloader),
         (Method::GET, ["api", "config", "status"]) => {
@@ -231,12 +249,13 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
     })
 }
 
-/// The readiness report, with an example sample per regressed field from the store.
+/// The readiness report, with an example sample per regressed field from the store; in
+/// a fleet, on the fleet's figures and samples.
 async fn migration_report(
     snap: &std::sync::Arc<crate::snapshot::Snapshot>,
+    fleet: Option<&Arc<crate::fleet::Fleet>>,
     markdown: bool,
 ) -> Response<ResponseBody> {
-    let path = snap.shadow.store.as_ref().map(|s| s.path().to_path_buf());
     let routes: Vec<String> = snap
         .config
         .routes
@@ -246,12 +265,10 @@ async fn migration_report(
         .filter(|(_, f)| f.migration.is_some())
         .map(|(r, _)| r.name.clone())
         .collect();
-    let examples = tokio::task::spawn_blocking(move || {
-        let mut out = std::collections::BTreeMap::new();
-        let Some(path) = path else { return out };
+    let mut examples = std::collections::BTreeMap::new();
+    if let Ok(source) = diff_source::DiffSource::of(snap, fleet) {
         for route in routes {
-            let Ok((groups, _)) = crate::store::query::groups(&path, Some(&route), None, 200, 0)
-            else {
+            let Ok((groups, _)) = source.groups(Some(route.clone()), None, 200, 0).await else {
                 continue;
             };
             for g in groups {
@@ -260,16 +277,16 @@ async fn migration_report(
                 };
                 for f in fields {
                     if let Some(field) = f.get(0).and_then(|v| v.as_str()) {
-                        out.entry((route.clone(), field.to_string())).or_insert(id);
+                        examples
+                            .entry((route.clone(), field.to_string()))
+                            .or_insert(id);
                     }
                 }
             }
         }
-        out
-    })
-    .await
-    .unwrap_or_default();
-    let report = migration_api::report(snap, &examples);
+    }
+    let (tallies, scope) = diff_source::tallies(fleet).await;
+    let report = migration_api::report(snap, &tallies, scope, &examples);
     if markdown {
         text(
             StatusCode::OK,

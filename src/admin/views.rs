@@ -125,12 +125,28 @@ pub struct BreakerSettingsView {
     pub probes: u32,
 }
 
+/// Whose traffic shadow figures count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// This instance's: it runs alone.
+    Instance,
+    /// The fleet's sums, from PostgreSQL.
+    Fleet,
+    /// This instance's only: it is in a fleet, but PostgreSQL could not be read.
+    InstanceFleetUnreachable,
+}
+
 /// `GET /api/shadow`
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ShadowView {
     pub routes: Vec<ShadowRouteView>,
-    /// Shadow copies in flight now, all routes.
+    /// Shadow copies in flight now, all routes, on this instance.
     pub in_flight: usize,
+    /// Whose traffic the comparisons, match rates and verdicts count: this instance's,
+    /// or (in a fleet) every instance's as of its last flush. Latency is this
+    /// instance's.
+    pub scope: Scope,
 }
 
 /// One shadowing route: comparisons over the window, and since start.
@@ -245,6 +261,9 @@ pub struct StageShare {
 pub struct ReportView {
     pub routes: Vec<ReadinessView>,
     pub summary: StageSummary,
+    /// Whose comparisons the match rates and regressions count (requests per side over
+    /// 15 minutes are this instance's).
+    pub scope: Scope,
 }
 
 /// Where a migrated route stands, and whether it is ready for its next stage.

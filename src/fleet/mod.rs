@@ -9,12 +9,17 @@
 //!   second (LISTEN/NOTIFY, polling as the fallback);
 //! - flushes its ramped routes' figures, and takes each ramp's state from the fleet; the
 //!   one instance that holds the leader lock judges the ramps on the fleet's sums
-//!   (`ramps.rs`).
+//!   (`ramps.rs`);
+//! - flushes its shadow figures (`figures.rs`) and writes its mismatch samples to the
+//!   fleet's diff store (`diffs.rs`), so any instance shows the fleet's diffs and
+//!   verdicts.
 //!
 //! PostgreSQL is never on the request path: when it is away, traffic flows on the last
 //! config, and the loop reconnects and catches up when it returns.
 
 pub mod db;
+pub mod diffs;
+pub mod figures;
 pub mod ramps;
 pub mod schema;
 mod sync;
@@ -135,20 +140,27 @@ impl Fleet {
     }
 }
 
-/// Join the fleet: build the pool (no connection yet) and start the loop. Fails only on
-/// a settings error; PostgreSQL being away is the loop's business.
-pub fn start(settings: FleetSettings, reloader: Arc<Reloader>) -> Result<Arc<Fleet>, FleetError> {
-    let Some(url) = settings.postgres.clone() else {
-        return Err(FleetError::Missing);
-    };
-    let fleet = Arc::new(Fleet {
-        instance: settings.instance.clone().unwrap_or_else(default_instance),
-        pool: db::pool(&url)?,
-        settings,
-        state: Mutex::new(FleetState::default()),
-        leader: std::sync::atomic::AtomicBool::new(false),
-        revisions: Mutex::default(),
-    });
-    tokio::spawn(sync::run(fleet.clone(), reloader, url));
-    Ok(fleet)
+impl Fleet {
+    /// A member of the fleet `settings` name: its pool is built, nothing connects yet.
+    /// Fails only on a settings error; PostgreSQL being away is the loop's business.
+    pub fn new(settings: FleetSettings) -> Result<Arc<Fleet>, FleetError> {
+        let Some(url) = &settings.postgres else {
+            return Err(FleetError::Missing);
+        };
+        Ok(Arc::new(Fleet {
+            instance: settings.instance.clone().unwrap_or_else(default_instance),
+            pool: db::pool(url)?,
+            settings,
+            state: Mutex::new(FleetState::default()),
+            leader: std::sync::atomic::AtomicBool::new(false),
+            revisions: Mutex::default(),
+        }))
+    }
+}
+
+/// Join the fleet: start the loop that keeps this instance in step with it.
+pub fn start(fleet: &Arc<Fleet>, reloader: Arc<Reloader>) {
+    if let Some(url) = fleet.settings.postgres.clone() {
+        tokio::spawn(sync::run(fleet.clone(), reloader, url));
+    }
 }

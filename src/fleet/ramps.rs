@@ -119,7 +119,9 @@ pub async fn reconcile(
             }
             // The fleet has no state for this ramp yet: this instance's (restored from its
             // store, or new at 0%) becomes the fleet's, and every instance takes it.
-            None => publish(fleet, client, state, &state.saved()).await?,
+            None => {
+                publish(fleet, client, state, &state.saved()).await?;
+            }
         }
     }
     if !leader {
@@ -134,9 +136,14 @@ pub async fn reconcile(
         export(&state.route, &counts);
         let figures = state.figures(&counts);
         if let Some(event) = state.evaluate(&figures, counts) {
-            crate::migration::control::moved(snap, state, &event, &figures);
-            if let Some(saved) = state.take_moved() {
-                publish(fleet, client, state, &saved).await?;
+            // Announced only once the fleet took it: a leader that just lost its lock
+            // loses the compare-and-set too, and its move never happened.
+            let taken = match state.take_moved() {
+                Some(saved) => publish(fleet, client, state, &saved).await?,
+                None => false,
+            };
+            if taken {
+                crate::migration::control::announce(state, &event, &figures);
             }
         }
     }
@@ -182,13 +189,13 @@ async fn stored(client: &Client, state: &RampState) -> Result<Option<(Saved, i64
 /// Write a ramp's state over the revision this instance last saw, and only over it: two
 /// instances that moved the same ramp at once (a leader handing over, a call by hand
 /// meeting a gate's move) cannot both win; the one that loses takes the other's state at
-/// its next reconcile.
+/// its next reconcile. True when this instance's state was written.
 async fn publish(
     fleet: &Fleet,
     client: &Client,
     state: &RampState,
     saved: &Saved,
-) -> Result<(), FleetError> {
+) -> Result<bool, FleetError> {
     let text = serde_json::to_string(saved).unwrap_or_default();
     let seen = fleet.revisions().get(&key(state)).copied();
     let written =
@@ -224,10 +231,11 @@ async fn publish(
         Some(row) => {
             fleet.revisions().insert(key(state), row.get(0));
             tracing::info!(route = %state.route, step = ?saved.step, paused = saved.paused, "fleet: ramp state published");
+            Ok(true)
         }
         None => {
-            tracing::warn!(route = %state.route, "fleet: another instance moved the ramp first; taking its state")
+            tracing::warn!(route = %state.route, "fleet: another instance moved the ramp first; taking its state");
+            Ok(false)
         }
     }
-    Ok(())
 }

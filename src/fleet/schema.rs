@@ -58,6 +58,46 @@ const STEPS: &[(i32, &str)] = &[
     );
     ALTER TABLE banyan_instances ADD COLUMN leader boolean NOT NULL DEFAULT false;",
     ),
+    (
+        3,
+        "CREATE TABLE banyan_diff_groups (
+        signature text PRIMARY KEY,
+        route text NOT NULL,
+        fields text NOT NULL,
+        count bigint NOT NULL,
+        first_seen double precision NOT NULL,
+        last_seen double precision NOT NULL
+    );
+    CREATE INDEX banyan_diff_groups_route_seen ON banyan_diff_groups (route, last_seen);
+    CREATE TABLE banyan_diff_samples (
+        id bigserial PRIMARY KEY,
+        signature text NOT NULL,
+        route text NOT NULL,
+        instance text NOT NULL,
+        at double precision NOT NULL,
+        request json NOT NULL,
+        primary_response json NOT NULL,
+        shadow_response json NOT NULL,
+        differences json NOT NULL,
+        primary_ms double precision NOT NULL,
+        shadow_ms double precision NOT NULL
+    );
+    CREATE INDEX banyan_diff_samples_signature ON banyan_diff_samples (signature, id);
+    CREATE INDEX banyan_diff_samples_route_at ON banyan_diff_samples (route, at);
+    CREATE INDEX banyan_diff_samples_at ON banyan_diff_samples (at);
+    CREATE TABLE banyan_shadow_figures (
+        instance text NOT NULL,
+        route text NOT NULL,
+        compared bigint NOT NULL,
+        matches bigint NOT NULL,
+        mismatches bigint NOT NULL,
+        errors bigint NOT NULL,
+        fields json NOT NULL,
+        minutes json NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (instance, route)
+    );",
+    ),
 ];
 
 /// The schema version this build needs.

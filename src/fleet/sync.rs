@@ -2,7 +2,7 @@
 //! the newest version published elsewhere, send the heartbeat. Woken by NOTIFY, and by
 //! a tick in any case (the fallback when the LISTEN connection is down).
 
-use super::{db, ramps, schema, Fleet, CONFIG_CHANNEL};
+use super::{db, figures, ramps, schema, Fleet, CONFIG_CHANNEL};
 use crate::config::Secret;
 use crate::reload::history::Origin;
 use crate::reload::Reloader;
@@ -106,6 +106,7 @@ async fn step(
     let snap = reloader.snapshot().load_full();
     if heartbeat_due {
         ramps::flush(fleet, &snap, &client).await?;
+        figures::flush(fleet, &client).await?;
         heartbeat(fleet, reloader, &client, started).await?;
     }
     ramps::reconcile(fleet, &snap, &client, fleet.is_leader()).await?;

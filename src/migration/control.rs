@@ -36,6 +36,13 @@ pub async fn run(shared: SharedSnapshot) {
 
 /// Count, log and save a move.
 pub fn moved(snap: &Snapshot, state: &RampState, event: &Event, figures: &Figures) {
+    announce(state, event, figures);
+    save(snap, state);
+}
+
+/// Count and log a move (in a fleet, once PostgreSQL took it: a move that lost the race
+/// to another instance's never happened).
+pub fn announce(state: &RampState, event: &Event, figures: &Figures) {
     metrics::migration_move(&state.route, &event.kind);
     tracing::warn!(
         route = %state.route,
@@ -47,7 +54,6 @@ pub fn moved(snap: &Snapshot, state: &RampState, event: &Event, figures: &Figure
         compared = figures.compared,
         "migration ramp moved"
     );
-    save(snap, state);
 }
 
 /// Save a ramp's state to the embedded store, off the async workers. Saves are

@@ -122,17 +122,31 @@ pub async fn start_with(
     let proxy_addr = local_addr(&proxy_listener, server.listen);
     let admin_addr = local_addr(&admin_listener, config.admin.listen);
     let tls_addr = tls_listener.as_ref().map(|l| local_addr(l, server.listen));
-    let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, None)));
-    let reloader = Arc::new(Reloader::new(snapshot.clone(), path.clone()));
     // The fleet's settings are those the instance started with: [fleet] moves on restart.
-    let fleet_mode = snapshot.load().config.fleet.is_some();
-    let fleet = match snapshot.load().config.fleet.clone() {
+    let fleet = match config.fleet.clone() {
         Some(settings) => Some(
-            crate::fleet::start(settings, reloader.clone())
-                .map_err(|e| ServerError::Fleet(e.to_string()))?,
+            crate::fleet::Fleet::new(settings).map_err(|e| ServerError::Fleet(e.to_string()))?,
         ),
         None => None,
     };
+    let fleet_mode = fleet.is_some();
+    let first = match &fleet {
+        Some(fleet) => {
+            let retention = crate::store::Retention {
+                samples: config.shadow.retention_samples,
+                age: config.shadow.retention_age,
+            };
+            let store = crate::fleet::diffs::store(fleet, retention)
+                .map_err(|e| ServerError::Fleet(e.to_string()))?;
+            Snapshot::first_in_fleet(config, Arc::new(store))
+        }
+        None => Snapshot::build(config, None),
+    };
+    let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(first));
+    let reloader = Arc::new(Reloader::new(snapshot.clone(), path.clone()));
+    if let Some(fleet) = &fleet {
+        crate::fleet::start(fleet, reloader.clone());
+    }
     let (shutdown, watch_rx) = watch::channel(false);
     // One cap for the proxy and HTTPS listeners together.
     let slots = Arc::new(slots::Slots::default());

@@ -1,9 +1,113 @@
 //! Each shadowing route's comparisons as a report: every field that differed, with its
-//! verdict (regression or noise) and the ignore rule that would silence it. Read from the
-//! live figures, so it covers the life of the process (across reloads).
+//! verdict (regression or noise) and the ignore rule that would silence it. Computed from
+//! tallies: this instance's (read from the live figures, so they cover the life of the
+//! process, across reloads), or a fleet's, which are sums of its instances' tallies.
 
-use crate::compare::noise::{suggested_ignore, verdict, Thresholds, Verdict};
-use serde::Serialize;
+use crate::compare::noise::{
+    suggested_ignore, verdict, FieldCounts, RouteCounts, Thresholds, Verdict,
+};
+use crate::live::window::SLOTS;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One minute of a route's shadow copies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Minute {
+    pub compared: u64,
+    pub mismatched: u64,
+    /// Copies that failed (connect, timeout, a 5xx only on the shadow).
+    pub failed: u64,
+}
+
+/// What a route's shadow copies came to: the cumulative comparisons with each field's
+/// counts, and the last minutes (by minute since 1970). Tallies add up exactly, so a
+/// fleet's is the sum of its instances'.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    pub counts: RouteCounts,
+    pub minutes: BTreeMap<u64, Minute>,
+}
+
+impl Tally {
+    /// This instance's tally of a route, from its live figures.
+    pub fn local(route: &crate::live::RouteFigures) -> Tally {
+        let now = crate::live::window::now_minute();
+        let shadow = &route.shadow;
+        let compared = shadow.compared.series_at(now, SLOTS as u64);
+        let failed = shadow.failed.series_at(now, SLOTS as u64);
+        let minutes = compared
+            .into_iter()
+            .zip(failed)
+            .enumerate()
+            .filter(|(_, ((n, _), (f, _)))| *n > 0 || *f > 0)
+            .map(|(i, ((n, bad), (f, _)))| {
+                let minute = now + 1 + i as u64 - SLOTS as u64;
+                (
+                    minute,
+                    Minute {
+                        compared: n,
+                        mismatched: bad,
+                        failed: f,
+                    },
+                )
+            })
+            .collect();
+        Tally {
+            counts: shadow.comparisons(),
+            minutes,
+        }
+    }
+
+    /// It shadowed: it compared, or a copy failed.
+    pub fn shadowed(&self) -> bool {
+        self.counts.compared > 0 || self.counts.errors > 0
+    }
+
+    /// Add another instance's tally of the same route.
+    pub fn add(&mut self, other: &Tally) {
+        let (c, o) = (&mut self.counts, &other.counts);
+        c.compared += o.compared;
+        c.matches += o.matches;
+        c.mismatches += o.mismatches;
+        c.errors += o.errors;
+        for (field, n) in &o.fields {
+            let f = c
+                .fields
+                .entry(field.clone())
+                .or_insert(FieldCounts::default());
+            f.raw += n.raw;
+            f.noise += n.noise;
+        }
+        for (minute, m) in &other.minutes {
+            let sum = self.minutes.entry(*minute).or_default();
+            sum.compared += m.compared;
+            sum.mismatched += m.mismatched;
+            sum.failed += m.failed;
+        }
+    }
+
+    /// The `minutes` to `now` (the current one included), oldest first.
+    pub fn series(&self, now: u64, minutes: u64) -> Vec<Minute> {
+        (0..minutes)
+            .rev()
+            .map(|back| {
+                self.minutes
+                    .get(&now.saturating_sub(back))
+                    .copied()
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+/// Every route's local tally, by name, of the routes that shadowed.
+pub fn local_tallies() -> Vec<(String, Tally)> {
+    crate::live::routes()
+        .iter()
+        .map(|route| (route.name.clone(), Tally::local(route)))
+        .filter(|(_, t)| t.shadowed())
+        .collect()
+}
 
 /// One field of a route, with its verdict.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -43,13 +147,16 @@ impl RouteReport {
 }
 
 /// Every route's figures, fields with the most raw differences first.
-pub fn report(thresholds: &Thresholds) -> Vec<RouteReport> {
-    crate::live::routes()
-        .iter()
-        .map(|route| (route.name.clone(), route.shadow.comparisons()))
+pub fn report<'a>(
+    tallies: impl IntoIterator<Item = (&'a str, &'a Tally)>,
+    thresholds: &Thresholds,
+) -> Vec<RouteReport> {
+    tallies
+        .into_iter()
         // A route is in the report once it shadowed: it compared, or a copy failed.
-        .filter(|(_, c)| c.compared > 0 || c.errors > 0)
-        .map(|(route, c)| {
+        .filter(|(_, t)| t.shadowed())
+        .map(|(route, t)| {
+            let c = &t.counts;
             let rate = |n: u64| {
                 if c.compared == 0 {
                     0.0
@@ -75,7 +182,7 @@ pub fn report(thresholds: &Thresholds) -> Vec<RouteReport> {
                 .collect();
             fields.sort_by(|a, b| b.raw.cmp(&a.raw).then(a.field.cmp(&b.field)));
             RouteReport {
-                route,
+                route: route.to_string(),
                 compared: c.compared,
                 matches: c.matches,
                 mismatches: c.mismatches,

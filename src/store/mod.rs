@@ -1,7 +1,9 @@
-//! The diff store: mismatch samples in an embedded SQLite database, written by one
-//! thread in batches from a bounded channel (a full channel drops the sample and counts
-//! it: the request path never waits on the disk). Samples are grouped by signature so
-//! one bug is one group with N occurrences; retention by count and age.
+//! The diff store: mismatch samples, written by one thread in batches from a bounded
+//! channel (a full channel drops the sample and counts it: the request path never waits
+//! on the disk or the database). Samples are grouped by signature so one bug is one
+//! group with N occurrences; retention by count and age. Where the batches go is a
+//! [`Sink`]: the embedded SQLite file of a lone instance, or (fleet mode) the fleet's
+//! PostgreSQL.
 
 pub mod query;
 pub mod ramp_store;
@@ -60,9 +62,39 @@ pub struct Retention {
     pub age: Duration,
 }
 
+/// Where a store's samples go, and where readers find them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite file of this instance.
+    File(PathBuf),
+    /// The fleet's PostgreSQL, shared by every instance.
+    Fleet,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Fleet => f.write_str("postgres (the fleet's diff store)"),
+        }
+    }
+}
+
+/// Where the writer thread puts its batches.
+pub trait Sink: Send + 'static {
+    /// Write a batch whole, or fail whole.
+    fn write(&mut self, batch: &[Sample]) -> Result<(), String>;
+    /// Drop what retention no longer keeps.
+    fn trim(&mut self, retention: Retention) -> Result<(), String>;
+    /// How often `trim` runs.
+    fn trim_every(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+}
+
 /// The sending side; the writer thread stops when the last one is dropped.
 pub struct Store {
-    path: PathBuf,
+    location: Location,
     tx: SyncSender<Sample>,
     health: Arc<Health>,
 }
@@ -103,6 +135,7 @@ impl HealthReport {
 }
 
 impl Store {
+    /// An SQLite store at `path`.
     pub fn open(path: &Path, retention: Retention) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
@@ -116,25 +149,46 @@ impl Store {
         };
         let conn = Connection::open(path).map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
+        Store::with_sink(
+            Location::File(path.to_path_buf()),
+            SqliteSink(conn),
+            retention,
+        )
+        .map_err(|source| StoreError::Dir {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// A store whose writer thread hands its batches to `sink`.
+    pub fn with_sink(
+        location: Location,
+        sink: impl Sink,
+        retention: Retention,
+    ) -> std::io::Result<Store> {
         let (tx, rx) = sync_channel(QUEUE);
         let health = Arc::new(Health::default());
         let writer_health = health.clone();
         std::thread::Builder::new()
             .name("banyan-diff-store".into())
-            .spawn(move || write_loop(conn, rx, retention, &writer_health))
-            .map_err(|e| StoreError::Dir {
-                path: path.to_path_buf(),
-                source: e,
-            })?;
+            .spawn(move || write_loop(sink, rx, retention, &writer_health))?;
         Ok(Store {
-            path: path.to_path_buf(),
+            location,
             tx,
             health,
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// The SQLite file, for a store that has one.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.location {
+            Location::File(path) => Some(path),
+            Location::Fleet => None,
+        }
     }
 
     pub fn health(&self) -> HealthReport {
@@ -145,7 +199,7 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         HealthReport {
-            path: self.path.display().to_string(),
+            path: self.location.to_string(),
             state: if error.is_some() { "failing" } else { "ok" },
             written: self.health.written.load(Ordering::Relaxed),
             lost: self.health.lost.load(Ordering::Relaxed),
@@ -189,7 +243,7 @@ CREATE INDEX IF NOT EXISTS diff_samples_signature ON diff_samples (signature);
 CREATE INDEX IF NOT EXISTS diff_samples_route_at ON diff_samples (route, at);
 ";
 
-fn write_loop(mut conn: Connection, rx: Receiver<Sample>, retention: Retention, health: &Health) {
+fn write_loop(mut sink: impl Sink, rx: Receiver<Sample>, retention: Retention, health: &Health) {
     let mut last_trim = Instant::now();
     loop {
         let first = match rx.recv_timeout(Duration::from_millis(500)) {
@@ -205,7 +259,7 @@ fn write_loop(mut conn: Connection, rx: Receiver<Sample>, retention: Retention, 
             }
         }
         if !batch.is_empty() {
-            let failing = match write_batch(&mut conn, &batch) {
+            let failing = match sink.write(&batch) {
                 Ok(()) => {
                     health
                         .written
@@ -213,7 +267,15 @@ fn write_loop(mut conn: Connection, rx: Receiver<Sample>, retention: Retention, 
                     None
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, samples = batch.len(), "diff store write failed; samples lost");
+                    // A store away for an hour is one error in the log, not thousands.
+                    let was = health
+                        .failing
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    if was.as_deref() != Some(e.as_str()) {
+                        tracing::error!(error = %e, samples = batch.len(), "diff store write failed; samples lost (and counted) until it works again");
+                    }
                     health.lost.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     for s in &batch {
                         crate::metrics::metrics()
@@ -221,17 +283,34 @@ fn write_loop(mut conn: Connection, rx: Receiver<Sample>, retention: Retention, 
                             .with_label_values(&[s.route.as_str()])
                             .inc();
                     }
-                    Some(e.to_string())
+                    Some(e)
                 }
             };
-            *health.failing.lock().unwrap_or_else(|p| p.into_inner()) = failing;
+            let mut state = health.failing.lock().unwrap_or_else(|p| p.into_inner());
+            if state.is_some() && failing.is_none() {
+                tracing::info!("diff store writes again");
+            }
+            *state = failing;
         }
-        if last_trim.elapsed() > Duration::from_secs(1) {
+        if last_trim.elapsed() > sink.trim_every() {
             last_trim = Instant::now();
-            if let Err(e) = trim(&conn, retention) {
+            if let Err(e) = sink.trim(retention) {
                 tracing::warn!(error = %e, "diff store retention failed");
             }
         }
+    }
+}
+
+/// The embedded SQLite file of a lone instance.
+struct SqliteSink(Connection);
+
+impl Sink for SqliteSink {
+    fn write(&mut self, batch: &[Sample]) -> Result<(), String> {
+        write_batch(&mut self.0, batch).map_err(|e| e.to_string())
+    }
+
+    fn trim(&mut self, retention: Retention) -> Result<(), String> {
+        trim(&self.0, retention).map_err(|e| e.to_string())
     }
 }
 
