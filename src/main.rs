@@ -381,16 +381,28 @@ fn fleet_status(admin: &str, as_json: bool) -> Result<ExitCode> {
         text(&fleet["config_version"])
     );
     println!(
-        "{:<32} {:>7} {:>10} {:>8}  config error",
-        "instance", "alive", "heartbeat", "version"
+        "{:<32} {:>7} {:>10} {:>8} {:>7}  {:<24} config error",
+        "instance", "alive", "heartbeat", "version", "behind", "ramps (% new)"
     );
     for i in fleet["instances"].as_array().into_iter().flatten() {
+        let ramps: Vec<String> = i["ramps"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(route, percent)| format!("{route} {percent}"))
+            .collect();
         println!(
-            "{:<32} {:>7} {:>9.1}s {:>8}  {}",
+            "{:<32} {:>7} {:>9.1}s {:>8} {:>7}  {:<24} {}",
             text(&i["instance"]),
             if i["alive"] == true { "yes" } else { "no" },
             i["heartbeat_age_seconds"].as_f64().unwrap_or(0.0),
             text(&i["config_version"]),
+            text(&i["versions_behind"]),
+            if ramps.is_empty() {
+                "-".to_string()
+            } else {
+                ramps.join(", ")
+            },
             text(&i["config_error"])
         );
     }

@@ -572,6 +572,26 @@ async fn one_ramp_for_the_fleet_judged_on_every_instances_traffic() {
         }
         assert!(sides.windows(2).all(|w| w[0] == w[1]), "{user}: {sides:?}");
     }
+    // The fleet view shows the step each instance applied, and none lags a version.
+    let first = admins[0];
+    assert!(
+        eventually(Duration::from_secs(10), || async move {
+            let f = fleet(first).await;
+            let alive: Vec<&Value> = f["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["alive"] == true)
+                .collect();
+            alive.len() == 3
+                && alive
+                    .iter()
+                    .all(|i| i["ramps"]["items"] == 10.0 && i["versions_behind"] == 0)
+        })
+        .await,
+        "{:#}",
+        fleet(first).await
+    );
 
     // Resume; then the leader dies, another takes over, and the ramp finishes with no
     // move made twice.

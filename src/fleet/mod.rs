@@ -79,6 +79,10 @@ pub struct InstanceRow {
     pub config_error: Option<String>,
     /// It held the leader lock at its last heartbeat (and is alive).
     pub leader: bool,
+    /// The percent of traffic each gated ramp sends to the new side on it, by route.
+    pub ramps: std::collections::BTreeMap<String, f64>,
+    /// Fleet config versions newer than the one it runs (0: it runs the newest).
+    pub versions_behind: Option<i64>,
 }
 
 /// This instance's name when the config gives none: host name and process id.
@@ -116,8 +120,10 @@ impl Fleet {
         let rows = client
             .query(
                 "SELECT instance, pid, extract(epoch FROM now() - heartbeat_at)::float8,
-                        config_version, config_hash, config_error, leader
-                 FROM banyan_instances ORDER BY heartbeat_at DESC, instance",
+                        config_version, config_hash, config_error, leader, ramps,
+                        (SELECT count(*) FROM banyan_config_versions v
+                         WHERE v.number > coalesce(i.config_version, 0))
+                 FROM banyan_instances i ORDER BY heartbeat_at DESC, instance",
                 &[],
             )
             .await?;
@@ -134,6 +140,8 @@ impl Fleet {
                     config_hash: r.get(4),
                     config_error: r.get(5),
                     leader: r.get::<_, bool>(6) && age <= alive_within,
+                    ramps: serde_json::from_str(r.get(7)).unwrap_or_default(),
+                    versions_behind: r.get::<_, Option<i64>>(3).map(|_| r.get::<_, i64>(8)),
                 }
             })
             .collect())

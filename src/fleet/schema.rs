@@ -98,6 +98,10 @@ const STEPS: &[(i32, &str)] = &[
         PRIMARY KEY (instance, route)
     );",
     ),
+    (
+        4,
+        "ALTER TABLE banyan_instances ADD COLUMN ramps text NOT NULL DEFAULT '{}';",
+    ),
 ];
 
 /// The schema version this build needs.

@@ -246,15 +246,24 @@ async fn heartbeat(
     let state = fleet.state();
     let hash = reloader.status().0.map(|v| v.hash);
     let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+    // The step each ramp stands at here: the fleet view shows an instance that lags.
+    let ramps: std::collections::BTreeMap<String, f64> = reloader
+        .snapshot()
+        .load()
+        .ramps()
+        .map(|(_, r)| (r.route.clone(), r.percent()))
+        .collect();
+    let ramps = serde_json::to_string(&ramps).unwrap_or_else(|_| "{}".into());
     client
         .execute(
             "INSERT INTO banyan_instances
-                (instance, pid, started_at, heartbeat_at, config_version, config_hash, config_error, leader)
-             VALUES ($1, $2, $3, now(), $4, $5, $6, $7)
+                (instance, pid, started_at, heartbeat_at, config_version, config_hash, config_error, leader, ramps)
+             VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8)
              ON CONFLICT (instance) DO UPDATE SET
                 pid = excluded.pid, started_at = excluded.started_at, heartbeat_at = now(),
                 config_version = excluded.config_version, config_hash = excluded.config_hash,
-                config_error = excluded.config_error, leader = excluded.leader",
+                config_error = excluded.config_error, leader = excluded.leader,
+                ramps = excluded.ramps",
             &[
                 &fleet.instance,
                 &pid,
@@ -263,6 +272,7 @@ async fn heartbeat(
                 &hash,
                 &state.config_error,
                 &fleet.is_leader(),
+                &ramps,
             ],
         )
         .await?;
