@@ -43,13 +43,14 @@ test-deps:
 			python3 -m venv target/kubernetes-validate; }; \
 		target/kubernetes-validate/bin/pip install -q "kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)"; }
 
-# What the load test needs besides Rust: nginx (the reference), cmake (pingora's zlib-ng,
-# for the bare pingora proxy), python3 (the harness).
+# What the load test needs besides Rust: nginx and HAProxy (the references), cmake
+# (pingora's zlib-ng, for the bare pingora proxy), python3 (the harness).
 bench-deps: deps
-	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 && command -v cmake >/dev/null 2>&1 \
-		&& command -v python3 >/dev/null 2>&1 || { \
-		echo "installing nginx, cmake and python3 (load test)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nginx cmake python3; }
+	@{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 \
+		&& { command -v haproxy || test -x /usr/sbin/haproxy; } >/dev/null 2>&1 \
+		&& command -v cmake >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1 || { \
+		echo "installing nginx, haproxy, cmake and python3 (load test)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nginx haproxy cmake python3; }
 
 build: deps
 	$(CARGO) build --locked

@@ -33,7 +33,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import (  # noqa: E402
-    BIN, PATH, RESULTS, banyan_config, free_port, nginx_command, wait_listening,
+    BIN, PATH, RESULTS, banyan_config, free_port, haproxy_command, nginx_command,
+    wait_listening,
 )
 
 BODY = 1024
@@ -64,11 +65,15 @@ class Run:
             prefix = os.path.join(self.tmp, f"nginx-{port}")
             upstreams = {"a": self.upstream, "b": self.upstream}
             return nginx_command(prefix, port, upstreams, 1, master=False)
+        if proxy == "haproxy":
+            prefix = os.path.join(self.tmp, f"haproxy-{port}")
+            return haproxy_command(prefix, port, self.upstream, 1)
         return [f"{BIN}/bare-hyper", "--listen", f"127.0.0.1:{port}",
                 "--upstream", self.upstream, "--threads", "1"]
 
-    def instructions(self, proxy, requests):
-        """Instructions the proxy executed from start to exit, serving `requests`."""
+    def instructions(self, proxy, requests, keep=None):
+        """Instructions the proxy executed from start to exit, serving `requests`; its
+        callgrind output is copied to `keep` when given."""
         port = free_port()
         out = os.path.join(self.tmp, f"callgrind-{port}.out")
         proc = subprocess.Popen(
@@ -92,18 +97,39 @@ class Run:
             # is a fast shutdown for all three.
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=120)
+        if keep:
+            shutil.copy(out, keep)
         with open(out) as f:
             for line in f:
                 if line.startswith(("summary:", "totals:")):
                     return int(line.split()[1])
         raise RuntimeError(f"{proxy}: no totals in {out}")
 
-    def per_request(self, proxy, requests):
+    def per_request(self, proxy, requests, keep=None):
         # Both runs serve the warm-up requests, so what the first requests set up once
         # (pooled connections, metrics series, lazily built state) cancels out too.
         base = self.instructions(proxy, WARM_UP)
-        full = self.instructions(proxy, WARM_UP + requests)
+        full = self.instructions(proxy, WARM_UP + requests, keep)
         return (full - base) / requests
+
+
+def inclusive_top(callgrind_out, requests, top=20):
+    """The `top` functions by inclusive cost in a run's callgrind output, per request
+    (start-up included: read the request-path rows, not main's)."""
+    text = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", callgrind_out],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rows = []
+    for line in text.splitlines():
+        parts = line.strip().split(None, 2)
+        if len(parts) < 3 or not parts[0].replace(",", "").isdigit():
+            continue
+        cost = int(parts[0].replace(",", ""))
+        name = parts[2].split(" [")[0]
+        rows.append((cost, name))
+    rows.sort(reverse=True)
+    return [(cost / requests, name) for cost, name in rows[:top]]
 
 
 def main():
@@ -112,6 +138,8 @@ def main():
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--against", help="another banyan binary, measured beside this one")
     parser.add_argument("--out", default=os.path.join(RESULTS, "instructions.md"))
+    parser.add_argument("--profile", action="store_true",
+                        help="add each banyan build's top 20 functions by inclusive cost")
     args = parser.parse_args()
     if not shutil.which("valgrind"):
         sys.exit("valgrind not found (make bench-instructions installs it)")
@@ -129,10 +157,18 @@ def main():
                 binaries["banyan (--against)"] = args.against
             run = Run(tmp, f"127.0.0.1:{upstream_port}", binaries)
             proxies = ["nginx", "bare hyper", *binaries]
+            if shutil.which("haproxy") or os.path.exists("/usr/sbin/haproxy"):
+                proxies.insert(1, "haproxy")
             figures = {}
+            profiles = {}
             for proxy in proxies:
                 print(f"  {proxy} ...", file=sys.stderr, flush=True)
-                figures[proxy] = run.per_request(proxy, args.requests)
+                keep = None
+                if args.profile and proxy in binaries:
+                    keep = os.path.join(tmp, f"profile-{len(profiles)}.out")
+                figures[proxy] = run.per_request(proxy, args.requests, keep)
+                if keep:
+                    profiles[proxy] = inclusive_top(keep, WARM_UP + args.requests)
         finally:
             upstream.kill()
     head = subprocess.run(["git", "-C", os.path.dirname(BIN), "rev-parse", "--short", "HEAD"],
@@ -151,6 +187,18 @@ def main():
         lines.append(
             f"| {proxy} | {n:,.0f} | {n / figures['bare hyper']:.2f} | {n / figures['nginx']:.2f} |"
         )
+    for proxy, top in profiles.items():
+        lines += [
+            "",
+            f"### {proxy}: top 20 functions by inclusive cost",
+            "",
+            f"Instructions per request over the whole run ({WARM_UP + args.requests} "
+            "requests, start-up included, so `main` and the runtime's roots carry it).",
+            "",
+            "| instructions / request | function |",
+            "| ---: | --- |",
+        ]
+        lines += [f"| {cost:,.0f} | `{name}` |" for cost, name in top]
     text = "\n".join(lines) + "\n"
     print(text)
     with open(args.out, "w") as f:

@@ -139,6 +139,33 @@ http {{
     return [shutil.which("nginx") or "/usr/sbin/nginx", "-p", prefix, "-c", path]
 
 
+def haproxy_command(prefix, port, upstream, threads):
+    """HAProxy as a keep-alive reverse proxy to `upstream` (a reference beside nginx):
+    `threads` threads, idle server connections shared by every client (`http-reuse
+    always`), no logging. The command line to start it in the foreground."""
+    os.makedirs(prefix, exist_ok=True)
+    conf = f"""global
+    nbthread {threads}
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+    http-reuse always
+frontend proxy
+    bind 127.0.0.1:{port}
+    default_backend upstream
+backend upstream
+    server a {upstream} maxconn 1000
+"""
+    path = os.path.join(prefix, "haproxy.cfg")
+    with open(path, "w") as f:
+        f.write(conf)
+    return [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", path]
+
+
 class Cores:
     def __init__(self):
         cpus = sorted(os.sched_getaffinity(0))
@@ -316,6 +343,11 @@ class Bench:
         yield "banyan_shadow", "d. banyan shadow 100% + compare", lambda p: self.banyan(
             self.banyan_config(p, 'action = "shadow"\nupstream = "legacy"\nshadow = { to = "new" }')
         )
+        if shutil.which("haproxy") or os.path.exists("/usr/sbin/haproxy"):
+            yield "haproxy", "c2. HAProxy reverse proxy", lambda p: (
+                haproxy_command(os.path.join(self.tmp, f"haproxy-{p}"), p, a, self.cores.threads),
+                {},
+            )
         yield "nginx_mirror", "e. nginx mirror", lambda p: self.nginx(p, mirror=True)
         yield "banyan_slow_shadow", "f. banyan shadow, shadow waits 1 s", lambda p: self.banyan(
             self.banyan_config(p, 'action = "shadow"\nupstream = "legacy"\nshadow = { to = "slow" }')

@@ -17,7 +17,7 @@ pub use error::BoxError;
 pub type ProxyBody<B = Incoming> = Either<Tap<B>, Full<Bytes>>;
 
 /// What goes back to the client.
-pub type ResponseBody = ProxyBody<Incoming>;
+pub type ResponseBody = ProxyBody<crate::upstream::UpstreamBody>;
 
 /// A body streamed from a peer as it arrives.
 pub fn streamed<B: http_body::Body>(body: B) -> ProxyBody<B> {

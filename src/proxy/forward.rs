@@ -3,11 +3,11 @@
 use super::error::ProxyError;
 use crate::body;
 use crate::upstream::client::RequestBody;
+use crate::upstream::h1;
 use crate::upstream::request::Outgoing;
-use crate::upstream::Pool;
+use crate::upstream::{Pool, UpstreamBody};
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{header, Method, Request, Response, StatusCode};
 use smallvec::SmallVec;
 
 /// A failed attempt, and whether it failed before the upstream could have acted on it.
@@ -23,11 +23,11 @@ async fn attempt(
     pool: &Pool,
     index: usize,
     req: Request<RequestBody>,
-) -> Result<Response<Incoming>, Failure> {
+) -> Result<Response<UpstreamBody>, Failure> {
     match pool.client().request(req).await {
         Ok(resp) => {
             pool.record(index, is_gateway_failure(resp.status()));
-            Ok(resp)
+            Ok(resp.map(UpstreamBody::Hyper))
         }
         Err(e) => {
             pool.record(index, true);
@@ -44,6 +44,61 @@ async fn attempt(
     }
 }
 
+/// `attempt`, on banyan's own HTTP/1.1 client: the request's body is in memory.
+async fn attempt_h1(
+    pool: &Pool,
+    client: &h1::Client,
+    index: usize,
+    outgoing: &mut Outgoing,
+    body: &Bytes,
+) -> Result<Response<UpstreamBody>, Failure> {
+    if let Some(host) = outgoing.host_for(pool, index) {
+        outgoing.headers.insert(header::HOST, host);
+    }
+    let req = h1::Request {
+        method: &outgoing.method,
+        target: &outgoing.path_and_query,
+        headers: &outgoing.headers,
+        body,
+    };
+    match client.send(index, &pool.endpoints()[index].spec, req).await {
+        Ok(resp) => {
+            pool.record(index, is_gateway_failure(resp.status()));
+            Ok(resp.map(UpstreamBody::H1))
+        }
+        Err(e) => {
+            pool.record(index, true);
+            tracing::debug!(upstream = %pool.name(), error = %e, "upstream request failed");
+            let (error, retry) = if e.is_connect() {
+                let error = if e.is_timeout() {
+                    ProxyError::UpstreamTimeout
+                } else {
+                    ProxyError::UpstreamConnect
+                };
+                let reason = if e.is_timeout() {
+                    "connect_timeout"
+                } else {
+                    "connect_failed"
+                };
+                (error, Some(reason))
+            } else if e.is_timeout() {
+                (ProxyError::UpstreamTimeout, None)
+            } else {
+                (ProxyError::UpstreamError, Some("connection_error"))
+            };
+            Err(Failure { error, retry })
+        }
+    }
+}
+
+/// banyan's own client carries the request: the upstream is one it can reach, and the
+/// request asks for no protocol switch (tunnels need hyper's upgrade machinery).
+fn h1_client<'a>(pool: &'a Pool, outgoing: &Outgoing) -> Option<&'a h1::Client> {
+    let switching =
+        outgoing.method == Method::CONNECT || outgoing.headers.contains_key(header::UPGRADE);
+    pool.fast_client().filter(|_| !switching)
+}
+
 fn is_gateway_failure(status: StatusCode) -> bool {
     matches!(
         status,
@@ -56,7 +111,7 @@ pub async fn send(
     pool: &Pool,
     outgoing: Outgoing,
     body: RequestBody,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let index = pool.pick(&[]);
     attempt(pool, index, outgoing.request_for(pool, index, body))
         .await
@@ -69,13 +124,28 @@ pub async fn send_replayable(
     pool: &Pool,
     outgoing: Outgoing,
     body: Bytes,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let retries = if is_idempotent(&outgoing.method) {
         pool.spec().retries as usize
     } else {
         0
     };
     let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
+    if let Some(client) = h1_client(pool, &outgoing) {
+        let mut outgoing = outgoing;
+        loop {
+            let index = pool.pick(&tried);
+            tried.push(index);
+            match attempt_h1(pool, client, index, &mut outgoing, &body).await {
+                Ok(resp) => return Ok(resp),
+                Err(Failure {
+                    retry: Some(reason),
+                    ..
+                }) if tried.len() <= retries => crate::metrics::upstream_retry(pool.name(), reason),
+                Err(f) => return Err(f.error),
+            }
+        }
+    }
     loop {
         let index = pool.pick(&tried);
         tried.push(index);
@@ -99,16 +169,12 @@ pub async fn send_replayable(
     }
 }
 
-/// Methods that may be sent twice without changing the outcome (RFC 9110 9.2.2).
-pub fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
+pub use crate::upstream::request::is_idempotent;
 
 /// Why a first attempt should go to the fallback, if it should: the label of the count.
-pub fn fallback_reason(result: &Result<Response<Incoming>, ProxyError>) -> Option<&'static str> {
+pub fn fallback_reason(
+    result: &Result<Response<UpstreamBody>, ProxyError>,
+) -> Option<&'static str> {
     match result {
         Err(ProxyError::UpstreamConnect) => Some("connect_failed"),
         Err(ProxyError::UpstreamTimeout) => Some("timeout"),
@@ -132,7 +198,7 @@ pub async fn send_with_fallback(
     fallback_request: Outgoing,
     body: Bytes,
     mut count: impl FnMut(&'static str),
-) -> (Result<Response<Incoming>, ProxyError>, bool) {
+) -> (Result<Response<UpstreamBody>, ProxyError>, bool) {
     if primary.all_unhealthy() {
         count("unhealthy");
         return (

@@ -334,7 +334,10 @@ async fn send(
     body: ClientBody,
     upgrade: bool,
     mirror: Option<Capture>,
-) -> (Result<Response<Incoming>, ProxyError>, UpstreamId) {
+) -> (
+    Result<Response<crate::upstream::UpstreamBody>, ProxyError>,
+    UpstreamId,
+) {
     let max_buffer = snap.config.server.fallback_max_body;
     match requests.fallback {
         Some((fallback, fallback_request)) if !upgrade && fits(&body, max_buffer) => {

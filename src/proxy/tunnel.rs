@@ -2,13 +2,13 @@
 //! ways until either side closes.
 
 use crate::body::{self, ResponseBody};
+use crate::upstream::UpstreamBody;
 use http::Response;
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 /// Answer the client with the upstream's 101 and join the two connections.
-pub fn start(client: OnUpgrade, mut upstream: Response<Incoming>) -> Response<ResponseBody> {
+pub fn start(client: OnUpgrade, mut upstream: Response<UpstreamBody>) -> Response<ResponseBody> {
     let upstream_side = hyper::upgrade::on(&mut upstream);
     tokio::spawn(async move {
         let (client, upstream) = match tokio::try_join!(client, upstream_side) {

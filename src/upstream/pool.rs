@@ -37,6 +37,9 @@ impl Endpoint {
 pub struct Pool {
     spec: UpstreamSpec,
     client: UpstreamClient,
+    /// banyan's own HTTP/1.1 client, for the requests it carries (plain HTTP/1.1
+    /// upstreams, bodies in memory); None for TLS and HTTP/2 upstreams.
+    fast: Option<super::h1::Client>,
     /// Shadow copies have connections of their own: a slow shadow never holds a
     /// connection live traffic to the same upstream needs.
     shadow_client: UpstreamClient,
@@ -66,12 +69,14 @@ impl Pool {
             })
             .collect();
         let client = client::build(&spec);
+        let fast = super::h1::Client::for_upstream(&spec);
         let shadow_client = client::build(&spec);
         let health = spec.health_check.clone();
         Arc::new_cyclic(|weak| Pool {
             health_task: health.map(|h| tokio::spawn(run_health_checks(weak.clone(), h))),
             spec,
             client,
+            fast,
             shadow_client,
             endpoints,
             next: AtomicUsize::new(0),
@@ -88,6 +93,11 @@ impl Pool {
 
     pub fn client(&self) -> &UpstreamClient {
         &self.client
+    }
+
+    /// banyan's own HTTP/1.1 client, when this upstream is one it carries.
+    pub fn fast_client(&self) -> Option<&super::h1::Client> {
+        self.fast.as_ref()
     }
 
     pub fn shadow_client(&self) -> &UpstreamClient {

@@ -23,6 +23,16 @@ impl Outgoing {
         self.request_for(pool, index, body)
     }
 
+    /// The Host sent to endpoint `index` of `pool`: the upstream's own, else the
+    /// client's, else the endpoint's authority.
+    pub fn host_for(&self, pool: &Pool, index: usize) -> Option<HeaderValue> {
+        pool.spec()
+            .host
+            .clone()
+            .or_else(|| self.client_host.clone())
+            .or_else(|| HeaderValue::from_str(pool.endpoints()[index].spec.authority.as_str()).ok())
+    }
+
     /// The request for endpoint `index` of `pool`.
     pub fn request_for<B>(self, pool: &Pool, index: usize, body: B) -> Request<B> {
         let endpoint = &pool.endpoints()[index];
@@ -53,4 +63,12 @@ impl Outgoing {
         *req.headers_mut() = headers;
         req
     }
+}
+
+/// Methods that may be sent twice without changing the outcome (RFC 9110 9.2.2).
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
