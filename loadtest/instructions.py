@@ -113,6 +113,14 @@ class Run:
         return (full - base) / requests
 
 
+# Frames every task passes through: their inclusive cost is the whole run's.
+ROOTS = (
+    "PROGRAM TOTALS", "backtrace", "thread_start", "start_thread", "FnOnce::call_once",
+    "tokio::runtime::", "lang_start", "__libc_start", "_start", "main",
+    "tokio::task::", "std::thread", "<core::panic::unwind_safe",
+)
+
+
 def inclusive_top(callgrind_out, requests, top=20):
     """The `top` functions by inclusive cost in a run's callgrind output, per request
     (start-up included: read the request-path rows, not main's)."""
@@ -126,7 +134,14 @@ def inclusive_top(callgrind_out, requests, top=20):
         if len(parts) < 3 or not parts[0].replace(",", "").isdigit():
             continue
         cost = int(parts[0].replace(",", ""))
+        # "file:function": the function says enough; "=>" lines are calls, not functions.
         name = parts[2].split(" [")[0]
+        if name.startswith("=>"):
+            continue
+        name = name.split(":", 1)[-1] if ".rs:" in name or ".c:" in name else name
+        # The roots every thread's work passes through carry the whole run.
+        if any(root in name for root in ROOTS) or any(r[1] == name for r in rows):
+            continue
         rows.append((cost, name))
     rows.sort(reverse=True)
     return [(cost / requests, name) for cost, name in rows[:top]]

@@ -75,9 +75,7 @@ impl Idle {
     pub fn put(&self, mut conn: Conn) {
         conn.idle_since = Instant::now();
         let mut conns = self.lock();
-        // The oldest go first: past the cap, or idle too long.
-        let timeout = self.idle_timeout;
-        conns.retain(|c| c.idle_since.elapsed() < timeout);
+        // Past the cap, the oldest goes (those idle too long go with the sweeper).
         if conns.len() >= self.max {
             conns.remove(0);
         }

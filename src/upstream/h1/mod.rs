@@ -184,17 +184,25 @@ impl Client {
         if coalesced {
             conn.write_buf.extend_from_slice(req.body);
         }
-        let write = async {
-            conn.stream.write_all(&conn.write_buf).await?;
-            if !coalesced {
-                conn.stream.write_all(req.body).await?;
-            }
-            Ok::<_, std::io::Error>(())
+        // Most requests fit the socket's buffer at once: no timer is armed for them.
+        let sent = match conn.stream.try_write(&conn.write_buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(Exchange::unwritten(e.into())),
         };
-        match tokio::time::timeout(self.write_timeout, write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Exchange::unwritten(e.into())),
-            Err(_) => return Err(Exchange::unwritten(SendError::WriteTimeout)),
+        if sent < conn.write_buf.len() || !coalesced {
+            let write = async {
+                conn.stream.write_all(&conn.write_buf[sent..]).await?;
+                if !coalesced {
+                    conn.stream.write_all(req.body).await?;
+                }
+                Ok::<_, std::io::Error>(())
+            };
+            match tokio::time::timeout(self.write_timeout, write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Exchange::unwritten(e.into())),
+                Err(_) => return Err(Exchange::unwritten(SendError::WriteTimeout)),
+            }
         }
         let read = read_head(&mut conn, req.method);
         match tokio::time::timeout(self.read_timeout, read).await {
