@@ -310,9 +310,12 @@ fn body_framing(head: &[u8], max_headers: usize) -> Result<State, Violation> {
     if fields > max_headers {
         return Err(HEADERS_TOO_LARGE);
     }
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut req = httparse::Request::new(&mut headers);
-    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+    // Uninitialised slots: zeroing 128 of them would cost more than the parse.
+    let mut slots = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; 128];
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_request_with_uninit_headers(&mut req, head, &mut slots);
+    if !matches!(parsed, Ok(httparse::Status::Complete(_))) {
         // hyper refuses what httparse cannot parse, and closes the connection.
         return Ok(State::Off);
     }

@@ -18,7 +18,8 @@ const OWN_PREFIX: &str = "x-banyan-";
 
 /// Headers that describe one connection, not the message (RFC 9110 7.6.1), and h2c's
 /// `HTTP2-Settings` (RFC 7540 3.2.1), which belongs to the upgrade banyan never forwards.
-const HOP_BY_HOP: [HeaderName; 10] = [
+/// A static, not a const: a const array of names would be built and dropped at each use.
+static HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,

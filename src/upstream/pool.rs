@@ -127,7 +127,12 @@ impl Pool {
     pub fn pick(&self, tried: &[usize]) -> usize {
         let n = self.endpoints.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let now = outlier::now_ms();
+        // Without outlier detection nothing is ever ejected: no clock to read.
+        let now = if self.spec.outlier.is_some() {
+            outlier::now_ms()
+        } else {
+            0
+        };
         let order = (0..n).map(|k| (start + k) % n);
         let fresh = |i: &usize| !tried.contains(i);
         order
