@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps browser-deps test-deps bench-deps build release test lint unit fuzz demo bench bench-quick bench-build bench-instructions bench-idle docs clean
+.PHONY: deps browser-deps test-deps bench-deps build release test lint unit fuzz demo bench bench-quick bench-build bench-instructions bench-allocations bench-idle docs clean
 
 deps:
 	@command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust with rustup (https://rustup.rs)"; exit 1; }
@@ -86,9 +86,11 @@ demo: release
 
 # The load test against nginx (loadtest/README.md): results in loadtest/results/.
 # Its programs build into the same target/ (a package of their own, outside `make test`).
+# The load test's package depends on banyan by path (for banyan-counted): its lock file
+# follows banyan's dependencies, so it is not built --locked.
 bench-build: bench-deps
 	$(CARGO) build --release --locked
-	$(CARGO) build --release --locked --manifest-path loadtest/Cargo.toml --features pingora --target-dir target
+	$(CARGO) build --release --manifest-path loadtest/Cargo.toml --features pingora --target-dir target
 
 bench: bench-build
 	python3 loadtest/run.py
@@ -103,6 +105,12 @@ bench-instructions: bench-build
 		echo "installing valgrind (instruction counts)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq valgrind; }
 	python3 loadtest/instructions.py
+
+# Heap allocations per forwarded request (loadtest/allocations.py): banyan built with a
+# counting global allocator, in a binary of the load test's package.
+bench-allocations: bench-build
+	$(CARGO) build --release --manifest-path loadtest/Cargo.toml --features count-allocations --bin banyan-counted --target-dir target
+	python3 loadtest/allocations.py
 
 # RSS with 10,000 idle keep-alive connections open and after they close
 # (loadtest/idle_connections.py): results in loadtest/results/idle-connections.md.

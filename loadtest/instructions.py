@@ -108,7 +108,7 @@ class Run:
     def per_request(self, proxy, requests, keep=None):
         # Both runs serve the warm-up requests, so what the first requests set up once
         # (pooled connections, metrics series, lazily built state) cancels out too.
-        base = self.instructions(proxy, WARM_UP)
+        base = self.instructions(proxy, WARM_UP, keep and keep + ".base")
         full = self.instructions(proxy, WARM_UP + requests, keep)
         return (full - base) / requests
 
@@ -121,30 +121,37 @@ ROOTS = (
 )
 
 
-def inclusive_top(callgrind_out, requests, top=20):
-    """The `top` functions by inclusive cost in a run's callgrind output, per request
-    (start-up included: read the request-path rows, not main's)."""
+def inclusive_costs(callgrind_out):
+    """Each function's inclusive cost in a run's callgrind output."""
     text = subprocess.run(
         ["callgrind_annotate", "--inclusive=yes", "--threshold=100", callgrind_out],
         capture_output=True, text=True, check=True,
     ).stdout
-    rows = []
+    costs = {}
     for line in text.splitlines():
         parts = line.strip().split(None, 2)
         if len(parts) < 3 or not parts[0].replace(",", "").isdigit():
             continue
-        cost = int(parts[0].replace(",", ""))
         # "file:function": the function says enough; "=>" lines are calls, not functions.
         name = parts[2].split(" [")[0]
-        if name.startswith("=>"):
+        if name.startswith("=>") or name.startswith("???") or name == "events annotated":
             continue
         name = name.split(":", 1)[-1] if ".rs:" in name or ".c:" in name else name
-        # The roots every thread's work passes through carry the whole run.
-        if any(root in name for root in ROOTS) or any(r[1] == name for r in rows):
-            continue
-        rows.append((cost, name))
+        costs[name] = max(costs.get(name, 0), int(parts[0].replace(",", "")))
+    return costs
+
+
+def inclusive_top(full_out, base_out, requests, top=20):
+    """The `top` functions by inclusive cost per request: the run with `requests` more
+    requests less the warm-up run, so start-up cancels out as in the totals."""
+    full, base = inclusive_costs(full_out), inclusive_costs(base_out)
+    rows = [
+        ((cost - base.get(name, 0)) / requests, name)
+        for name, cost in full.items()
+        if not any(root in name for root in ROOTS)
+    ]
     rows.sort(reverse=True)
-    return [(cost / requests, name) for cost, name in rows[:top]]
+    return rows[:top]
 
 
 def main():
@@ -183,7 +190,7 @@ def main():
                     keep = os.path.join(tmp, f"profile-{len(profiles)}.out")
                 figures[proxy] = run.per_request(proxy, args.requests, keep)
                 if keep:
-                    profiles[proxy] = inclusive_top(keep, WARM_UP + args.requests)
+                    profiles[proxy] = inclusive_top(keep, keep + ".base", args.requests)
         finally:
             upstream.kill()
     head = subprocess.run(["git", "-C", os.path.dirname(BIN), "rev-parse", "--short", "HEAD"],
@@ -207,8 +214,9 @@ def main():
             "",
             f"### {proxy}: top 20 functions by inclusive cost",
             "",
-            f"Instructions per request over the whole run ({WARM_UP + args.requests} "
-            "requests, start-up included, so `main` and the runtime's roots carry it).",
+            f"Instructions per request: the run of {WARM_UP + args.requests} requests less "
+            f"the run of {WARM_UP}, per request (start-up cancels out). Inclusive: a "
+            "function's cost holds its callees'; the runtime's roots are left out.",
             "",
             "| instructions / request | function |",
             "| ---: | --- |",

@@ -142,7 +142,8 @@ fn remove_own(headers: &mut HeaderMap) {
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
-    let mut value = Vec::with_capacity(64);
+    // Written on the stack, copied once into the header value.
+    let mut value: smallvec::SmallVec<[u8; 64]> = smallvec::SmallVec::new();
     if let Some(prior) = headers.get(&X_FORWARDED_FOR) {
         let prior = prior.as_bytes().trim_ascii();
         if !prior.is_empty() {
@@ -151,14 +152,14 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
         }
     }
     write_ip(&mut value, ip);
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
+    if let Ok(v) = HeaderValue::from_bytes(&value) {
         headers.insert(X_FORWARDED_FOR, v);
     }
 }
 
 /// An address as text, an IPv4 one without the formatting machinery (every request
 /// writes one).
-fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+fn write_ip(out: &mut smallvec::SmallVec<[u8; 64]>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             let mut digits = itoa::Buffer::new();
