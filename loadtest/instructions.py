@@ -23,6 +23,7 @@ Loopback only. Programs come from target/release (built by `make bench-build`).
 """
 
 import argparse
+import re
 import http.client
 import os
 import shutil
@@ -122,22 +123,25 @@ ROOTS = (
 
 
 def inclusive_costs(callgrind_out):
-    """Each function's inclusive cost in a run's callgrind output."""
+    """Each function's inclusive cost in a run's callgrind output (the function table
+    only, not the annotated sources after it)."""
     text = subprocess.run(
-        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", callgrind_out],
+        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", "--auto=no",
+         callgrind_out],
         capture_output=True, text=True, check=True,
     ).stdout
     costs = {}
+    row = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.*)$")
     for line in text.splitlines():
-        parts = line.strip().split(None, 2)
-        if len(parts) < 3 or not parts[0].replace(",", "").isdigit():
+        m = row.match(line)
+        if not m:
             continue
-        # "file:function": the function says enough; "=>" lines are calls, not functions.
-        name = parts[2].split(" [")[0]
-        if name.startswith("=>") or name.startswith("???") or name == "events annotated":
+        # "file:function [object]": the function says enough; "=>" lines are calls.
+        name = m.group(2).split(" [")[0].strip()
+        if name.startswith(("=>", "???", "*")) or name in ("PROGRAM TOTALS", "events annotated"):
             continue
-        name = name.split(":", 1)[-1] if ".rs:" in name or ".c:" in name else name
-        costs[name] = max(costs.get(name, 0), int(parts[0].replace(",", "")))
+        name = name.split(":", 1)[-1] if ".rs:" in name or ".c:" in name or ".S:" in name else name
+        costs[name] = max(costs.get(name, 0), int(m.group(1).replace(",", "")))
     return costs
 
 

@@ -263,10 +263,12 @@ impl Framing {
     /// over the bytes. Returns how many bytes it used (up to the end of the head).
     fn head_run(&mut self, rest: &[u8]) -> Result<usize, Violation> {
         let (mut after_cr, mut line_len) = (self.after_cr, self.line_len);
-        for (i, &b) in rest.iter().enumerate() {
-            if b == b'\n' {
-                if !after_cr {
-                    return Err(Violation("a line ends in LF without CR"));
+        let mut i = 0;
+        while i < rest.len() {
+            if after_cr {
+                // After a CR only an LF may come.
+                if rest[i] != b'\n' {
+                    return Err(Violation("a CR not followed by LF"));
                 }
                 let empty_line = line_len == 1;
                 (after_cr, line_len) = (false, 0);
@@ -280,13 +282,24 @@ impl Framing {
                     (self.after_cr, self.line_len) = (false, 0);
                     return Ok(i + 1);
                 }
+                i += 1;
                 continue;
             }
-            if after_cr {
-                return Err(Violation("a CR not followed by LF"));
+            // Jump to the next CR or LF (memchr scans words at a time, not bytes).
+            match memchr::memchr2(b'\r', b'\n', &rest[i..]) {
+                None => {
+                    line_len += rest.len() - i;
+                    i = rest.len();
+                }
+                Some(k) if rest[i + k] == b'\n' => {
+                    return Err(Violation("a line ends in LF without CR"));
+                }
+                Some(k) => {
+                    line_len += k + 1;
+                    after_cr = true;
+                    i += k + 1;
+                }
             }
-            after_cr = b == b'\r';
-            line_len += 1;
         }
         self.head.extend_from_slice(rest);
         (self.after_cr, self.line_len) = (after_cr, line_len);
@@ -302,11 +315,7 @@ impl Framing {
 /// this reader does not follow.
 fn body_framing(head: &[u8], max_headers: usize) -> Result<State, Violation> {
     // Every line but the request line and the empty one is a header field.
-    let fields = head
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        .saturating_sub(2);
+    let fields = memchr::memchr_iter(b'\n', head).count().saturating_sub(2);
     if fields > max_headers {
         return Err(HEADERS_TOO_LARGE);
     }
