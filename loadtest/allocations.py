@@ -20,7 +20,9 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import BIN, PATH, RESULTS, banyan_config, free_port, wait_listening  # noqa: E402
+from run import (  # noqa: E402
+    BIN, PATH, RESULTS, BenchUpstream, banyan_config, free_port, short_commit, wait_listening,
+)
 
 BODY = 1024
 WARM_UP = 200
@@ -63,25 +65,13 @@ def main():
     binaries = {"banyan": f"{BIN}/banyan-counted"}
     if args.against:
         binaries["banyan (--against)"] = args.against
-    with tempfile.TemporaryDirectory() as tmp:
-        upstream_port = free_port()
-        upstream = subprocess.Popen(
-            [f"{BIN}/bench-upstream", "--listen", f"127.0.0.1:{upstream_port}",
-             "--size", str(BODY), "--delay-ms", "0"],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            wait_listening(upstream_port, upstream)
-            figures = {}
-            for name, binary in binaries.items():
-                base = allocations(binary, f"127.0.0.1:{upstream_port}", tmp, WARM_UP)
-                full = allocations(binary, f"127.0.0.1:{upstream_port}", tmp,
-                                   WARM_UP + args.requests)
-                figures[name] = (full - base) / args.requests
-        finally:
-            upstream.kill()
-    head = subprocess.run(["git", "-C", os.path.dirname(BIN), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp, BenchUpstream(BODY) as upstream:
+        figures = {}
+        for name, binary in binaries.items():
+            base = allocations(binary, upstream.addr, tmp, WARM_UP)
+            full = allocations(binary, upstream.addr, tmp, WARM_UP + args.requests)
+            figures[name] = (full - base) / args.requests
+    head = short_commit()
     lines = [
         "# Heap allocations per request",
         "",

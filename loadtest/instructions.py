@@ -23,9 +23,9 @@ Loopback only. Programs come from target/release (built by `make bench-build`).
 """
 
 import argparse
-import re
 import http.client
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,8 +34,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import (  # noqa: E402
-    BIN, PATH, RESULTS, banyan_config, free_port, haproxy_command, nginx_command,
-    wait_listening,
+    BIN, PATH, RESULTS, BenchUpstream, banyan_config, free_port, haproxy_command,
+    nginx_command, short_commit, wait_listening,
 )
 
 BODY = 1024
@@ -169,36 +169,25 @@ def main():
     args = parser.parse_args()
     if not shutil.which("valgrind"):
         sys.exit("valgrind not found (make bench-instructions installs it)")
-    with tempfile.TemporaryDirectory() as tmp:
-        upstream_port = free_port()
-        upstream = subprocess.Popen(
-            [f"{BIN}/bench-upstream", "--listen", f"127.0.0.1:{upstream_port}",
-             "--size", str(BODY), "--delay-ms", "0"],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            wait_listening(upstream_port, upstream)
-            binaries = {"banyan": f"{BIN}/banyan"}
-            if args.against:
-                binaries["banyan (--against)"] = args.against
-            run = Run(tmp, f"127.0.0.1:{upstream_port}", binaries)
-            proxies = ["nginx", "bare hyper", *binaries]
-            if shutil.which("haproxy") or os.path.exists("/usr/sbin/haproxy"):
-                proxies.insert(1, "haproxy")
-            figures = {}
-            profiles = {}
-            for proxy in proxies:
-                print(f"  {proxy} ...", file=sys.stderr, flush=True)
-                keep = None
-                if args.profile and proxy in binaries:
-                    keep = os.path.join(tmp, f"profile-{len(profiles)}.out")
-                figures[proxy] = run.per_request(proxy, args.requests, keep)
-                if keep:
-                    profiles[proxy] = inclusive_top(keep, keep + ".base", args.requests)
-        finally:
-            upstream.kill()
-    head = subprocess.run(["git", "-C", os.path.dirname(BIN), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp, BenchUpstream(BODY) as upstream:
+        binaries = {"banyan": f"{BIN}/banyan"}
+        if args.against:
+            binaries["banyan (--against)"] = args.against
+        run = Run(tmp, upstream.addr, binaries)
+        proxies = ["nginx", "bare hyper", *binaries]
+        if shutil.which("haproxy") or os.path.exists("/usr/sbin/haproxy"):
+            proxies.insert(1, "haproxy")
+        figures = {}
+        profiles = {}
+        for proxy in proxies:
+            print(f"  {proxy} ...", file=sys.stderr, flush=True)
+            keep = None
+            if args.profile and proxy in binaries:
+                keep = os.path.join(tmp, f"profile-{len(profiles)}.out")
+            figures[proxy] = run.per_request(proxy, args.requests, keep)
+            if keep:
+                profiles[proxy] = inclusive_top(keep, keep + ".base", args.requests)
+    head = short_commit()
     lines = [
         "# Instructions per request (callgrind)",
         "",

@@ -139,6 +139,33 @@ http {{
     return [shutil.which("nginx") or "/usr/sbin/nginx", "-p", prefix, "-c", path]
 
 
+class BenchUpstream:
+    """The test upstream (bench-upstream) on a free loopback port, answering `body` bytes
+    at once, for the scripts that count per request (instructions.py, allocations.py)."""
+
+    def __init__(self, body):
+        port = free_port()
+        self.addr = f"127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [f"{BIN}/bench-upstream", "--listen", self.addr, "--size", str(body),
+             "--delay-ms", "0"],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_listening(port, self.proc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+
+
+def short_commit():
+    """The checkout's commit, as the results name it."""
+    return subprocess.run(["git", "-C", os.path.dirname(BIN), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+
+
 def haproxy_command(prefix, port, upstream, threads):
     """HAProxy as a keep-alive reverse proxy to `upstream` (a reference beside nginx):
     `threads` threads, idle server connections shared by every client (`http-reuse

@@ -148,18 +148,19 @@ async fn bodies_read_until_close_and_http_1_0_answers_arrive_whole() {
     );
 }
 
+/// Each connection answers one request, then closes on the next one unanswered: the
+/// keep-alive race every pooled client meets.
+fn once_then_close(_connection: usize, request: usize) -> Act {
+    if request == 0 {
+        Act::Send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", 64)
+    } else {
+        Act::Close
+    }
+}
+
 #[tokio::test]
 async fn a_get_on_a_connection_closed_while_idle_is_sent_again_on_a_new_one() {
-    // Each connection answers one request, then closes on the next one unanswered: the
-    // keep-alive race every pooled client meets.
-    let upstream = Raw::start(|_, request| {
-        if request == 0 {
-            Act::Send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", 64)
-        } else {
-            Act::Close
-        }
-    })
-    .await;
+    let upstream = Raw::start(once_then_close).await;
     let b = banyan(&config(&upstream)).await;
     for i in 0..4 {
         let got = get(b.proxy_addr, &format!("/item/{i}"), &[]).await;
@@ -180,14 +181,7 @@ async fn a_get_on_a_connection_closed_while_idle_is_sent_again_on_a_new_one() {
 
 #[tokio::test]
 async fn a_post_is_never_sent_twice_on_a_stale_connection() {
-    let upstream = Raw::start(|_, request| {
-        if request == 0 {
-            Act::Send(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", 64)
-        } else {
-            Act::Close
-        }
-    })
-    .await;
+    let upstream = Raw::start(once_then_close).await;
     let b = banyan(&config(&upstream)).await;
     assert_eq!(get(b.proxy_addr, "/warm", &[]).await.status, 200);
     let got = send(
