@@ -21,7 +21,8 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import (  # noqa: E402
-    BIN, PATH, RESULTS, BenchUpstream, banyan_config, free_port, short_commit, wait_listening,
+    BIN, PATH, RESULTS, BenchUpstream, banyan_config, free_port, short_commit,
+    wait_listening, write_results,
 )
 
 BODY = 1024
@@ -83,10 +84,7 @@ def main():
         "| --- | ---: |",
     ]
     lines += [f"| {name} | {n:.2f} |" for name, n in figures.items()]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(args.out, "w") as f:
-        f.write(text)
+    write_results(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import (  # noqa: E402
     BIN, PATH, RESULTS, BenchUpstream, banyan_config, free_port, haproxy_command,
-    nginx_command, short_commit, wait_listening,
+    nginx_command, short_commit, wait_listening, write_results,
 )
 
 BODY = 1024
@@ -215,10 +215,7 @@ def main():
             "| ---: | --- |",
         ]
         lines += [f"| {cost:,.0f} | `{name}` |" for cost, name in top]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(args.out, "w") as f:
-        f.write(text)
+    write_results(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -166,6 +166,14 @@ def short_commit():
                           capture_output=True, text=True).stdout.strip()
 
 
+def write_results(lines, out):
+    """Print a result page and write it to `out`."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(out, "w") as f:
+        f.write(text)
+
+
 def haproxy_command(prefix, port, upstream, threads):
     """HAProxy as a keep-alive reverse proxy to `upstream` (a reference beside nginx):
     `threads` threads, idle server connections shared by every client (`http-reuse

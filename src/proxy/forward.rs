@@ -3,6 +3,7 @@
 use super::error::ProxyError;
 use crate::body;
 use crate::upstream::client::RequestBody;
+use crate::upstream::failure::UpstreamFailure;
 use crate::upstream::h1;
 use crate::upstream::request::Outgoing;
 use crate::upstream::{Pool, UpstreamBody};
@@ -33,13 +34,7 @@ async fn attempt(
             pool.record(index, true);
             let error = ProxyError::from_client(&e);
             tracing::debug!(upstream = %pool.name(), error = %e, cause = error.cause(), "upstream request failed");
-            let retry = match error {
-                ProxyError::UpstreamConnect => Some("connect_failed"),
-                ProxyError::UpstreamTimeout if e.is_connect() => Some("connect_timeout"),
-                ProxyError::UpstreamError => Some("connection_error"),
-                _ => None,
-            };
-            Err(Failure { error, retry })
+            Err(Failure::new(error, e.is_connect()))
         }
     }
 }
@@ -68,25 +63,9 @@ async fn attempt_h1(
         }
         Err(e) => {
             pool.record(index, true);
-            tracing::debug!(upstream = %pool.name(), error = %e, "upstream request failed");
-            let (error, retry) = if e.is_connect() {
-                let error = if e.is_timeout() {
-                    ProxyError::UpstreamTimeout
-                } else {
-                    ProxyError::UpstreamConnect
-                };
-                let reason = if e.is_timeout() {
-                    "connect_timeout"
-                } else {
-                    "connect_failed"
-                };
-                (error, Some(reason))
-            } else if e.is_timeout() {
-                (ProxyError::UpstreamTimeout, None)
-            } else {
-                (ProxyError::UpstreamError, Some("connection_error"))
-            };
-            Err(Failure { error, retry })
+            let error = ProxyError::from(UpstreamFailure::of_h1(&e));
+            tracing::debug!(upstream = %pool.name(), error = %e, cause = error.cause(), "upstream request failed");
+            Err(Failure::new(error, e.is_connect()))
         }
     }
 }
@@ -97,6 +76,20 @@ fn h1_client<'a>(pool: &'a Pool, outgoing: &Outgoing) -> Option<&'a h1::Client> 
     let switching =
         outgoing.method == Method::CONNECT || outgoing.headers.contains_key(header::UPGRADE);
     pool.fast_client().filter(|_| !switching)
+}
+
+impl Failure {
+    /// The retry count's label: a failure to connect (or a broken connection) may go to
+    /// another endpoint; a timeout waiting for an answer may not.
+    fn new(error: ProxyError, connecting: bool) -> Self {
+        let retry = match error {
+            ProxyError::UpstreamConnect => Some("connect_failed"),
+            ProxyError::UpstreamTimeout if connecting => Some("connect_timeout"),
+            ProxyError::UpstreamError => Some("connection_error"),
+            _ => None,
+        };
+        Failure { error, retry }
+    }
 }
 
 fn is_gateway_failure(status: StatusCode) -> bool {

@@ -26,6 +26,19 @@ impl UpstreamFailure {
     }
 }
 
+impl UpstreamFailure {
+    /// Classify an error of banyan's own HTTP/1.1 client the same way.
+    pub fn of_h1(err: &super::h1::SendError) -> Self {
+        if err.is_timeout() {
+            UpstreamFailure::Timeout
+        } else if err.is_connect() {
+            UpstreamFailure::Connect
+        } else {
+            UpstreamFailure::Error
+        }
+    }
+}
+
 fn has_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {

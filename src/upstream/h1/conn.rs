@@ -82,10 +82,6 @@ impl Idle {
         conns.push(conn);
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
     /// Close the connections idle longer than the upstream's `idle_timeout`.
     pub fn expire(&self) {
         let timeout = self.idle_timeout;

@@ -117,11 +117,6 @@ impl Client {
         })
     }
 
-    /// Idle connections to endpoint `index` now.
-    pub fn idle(&self, index: usize) -> usize {
-        self.idle.get(index).map_or(0, |i| i.len())
-    }
-
     /// Send `req` to endpoint `index` and read the response head. A request on a reused
     /// connection that the upstream had closed meanwhile (it read nothing back) is sent
     /// once more on a new connection, when that is safe: the method is idempotent, or
