@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod fleet;
 pub mod fswatch;
+pub mod grpc;
 pub mod ids;
 pub mod inbound;
 pub mod live;

@@ -45,7 +45,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("routing", &["routing/"]),
     (
         "leaves",
-        &["inbound/", "clock.rs", "ids.rs", "fswatch.rs", "lib.rs"],
+        &["inbound/", "grpc/", "clock.rs", "ids.rs", "fswatch.rs", "lib.rs"],
     ),
 ];
 

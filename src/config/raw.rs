@@ -308,6 +308,19 @@ pub struct RawMatch {
     pub query: Vec<Spanned<RawKeyMatch>>,
     #[serde(default)]
     pub cookies: Vec<Spanned<RawKeyMatch>>,
+    /// A gRPC service, and one of its methods.
+    pub grpc: Option<Spanned<RawGrpcMatch>>,
+}
+
+/// `grpc = { service = "shop.Items", method = "Get", idempotent = true }`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrpcMatch {
+    pub service: String,
+    pub method: Option<String>,
+    /// The method has no side effects: a failed call may go to the route's fallback.
+    #[serde(default)]
+    pub idempotent: bool,
 }
 
 /// `path = { exact = "/" }`, `{ prefix = "/api/" }`, `{ template = "/items/{id}" }`,

@@ -5,7 +5,9 @@
 use super::Refusal;
 use crate::body::error::BoxError;
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
@@ -42,7 +44,18 @@ pin_project_lite::pin_project! {
         // Armed while waiting for the client; reset by every piece it sends.
         timer: Option<Pin<Box<Sleep>>>,
         verdict: Verdict,
+        // What `buffer_upto` read and gave back: sent again before the rest.
+        replay: Option<Bytes>,
+        replay_trailers: Option<HeaderMap>,
     }
+}
+
+/// A body read into memory as far as a limit allowed.
+pub enum Buffered {
+    /// All of it.
+    Whole(Bytes),
+    /// Longer than the limit (or ending in trailers): the body, whole again, to stream.
+    Streamed(ClientBody),
 }
 
 impl ClientBody {
@@ -59,8 +72,44 @@ impl ClientBody {
             gap,
             timer: None,
             verdict: verdict.clone(),
+            replay: None,
+            replay_trailers: None,
         };
         (body, verdict)
+    }
+}
+
+impl ClientBody {
+    /// Read the body into memory when it ends within `limit` bytes, so that it can be
+    /// sent twice; else give it back whole to be streamed. A body that declares a larger
+    /// length is not read at all. Errors are the client's: over `max`, too slow, broken.
+    pub async fn buffer_upto(mut self, limit: u64) -> Result<Buffered, BoxError> {
+        if self.is_end_stream() {
+            return Ok(Buffered::Whole(Bytes::new()));
+        }
+        if self.size_hint().lower() > limit {
+            return Ok(Buffered::Streamed(self));
+        }
+        let mut read = bytes::BytesMut::new();
+        loop {
+            let Some(frame) = self.frame().await.transpose()? else {
+                return Ok(Buffered::Whole(read.freeze()));
+            };
+            match frame.into_data() {
+                Ok(data) => {
+                    read.extend_from_slice(&data);
+                    if read.len() as u64 > limit {
+                        self.replay = Some(read.freeze());
+                        return Ok(Buffered::Streamed(self));
+                    }
+                }
+                Err(frame) => {
+                    self.replay = Some(read.freeze());
+                    self.replay_trailers = frame.into_trailers().ok();
+                    return Ok(Buffered::Streamed(self));
+                }
+            }
+        }
     }
 }
 
@@ -73,6 +122,13 @@ impl Body for ClientBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
+        // What was read into memory goes first (it was counted then).
+        if let Some(data) = this.replay.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        if let Some(trailers) = this.replay_trailers.take() {
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 *this.timer = None;
@@ -104,10 +160,17 @@ impl Body for ClientBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.replay.is_none() && self.replay_trailers.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let replayed = self.replay.as_ref().map_or(0, |b| b.len() as u64);
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + replayed);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + replayed);
+        }
+        hint
     }
 }

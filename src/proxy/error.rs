@@ -1,8 +1,10 @@
 //! Errors banyan answers itself: one status and one `x-banyan-error` cause each, here only.
 
 use crate::body::{self, ResponseBody};
+use crate::grpc;
 use crate::inbound::Refusal;
 use crate::upstream::failure::UpstreamFailure;
+use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 
 /// The header that names why banyan, not the upstream, produced a response.
@@ -19,6 +21,8 @@ pub enum ProxyError {
     UpstreamError,
     /// The upstream answered 101 to switch to a protocol the client did not ask for.
     UnrequestedUpgrade,
+    /// A gRPC call's deadline (`grpc-timeout`) passed before the upstream answered.
+    CallDeadline,
     /// banyan refused the request itself: malformed, ambiguous or over a limit.
     Refused(Refusal),
 }
@@ -39,7 +43,7 @@ impl ProxyError {
             ProxyError::UpstreamConnect
             | ProxyError::UpstreamError
             | ProxyError::UnrequestedUpgrade => StatusCode::BAD_GATEWAY,
-            ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::UpstreamTimeout | ProxyError::CallDeadline => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Refused(r) => match r {
                 Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
                 Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -58,6 +62,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => "upstream_timeout",
             ProxyError::UpstreamError => "upstream_error",
             ProxyError::UnrequestedUpgrade => "upstream_unrequested_upgrade",
+            ProxyError::CallDeadline => "grpc_deadline_exceeded",
             ProxyError::Refused(r) => match r {
                 Refusal::BadRequest(_) => "bad_request",
                 Refusal::UriTooLong => "uri_too_long",
@@ -81,6 +86,9 @@ impl ProxyError {
             },
             ProxyError::UpstreamConnect => "could not connect to the upstream",
             ProxyError::UpstreamTimeout => "the upstream did not answer in time",
+            ProxyError::CallDeadline => {
+                "the call's deadline (grpc-timeout) passed before an answer from"
+            }
             ProxyError::UpstreamError => "the upstream connection failed",
             ProxyError::UnrequestedUpgrade => {
                 "the upstream switched to a protocol the client did not ask for:"
@@ -91,6 +99,50 @@ impl ProxyError {
     /// Classify a client error (see `UpstreamFailure::of`).
     pub fn from_client(err: &hyper_util::client::legacy::Error) -> Self {
         UpstreamFailure::of(err).into()
+    }
+
+    /// The status a gRPC call gets for this error: a gRPC client reads `grpc-status`,
+    /// not the HTTP status, and reports a 502 as "UNAVAILABLE: Received http2 header
+    /// with status: 502", which names no cause.
+    pub fn grpc_code(self) -> grpc::Code {
+        match self {
+            ProxyError::UpstreamConnect | ProxyError::UpstreamError => grpc::Code::Unavailable,
+            ProxyError::UpstreamTimeout | ProxyError::CallDeadline => grpc::Code::DeadlineExceeded,
+            ProxyError::UnrequestedUpgrade => grpc::Code::Internal,
+            ProxyError::Refused(r) => match r {
+                Refusal::UriTooLong | Refusal::HeadersTooLarge | Refusal::BodyTooLarge => {
+                    grpc::Code::ResourceExhausted
+                }
+                Refusal::BodyTimeout => grpc::Code::DeadlineExceeded,
+                Refusal::MethodNotAllowed => grpc::Code::Unimplemented,
+                // gRPC's own mapping of an HTTP 400.
+                Refusal::BadRequest(_) => grpc::Code::Internal,
+            },
+        }
+    }
+
+    /// banyan's answer to a gRPC call it failed itself: HTTP 200 with the status in the
+    /// headers and no body (a trailers-only response), `grpc-message` naming the cause.
+    pub fn grpc_response(self, upstream: &str) -> Response<ResponseBody> {
+        let message = match self {
+            ProxyError::Refused(_) => format!("banyan: {}", self.sentence()),
+            _ => format!("banyan: {} {upstream}", self.sentence()),
+        };
+        let mut resp = Response::new(body::full(Bytes::new()));
+        let headers = resp.headers_mut();
+        headers.insert(ERROR_HEADER, HeaderValue::from_static(self.cause()));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert(
+            grpc::STATUS,
+            HeaderValue::from_static(self.grpc_code().wire()),
+        );
+        if let Ok(value) = HeaderValue::try_from(grpc::encode_message(&message)) {
+            headers.insert(grpc::MESSAGE, value);
+        }
+        resp
     }
 
     pub fn response(self, upstream: &str) -> Response<ResponseBody> {

@@ -3,7 +3,7 @@
 use super::error::ProxyError;
 use crate::body;
 use crate::upstream::client::RequestBody;
-use crate::upstream::failure::UpstreamFailure;
+use crate::upstream::failure::{describe, UpstreamFailure};
 use crate::upstream::h1;
 use crate::upstream::request::Outgoing;
 use crate::upstream::{Pool, UpstreamBody};
@@ -33,7 +33,13 @@ async fn attempt(
         Err(e) => {
             pool.record(index, true);
             let error = ProxyError::from_client(&e);
-            tracing::debug!(upstream = %pool.name(), error = %e, cause = error.cause(), "upstream request failed");
+            tracing::warn!(
+                upstream = %pool.name(),
+                endpoint = %pool.endpoints()[index].spec.authority,
+                error = describe(&e),
+                cause = error.cause(),
+                "upstream request failed"
+            );
             Err(Failure::new(error, e.is_connect()))
         }
     }
@@ -64,7 +70,13 @@ async fn attempt_h1(
         Err(e) => {
             pool.record(index, true);
             let error = ProxyError::from(UpstreamFailure::of_h1(&e));
-            tracing::debug!(upstream = %pool.name(), error = %e, cause = error.cause(), "upstream request failed");
+            tracing::warn!(
+                upstream = %pool.name(),
+                endpoint = %pool.endpoints()[index].spec.authority,
+                error = describe(&e),
+                cause = error.cause(),
+                "upstream request failed"
+            );
             Err(Failure::new(error, e.is_connect()))
         }
     }

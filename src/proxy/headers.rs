@@ -69,6 +69,19 @@ pub fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
+/// Whether the request's `TE` lists `trailers`.
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let coding = t.split(';').next().unwrap_or("").trim();
+            coding.eq_ignore_ascii_case("trailers")
+        })
+}
+
 /// What the proxy knows of the client's connection.
 pub struct ClientContext<'a> {
     pub ip: IpAddr,
@@ -80,8 +93,10 @@ pub struct ClientContext<'a> {
     pub upgrade: Option<HeaderValue>,
 }
 
-/// Prepare a client's request headers for the upstream.
-pub fn forward_request_headers(headers: &mut HeaderMap, client: &ClientContext<'_>) {
+/// Prepare a client's request headers for the upstream. Returns whether the client
+/// said it reads trailers (`TE: trailers`, removed with the other hop-by-hop headers):
+/// an HTTP/2 upstream is told so again (see `Outgoing::request_for`).
+pub fn forward_request_headers(headers: &mut HeaderMap, client: &ClientContext<'_>) -> bool {
     // One pass over the names finds both kinds of header to remove (most requests
     // carry neither).
     let (mut hop, mut own) = (false, false);
@@ -89,7 +104,9 @@ pub fn forward_request_headers(headers: &mut HeaderMap, client: &ClientContext<'
         hop |= HOP_BY_HOP.contains(name);
         own |= name.as_str().starts_with(OWN_PREFIX);
     }
+    let mut trailers = false;
     if hop {
+        trailers = accepts_trailers(headers);
         remove_hop_by_hop_present(headers);
     }
     if own {
@@ -115,6 +132,7 @@ pub fn forward_request_headers(headers: &mut HeaderMap, client: &ClientContext<'
     if !headers.contains_key(&X_REQUEST_ID) {
         headers.insert(X_REQUEST_ID, new_request_id());
     }
+    trailers
 }
 
 /// Prepare an upstream's response headers for the client.
@@ -235,6 +253,24 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn te_is_removed_and_trailers_remembered() {
+        let ctx = ClientContext {
+            ip: [10, 1, 2, 3].into(),
+            scheme: "http",
+            host: None,
+            trust_forwarded: false,
+            upgrade: None,
+        };
+        let mut h = map(&[("te", "gzip, Trailers;q=1"), ("connection", "te")]);
+        assert!(forward_request_headers(&mut h, &ctx));
+        assert!(!h.contains_key("te") && !h.contains_key("connection"));
+        let mut h = map(&[("te", "gzip")]);
+        assert!(!forward_request_headers(&mut h, &ctx));
+        let mut h = map(&[("x-trailers", "te")]);
+        assert!(!forward_request_headers(&mut h, &ctx));
     }
 
     #[test]

@@ -9,7 +9,9 @@ mod tunnel;
 use crate::body::tap::Capture;
 use crate::body::{self, ResponseBody};
 use crate::breaker::Admit;
-use crate::inbound::{self, client_body::ClientBody, Refusal};
+use crate::grpc;
+use crate::inbound::client_body::{Buffered, ClientBody};
+use crate::inbound::{self, Refusal};
 use crate::routing::normalize::{self, PathNormalization};
 use crate::routing::protocol::Tunnel;
 use crate::routing::{RequestView, Route, RouteId, UpstreamId};
@@ -23,7 +25,7 @@ use headers::ClientContext;
 use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Limited};
+
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +48,8 @@ pub async fn handle(
     // One snapshot for the whole request, however long it runs.
     let snap = shared.load_full();
     let h1 = req.version() < Version::HTTP_2;
+    // A gRPC client reads banyan's own failures as gRPC statuses, not HTTP ones.
+    let grpc = grpc::is_grpc(req.headers());
     // The framing reader stops following a connection at an Upgrade header or a
     // CONNECT (what comes next may be another protocol): unless it is tunnelled, such a
     // request is the connection's last, so no later request passes unread.
@@ -72,11 +76,14 @@ pub async fn handle(
                 default,
                 started,
                 Err(ProxyError::Refused(refusal)),
+                grpc,
             );
             // A head that could be read two ways leaves the connection's framing in doubt.
             return if h1 { closing(resp) } else { resp };
         }
     };
+    // The caller's deadline bounds the wait for the upstream's answer.
+    let deadline = grpc.then(|| grpc::deadline(&parts.headers)).flatten();
     let plan = plan(&snap, client, parts, asked_upgrade.as_ref());
     let (route, upstream) = (plan.route, plan.upstream);
     let tunnel = plan.tunnel;
@@ -106,7 +113,7 @@ pub async fn handle(
                 Some(m) => (m.request, Some(m.response)),
                 None => (None, None),
             };
-            let (result, answered_by) = send(
+            let sending = send(
                 &snap,
                 route,
                 upstream,
@@ -114,8 +121,13 @@ pub async fn handle(
                 body,
                 tunnel.is_some(),
                 mirror_request,
-            )
-            .await;
+            );
+            let (result, answered_by) = match deadline {
+                None => sending.await,
+                Some(limit) => tokio::time::timeout(limit, sending)
+                    .await
+                    .unwrap_or((Err(ProxyError::CallDeadline), upstream)),
+            };
             // A body that broke its limits or its framing is the client's fault.
             let result = result.map_err(|e| verdict.get().map_or(e, ProxyError::Refused));
             if let Some(Admit::New { probe }) = plan.breaker {
@@ -151,7 +163,7 @@ pub async fn handle(
         }),
         (Err(e), _, _) => Err(e),
     };
-    let resp = finish(&snap, route, answered_by, started, result);
+    let resp = finish(&snap, route, answered_by, started, result, grpc);
     if leaves_framing && !tunnelled {
         closing(resp)
     } else {
@@ -247,8 +259,12 @@ fn plan<'a>(
     let query = parts.uri.query().map(str::to_owned);
     let mut primary = outgoing(parts, client, trust_forwarded, tunnel.as_ref());
     let fallback = acting
-        .and_then(|(_, r)| r.fallback)
-        .filter(|f| *f != upstream && forward::is_idempotent(&primary.method))
+        .and_then(|(_, r)| Some((r.fallback?, r)))
+        .filter(|(f, r)| {
+            let idempotent_call = r.matches.grpc.as_ref().is_some_and(|g| g.idempotent);
+            *f != upstream && (forward::is_idempotent(&primary.method) || idempotent_call)
+        })
+        .map(|(f, _)| f)
         .map(|f| (f, primary.clone()));
     let requests = if method_refused {
         Err(ProxyError::Refused(Refusal::MethodNotAllowed))
@@ -282,7 +298,7 @@ fn outgoing(
         let authority = parts.uri.authority()?;
         HeaderValue::from_str(authority.as_str()).ok()
     });
-    headers::forward_request_headers(
+    let te_trailers = headers::forward_request_headers(
         &mut parts.headers,
         &ClientContext {
             ip: client.addr.ip(),
@@ -304,6 +320,7 @@ fn outgoing(
             .unwrap_or_else(|| PathAndQuery::from_static("/")),
         headers: parts.headers,
         client_host,
+        te_trailers,
     }
 }
 
@@ -340,10 +357,18 @@ async fn send(
 ) {
     let max_buffer = snap.config.server.fallback_max_body;
     match requests.fallback {
-        Some((fallback, fallback_request)) if !upgrade && fits(&body, max_buffer) => {
-            let bytes = match buffer(body, max_buffer).await {
-                Ok(b) => b,
-                Err(e) => return (Err(e), upstream),
+        Some((fallback, fallback_request)) if !upgrade => {
+            // Read into memory as far as the limit (a body of unknown length too, as
+            // every gRPC call's is): whole, it may be sent twice.
+            let bytes = match body.buffer_upto(max_buffer).await {
+                Ok(Buffered::Whole(bytes)) => bytes,
+                Ok(Buffered::Streamed(body)) => {
+                    return stream(snap, upstream, requests.primary, body, mirror).await
+                }
+                Err(_) => {
+                    let unread = Refusal::BadRequest("the request body could not be read");
+                    return (Err(ProxyError::Refused(unread)), upstream);
+                }
             };
             if let Some(capture) = mirror {
                 capture.finish_with(&bytes);
@@ -369,15 +394,27 @@ async fn send(
             let result = forward::send_replayable(pool, requests.primary, Bytes::new()).await;
             (result, upstream)
         }
-        _ => {
-            let pool = snap.pool(upstream);
-            let body = match mirror {
-                Some(capture) => body::tapped(body, capture),
-                None => body::streamed(body),
-            };
-            (forward::send(pool, requests.primary, body).await, upstream)
-        }
+        _ => stream(snap, upstream, requests.primary, body, mirror).await,
     }
+}
+
+/// Send the request with its body streamed: one attempt, it cannot be replayed.
+async fn stream(
+    snap: &Snapshot,
+    upstream: UpstreamId,
+    request: Outgoing,
+    body: ClientBody,
+    mirror: Option<Capture>,
+) -> (
+    Result<Response<crate::upstream::UpstreamBody>, ProxyError>,
+    UpstreamId,
+) {
+    let body = match mirror {
+        Some(capture) => body::tapped(body, capture),
+        None => body::streamed(body),
+    };
+    let pool = snap.pool(upstream);
+    (forward::send(pool, request, body).await, upstream)
 }
 
 /// Ask the route's circuit breaker, if it has one and the request is not going to
@@ -429,6 +466,7 @@ fn finish(
     upstream: UpstreamId,
     started: Instant,
     result: Result<Response<ResponseBody>, ProxyError>,
+    grpc: bool,
 ) -> Response<ResponseBody> {
     let mut resp = match result {
         Ok(mut resp) => {
@@ -440,7 +478,12 @@ fn finish(
             if let ProxyError::Refused(_) = e {
                 crate::metrics::client_refusal(e.cause());
             }
-            e.response(snap.pool(upstream).name())
+            let upstream = snap.pool(upstream).name();
+            if grpc {
+                e.grpc_response(upstream)
+            } else {
+                e.response(upstream)
+            }
         }
     };
     let live = snap.live(route);
@@ -459,18 +502,4 @@ fn with_query(mut path: String, query: Option<&str>) -> Option<PathAndQuery> {
         path.push_str(q);
     }
     PathAndQuery::try_from(path).ok()
-}
-
-/// Whether a body can be buffered for a fallback: empty, or of a known small length.
-fn fits(body: &ClientBody, max: u64) -> bool {
-    body.is_end_stream() || body.size_hint().upper().is_some_and(|n| n <= max)
-}
-
-async fn buffer(body: ClientBody, max: u64) -> Result<Bytes, ProxyError> {
-    let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    Limited::new(body, limit)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|_| ProxyError::Refused(Refusal::BadRequest("the request body could not be read")))
 }

@@ -152,6 +152,19 @@ pub struct RouteMatch {
     pub headers: Vec<HeaderMatch>,
     pub query: Vec<ParamMatch>,
     pub cookies: Vec<ParamMatch>,
+    /// Set by `match.grpc`, which the path, method and content-type conditions above
+    /// carry out; kept for what the route says of its calls.
+    pub grpc: Option<GrpcMatch>,
+}
+
+/// A route's gRPC service and method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcMatch {
+    pub service: String,
+    pub method: Option<String>,
+    /// The method may be called twice (declared `idempotent`): a failed call may go
+    /// to the route's fallback.
+    pub idempotent: bool,
 }
 
 impl RouteMatch {
@@ -332,6 +345,7 @@ mod tests {
                 name: "tier".into(),
                 value: ValueMatch::Present,
             }],
+            grpc: None,
         };
         let ok = [
             ("host", "shop.example"),

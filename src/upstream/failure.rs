@@ -39,6 +39,23 @@ impl UpstreamFailure {
     }
 }
 
+/// An error with every cause under it, `outer: inner: innermost`: hyper's own text
+/// ("client error (SendRequest)") names none, the stream reset or refused connection
+/// that the log must show is further down.
+pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
+}
+
 fn has_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {

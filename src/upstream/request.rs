@@ -14,6 +14,10 @@ pub struct Outgoing {
     pub headers: HeaderMap,
     /// The host the client asked for, sent upstream unless the upstream sets its own.
     pub client_host: Option<HeaderValue>,
+    /// The client sent `TE: trailers`. Hop-by-hop, so removed, but an HTTP/2 upstream
+    /// is told again: gRPC servers refuse a call without it (RFC 9113 8.2.2 allows this
+    /// one value; Envoy and nginx's grpc_pass send it too).
+    pub te_trailers: bool,
 }
 
 impl Outgoing {
@@ -59,6 +63,9 @@ impl Outgoing {
             .or_else(|| HeaderValue::from_str(endpoint.spec.authority.as_str()).ok());
         if let Some(host) = host {
             headers.insert(header::HOST, host);
+        }
+        if self.te_trailers && pool.spec().http2 {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
         *req.headers_mut() = headers;
         req

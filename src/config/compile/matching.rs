@@ -36,8 +36,8 @@ impl Compiler<'_> {
                 }
             })
             .collect();
-        let path = raw.path.as_ref().and_then(|p| self.path(route, p));
-        let headers = raw
+        let mut path = raw.path.as_ref().and_then(|p| self.path(route, p));
+        let mut headers: Vec<HeaderMatch> = raw
             .headers
             .iter()
             .filter_map(|h| {
@@ -60,6 +60,23 @@ impl Compiler<'_> {
             .collect();
         let query = self.params(route, "query parameter", &raw.query);
         let cookies = self.params(route, "cookie", &raw.cookies);
+        let mut methods = methods;
+        let grpc = raw.grpc.as_ref().and_then(|g| {
+            let grpc = self.grpc_match(route, raw, g)?;
+            // A gRPC call: POST to /service/method, with a gRPC content type.
+            path = Some(match &grpc.method {
+                Some(method) => PathMatch::Exact(format!("/{}/{method}", grpc.service)),
+                None => PathMatch::Prefix(format!("/{}/", grpc.service)),
+            });
+            methods = vec![Method::POST];
+            headers.push(HeaderMatch {
+                name: http::header::CONTENT_TYPE,
+                value: ValueMatch::Regex(
+                    full_match_regex("(?i)application/grpc([+;].*)?").expect("a valid regex"),
+                ),
+            });
+            Some(grpc)
+        });
         RouteMatch {
             hosts,
             methods,
@@ -67,7 +84,47 @@ impl Compiler<'_> {
             headers,
             query,
             cookies,
+            grpc,
         }
+    }
+
+    fn grpc_match(
+        &mut self,
+        route: &str,
+        raw: &RawMatch,
+        g: &Spanned<RawGrpcMatch>,
+    ) -> Option<GrpcMatch> {
+        let span = g.span();
+        if raw.path.is_some() || !raw.methods.is_empty() {
+            self.error(span, format!("route {route:?}: match.grpc names the path and method of its calls: give no path or methods beside it"));
+            return None;
+        }
+        let RawGrpcMatch {
+            service,
+            method,
+            idempotent,
+        } = g.get_ref();
+        // A service is a package-qualified name (shop.v1.Items), a method an identifier.
+        let ident =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !service.split('.').all(ident) {
+            self.error(span, format!("route {route:?}: grpc service {service:?} is not a service name such as \"shop.v1.Items\""));
+            return None;
+        }
+        if let Some(m) = method.as_deref().filter(|m| !ident(m)) {
+            self.error(
+                span,
+                format!(
+                    "route {route:?}: grpc method {m:?} is not a method name such as \"GetItem\""
+                ),
+            );
+            return None;
+        }
+        Some(GrpcMatch {
+            service: service.clone(),
+            method: method.clone(),
+            idempotent: *idempotent,
+        })
     }
 
     pub(super) fn params(

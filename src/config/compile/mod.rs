@@ -6,7 +6,8 @@ use super::reach::unreachable_routes;
 use super::{AdminSettings, Config, RouteFeatures, Secret, ShadowSettings};
 use crate::compare::Rules;
 use crate::routing::matcher::{
-    full_match_regex, HeaderMatch, HostMatch, ParamMatch, PathMatch, RouteMatch, ValueMatch,
+    full_match_regex, GrpcMatch, HeaderMatch, HostMatch, ParamMatch, PathMatch, RouteMatch,
+    ValueMatch,
 };
 use crate::routing::protocol::{self, Protocols};
 use crate::routing::rewrite::{PathRewrite, Rewrite};

@@ -1,0 +1,282 @@
+//! gRPC through banyan: real tonic servers and clients on loopback, over h2c and TLS
+//! (ALPN h2), unary calls and every streaming kind, trailers and metadata, and banyan's
+//! own failures arriving as gRPC statuses.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod grpc_support;
+
+use bytes::Bytes;
+use common::certs::Ca;
+use common::{banyan, dead_addr};
+use grpc_support::{GetRequest, Item, Items, ItemsClient};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tonic::Code;
+
+fn forward_to(upstream: SocketAddr) -> String {
+    format!(
+        "default = \"items\"\n[upstreams.items]\nendpoints = [\"http://{upstream}\"]\nhttp2 = true\n"
+    )
+}
+
+fn get(id: i64) -> GetRequest {
+    GetRequest {
+        id,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn unary_and_every_streaming_kind_pass_through_h2c() {
+    let items = Items::new(100);
+    let upstream = grpc_support::serve(items.clone()).await;
+    let b = banyan(&forward_to(upstream)).await;
+    let mut client = ItemsClient::connect(b.proxy_addr).await;
+
+    // Unary: the message, the upstream's metadata (text and binary) and its trailers.
+    let resp = client.get(get(7)).await.expect("unary call through banyan");
+    assert_eq!(resp.metadata().get("x-served-by").unwrap(), "price-100");
+    assert_eq!(
+        resp.metadata()
+            .get_bin("x-trace-bin")
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+            .as_ref(),
+        [0, 1, 2, 255]
+    );
+    assert_eq!(resp.into_inner().price, 700);
+    // gRPC servers refuse a call without `te: trailers`: banyan passes it on.
+    let seen = items.seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(seen.get("te").unwrap(), "trailers");
+    assert!(seen.get("x-forwarded-for").is_some());
+
+    // The upstream's own error status travels in the trailers, message and all.
+    let status = client
+        .get(GetRequest {
+            id: 3,
+            fail_with: Code::NotFound as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(status.message(), "item 3 failed");
+
+    // Server streaming, client streaming, and a bidirectional call that is interactive
+    // end to end (each answer arrives before the next item is sent).
+    let listed = client.list(200).await.expect("server streaming");
+    assert_eq!(listed.len(), 200);
+    assert_eq!(listed[199].price, 20_000);
+    let uploaded: Vec<Item> = (1..=50)
+        .map(|i| Item {
+            price: i,
+            ..Default::default()
+        })
+        .collect();
+    let summary = client.upload(uploaded).await.expect("client streaming");
+    assert_eq!((summary.count, summary.total), (50, 1275));
+    let answers = client
+        .chat(&[1, 2, 3, 4])
+        .await
+        .expect("bidirectional streaming");
+    assert_eq!(answers, [2, 4, 6, 8]);
+
+    // A message larger than HTTP/2's initial windows: flow control both ways.
+    let big = client
+        .get(GetRequest {
+            id: 1,
+            blob_bytes: 3 * 1024 * 1024,
+            ..Default::default()
+        })
+        .await
+        .expect("a 3 MiB message");
+    assert_eq!(big.into_inner().blob.len(), 3 * 1024 * 1024);
+}
+
+#[tokio::test]
+async fn grpc_over_tls_with_alpn_h2() {
+    let ca = Ca::new();
+    let leaf = ca.leaf("shop", &["localhost"]);
+    let upstream = grpc_support::serve(Items::new(5)).await;
+    let config = format!(
+        "{}[server.tls]\nlisten = \"127.0.0.1:0\"\ncertificates = [{{ cert = {:?}, key = {:?} }}]\n",
+        forward_to(upstream),
+        leaf.cert,
+        leaf.key
+    );
+    let b = banyan(&config).await;
+    let tls_addr = b.tls_addr.expect("an HTTPS listener");
+    let pem = std::fs::read_to_string(ca.pem_path()).unwrap();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(pem))
+        .domain_name("localhost");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{tls_addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .expect("a TLS connection that negotiated h2");
+    let mut client = ItemsClient::over(channel);
+    assert_eq!(client.get(get(4)).await.unwrap().into_inner().price, 20);
+    assert_eq!(client.list(3).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn banyans_own_failures_are_grpc_statuses() {
+    let dead = dead_addr().await;
+    let live = grpc_support::serve(Items::new(1)).await;
+    let b = banyan(&format!(
+        "{}[upstreams.live]\nendpoints = [\"http://{live}\"]\nhttp2 = true\n\
+         [[routes]]\nname = \"small\"\nmatch = {{ path = {{ prefix = \"/shop.Items/Upload\" }} }}\n\
+         action = \"forward\"\nupstream = \"live\"\nmax_body = 64\n",
+        forward_to(dead)
+    ))
+    .await;
+    let mut client = ItemsClient::connect(b.proxy_addr).await;
+
+    let status = client.get(get(1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("could not connect to the upstream items"),
+        "{status:?}"
+    );
+    assert_eq!(
+        status.metadata().get("x-banyan-error").unwrap(),
+        "upstream_connect_failed"
+    );
+
+    // Over the route's body limit: RESOURCE_EXHAUSTED, not an HTTP 413.
+    let items: Vec<Item> = (0..10)
+        .map(|i| Item {
+            name: "x".repeat(40),
+            price: i,
+            ..Default::default()
+        })
+        .collect();
+    let status = client.upload(items).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("larger than this route takes"),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn grpc_timeout_is_the_upstream_deadline() {
+    let upstream = grpc_support::serve(Items::new(1)).await;
+    let b = banyan(&forward_to(upstream)).await;
+
+    // A raw HTTP/2 call: tonic's client would enforce the deadline itself and never let
+    // banyan's answer through. The upstream takes 5 s; the caller gives 300 ms.
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let call = |timeout: &'static str, delay_ms: u32| {
+        let body = grpc_support::frame(&GetRequest {
+            id: 2,
+            delay_ms,
+            ..Default::default()
+        });
+        http::Request::post(format!("http://{}/shop.Items/Get", b.proxy_addr))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("grpc-timeout", timeout)
+            .body(Full::new(body))
+            .unwrap()
+    };
+    let started = Instant::now();
+    let resp = client.request(call("300m", 5_000)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    assert_eq!(h["grpc-status"], "4", "{h:?}");
+    assert_eq!(h["x-banyan-error"], "grpc_deadline_exceeded");
+    assert!(
+        h["grpc-message"].to_str().unwrap().contains("grpc-timeout"),
+        "{h:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "banyan waited for the upstream"
+    );
+
+    // Within its deadline, a call is served as usual, its status in the trailers.
+    let resp = client.request(call("5S", 0)).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    assert!(parts.headers.get("grpc-status").is_none());
+    let collected = body.collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert!(collected.to_bytes().len() > 5);
+}
+
+#[tokio::test]
+async fn routes_match_grpc_service_and_method_and_fall_back_only_when_idempotent() {
+    let legacy = grpc_support::serve(Items::new(1)).await;
+    let new = grpc_support::serve(Items::new(2)).await;
+    let dead = dead_addr().await;
+    let b = banyan(&format!(
+        "default = \"legacy\"\n\
+         [upstreams.legacy]\nendpoints = [\"http://{legacy}\"]\nhttp2 = true\n\
+         [upstreams.new]\nendpoints = [\"http://{new}\"]\nhttp2 = true\n\
+         [upstreams.broken]\nendpoints = [\"http://{dead}\"]\nhttp2 = true\n\
+         [[routes]]\nname = \"get\"\n\
+         match = {{ grpc = {{ service = \"shop.Items\", method = \"Get\", idempotent = true }} }}\n\
+         action = \"forward\"\nupstream = \"broken\"\nfallback = \"legacy\"\n\
+         [[routes]]\nname = \"upload\"\n\
+         match = {{ grpc = {{ service = \"shop.Items\", method = \"Upload\" }} }}\n\
+         action = \"forward\"\nupstream = \"broken\"\nfallback = \"legacy\"\n\
+         [[routes]]\nname = \"items\"\nmatch = {{ grpc = {{ service = \"shop.Items\" }} }}\n\
+         action = \"forward\"\nupstream = \"new\"\n"
+    ))
+    .await;
+    let mut client = ItemsClient::connect(b.proxy_addr).await;
+
+    // The rest of the service goes to the new implementation (prices doubled).
+    let listed = client.list(3).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|i| i.price).collect::<Vec<_>>(),
+        [2, 4, 6]
+    );
+
+    // Get is declared idempotent: its call went to the dead service, then to legacy.
+    let item = client.get(get(5)).await.expect("served by the fallback");
+    assert_eq!(item.into_inner().price, 5);
+    let fallbacks = common::metric(
+        b.admin_addr,
+        "banyan_fallbacks_total{reason=\"connect_failed\",route=\"get\"}",
+    )
+    .await;
+    assert_eq!(fallbacks, 1.0);
+
+    // Upload is not: a gRPC call is a POST, never sent twice unless declared so.
+    let status = client
+        .upload(vec![Item {
+            price: 1,
+            ..Default::default()
+        }])
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    // The same path without a gRPC content type is no gRPC call: the default serves it.
+    let got = common::send(
+        &common::client(),
+        "POST",
+        &format!("http://{}/shop.Items/Get", b.proxy_addr),
+        &[("content-type", "application/json")],
+        "{}",
+    )
+    .await;
+    assert_ne!(
+        got.header("x-banyan-error"),
+        Some("upstream_connect_failed")
+    );
+}
