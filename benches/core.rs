@@ -73,6 +73,7 @@ fn bodies(bytes: usize) -> (Response, Response) {
             status: 200,
             headers,
             body: Bytes::from(format!(r#"{{"items":[{}]}}"#, items.join(","))),
+            call: None,
         }
     };
     (response(a), response(b))

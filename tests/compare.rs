@@ -16,6 +16,7 @@ fn json(body: &str) -> Response {
         status: 200,
         headers,
         body: Bytes::from(body.to_string()),
+        call: None,
     }
 }
 

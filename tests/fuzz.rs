@@ -232,6 +232,7 @@ fn response(v: &Value) -> Response {
         status: 200,
         headers,
         body: Bytes::from(serde_json::to_vec(v).unwrap()),
+        call: None,
     }
 }
 

@@ -280,3 +280,155 @@ async fn routes_match_grpc_service_and_method_and_fall_back_only_when_idempotent
         Some("upstream_connect_failed")
     );
 }
+
+/// `grpc_support::PROTO` compiled (by protox, as protoc would) into a descriptor set file.
+fn descriptor_set(dir: &std::path::Path) -> std::path::PathBuf {
+    use prost::Message;
+    std::fs::write(dir.join("shop.proto"), grpc_support::PROTO).unwrap();
+    let set = protox::compile(["shop.proto"], [dir]).expect("the test proto compiles");
+    let path = dir.join("shop.binpb");
+    std::fs::write(&path, set.encode_to_vec()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_shadowed_unary_call_is_compared_field_by_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let descriptors = descriptor_set(dir.path());
+    // Two implementations that differ in one field: price.
+    let legacy = Items::new(100);
+    let legacy_addr = grpc_support::serve(legacy.clone()).await;
+    let new = Items::new(101);
+    let new_addr = grpc_support::serve(new.clone()).await;
+    let b = banyan(&format!(
+        "default = \"legacy\"\n\
+         [upstreams.legacy]\nendpoints = [\"http://{legacy_addr}\"]\nhttp2 = true\n\
+         [upstreams.new]\nendpoints = [\"http://{new_addr}\"]\nhttp2 = true\n\
+         [shadow]\nstore = {:?}\n\
+         [[routes]]\nname = \"grpc-get\"\n\
+         match = {{ grpc = {{ service = \"shop.Items\" }} }}\n\
+         action = \"shadow\"\nupstream = \"legacy\"\nshadow = {{ to = \"new\" }}\n\
+         shadow_methods = [\"POST\"]\n\
+         compare = {{ protobuf = {{ descriptor_set = {:?} }}, ignore = [\"header.x-served-by\"] }}\n",
+        dir.path().join("diffs.sqlite"),
+        descriptors,
+    ))
+    .await;
+    let mut client = ItemsClient::connect(b.proxy_addr).await;
+
+    // Every call of the service is shadowed (shadow_methods), answered by legacy.
+    let item = client.get(get(3)).await.unwrap().into_inner();
+    assert_eq!(item.price, 300);
+    let report = || async {
+        serde_json::from_slice::<serde_json::Value>(
+            &common::get(b.admin_addr, "/api/diffs?route=grpc-get", &[])
+                .await
+                .body,
+        )
+        .unwrap()
+    };
+    assert!(
+        common::eventually(Duration::from_secs(5), || async {
+            report().await["groups"][0]["example_id"].is_i64()
+        })
+        .await,
+        "no sample stored: {}",
+        report().await
+    );
+    let id = report().await["groups"][0]["example_id"].as_i64().unwrap();
+    let sample: serde_json::Value = serde_json::from_slice(
+        &common::get(b.admin_addr, &format!("/api/diffs/{id}"), &[])
+            .await
+            .body,
+    )
+    .unwrap();
+    let differences = sample["differences"].as_array().unwrap();
+    let fields: Vec<&str> = differences
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["$.price"], "{sample:#}");
+    assert_eq!(differences[0]["primary"], "300");
+    assert_eq!(differences[0]["shadow"], "303");
+    // The sample shows the decoded messages, by field name.
+    let body = |side: &str| -> serde_json::Value {
+        serde_json::from_str(sample[side]["body"].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(body("primary")["name"], "item 3", "{sample:#}");
+    assert_eq!(body("shadow")["price"], 303);
+
+    // A streaming call (so says the descriptor set) passes through, counted, uncopied.
+    assert_eq!(client.list(2).await.unwrap().len(), 2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let calls = |items: &Items| items.seen.lock().unwrap().len();
+    assert_eq!(
+        (calls(&legacy), calls(&new)),
+        (2, 1),
+        "List reached the shadow"
+    );
+    let skipped = common::metric(
+        b.admin_addr,
+        "banyan_shadow_requests_total{outcome=\"skipped\",route=\"grpc-get\"}",
+    )
+    .await;
+    assert_eq!(skipped, 1.0);
+}
+
+#[tokio::test]
+async fn methods_without_side_effects_in_the_descriptor_set_are_shadowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let descriptors = descriptor_set(dir.path());
+    let legacy = Items::new(1);
+    let legacy_addr = grpc_support::serve(legacy.clone()).await;
+    let new = Items::new(1);
+    let new_addr = grpc_support::serve(new.clone()).await;
+    let b = banyan(&format!(
+        "default = \"legacy\"\n\
+         [upstreams.legacy]\nendpoints = [\"http://{legacy_addr}\"]\nhttp2 = true\n\
+         [upstreams.new]\nendpoints = [\"http://{new_addr}\"]\nhttp2 = true\n\
+         [[routes]]\nname = \"grpc-described\"\n\
+         match = {{ grpc = {{ service = \"shop.Items\" }} }}\n\
+         action = \"shadow\"\nupstream = \"legacy\"\nshadow = {{ to = \"new\" }}\n\
+         compare = {{ protobuf = {{ descriptor_set = {:?} }} }}\n",
+        descriptors,
+    ))
+    .await;
+    let mut client = ItemsClient::connect(b.proxy_addr).await;
+    let calls = |items: &Items| items.seen.lock().unwrap().len();
+    // Get is NO_SIDE_EFFECTS: copied though it is a POST, and the answers match.
+    client.get(get(1)).await.unwrap();
+    assert!(common::eventually(Duration::from_secs(5), || async { calls(&new) == 1 }).await);
+    // Upload says nothing: a write, never sent twice.
+    client.upload(vec![Item::default()]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!((calls(&legacy), calls(&new)), (2, 1));
+    let matched = common::metric(
+        b.admin_addr,
+        "banyan_shadow_requests_total{outcome=\"match\",route=\"grpc-described\"}",
+    )
+    .await;
+    assert_eq!(matched, 1.0, "the two implementations agree on Get");
+}
+
+#[test]
+fn a_bad_descriptor_set_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_set = dir.path().join("shop.proto");
+    std::fs::write(&not_a_set, grpc_support::PROTO).unwrap();
+    for (file, phrase) in [
+        (not_a_set.clone(), "is not a descriptor set"),
+        (dir.path().join("missing.binpb"), "cannot read"),
+    ] {
+        let text = format!(
+            "default = \"legacy\"\n[upstreams.legacy]\nendpoints = [\"http://127.0.0.1:1\"]\nhttp2 = true\n\
+             [upstreams.new]\nendpoints = [\"http://127.0.0.1:2\"]\nhttp2 = true\n\
+             [[routes]]\nname = \"g\"\nmatch = {{ grpc = {{ service = \"shop.Items\" }} }}\n\
+             action = \"shadow\"\nupstream = \"legacy\"\nshadow = {{ to = \"new\" }}\n\
+             compare = {{ protobuf = {{ descriptor_set = {file:?} }} }}\n"
+        );
+        let err = banyan::config::Config::parse(&banyan::config::Source::new("g.toml", text))
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains(phrase) && err.contains("g.toml:14:"), "{err}");
+    }
+}

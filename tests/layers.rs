@@ -45,7 +45,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("routing", &["routing/"]),
     (
         "leaves",
-        &["inbound/", "grpc/", "clock.rs", "ids.rs", "fswatch.rs", "lib.rs"],
+        &[
+            "inbound/",
+            "grpc/",
+            "clock.rs",
+            "ids.rs",
+            "fswatch.rs",
+            "lib.rs",
+        ],
     ),
 ];
 

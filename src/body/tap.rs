@@ -81,6 +81,16 @@ impl Capture {
         }
     }
 
+    /// Trailers at the body's end (a gRPC answer's status): kept with the head's
+    /// headers, where comparison reads them.
+    fn trailers(&mut self, trailers: &HeaderMap) {
+        if let Some(head) = self.head.as_mut() {
+            for (name, value) in trailers {
+                head.headers.append(name, value.clone());
+            }
+        }
+    }
+
     /// Deliver what was kept: the body is over.
     pub fn finish(&mut self) {
         if let Some(tx) = self.done.take() {
@@ -162,6 +172,8 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     capture.push(data);
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    capture.trailers(trailers);
                 }
                 // hyper stops polling once the body says it has ended: finish here, as
                 // the final `None` may never be asked for.

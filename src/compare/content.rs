@@ -22,6 +22,9 @@ pub fn compare(primary: &Response, shadow: &Response, rules: &Rules, out: &mut V
     {
         return;
     }
+    if crate::grpc::is_grpc(&primary.headers) && crate::grpc::is_grpc(&shadow.headers) {
+        return super::grpc::compare(primary, shadow, rules, out);
+    }
     let (a, b) = (decoded(primary), decoded(shadow));
     if a == b {
         return;

@@ -2,8 +2,10 @@
 //! differences. No I/O, no clock: everything here is unit-tested without sockets.
 
 pub mod content;
+pub mod grpc;
 pub mod json;
 pub mod noise;
+pub mod protobuf;
 pub mod rules;
 
 use bytes::Bytes;
@@ -59,8 +61,12 @@ pub struct Difference {
 #[derive(Debug, Clone, Default)]
 pub struct Response {
     pub status: u16,
+    /// With the trailers, where a gRPC answer's status and trailing metadata are.
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The gRPC call (`/shop.Items/Get`) this answers, when it answers one: its
+    /// messages are decoded by the method's type.
+    pub call: Option<String>,
 }
 
 /// Every difference between two responses under a route's rules.
@@ -81,7 +87,7 @@ pub fn compare(primary: &Response, shadow: &Response, rules: &Rules) -> Vec<Diff
 }
 
 /// Headers that differ between any two responses and say nothing about behaviour.
-const IGNORED_HEADERS: [&str; 9] = [
+const IGNORED_HEADERS: [&str; 11] = [
     "date",
     "server",
     "x-request-id",
@@ -90,6 +96,9 @@ const IGNORED_HEADERS: [&str; 9] = [
     "connection",
     "keep-alive",
     "etag",
+    // How gRPC messages travelled; the decompressed messages are compared.
+    "grpc-encoding",
+    "grpc-accept-encoding",
     // Compared only by presence below: the values are sessions and the like.
     "set-cookie",
 ];

@@ -18,6 +18,8 @@ pub struct Rules {
     pub compare_headers: HashSet<String>,
     /// Applied in order to text bodies before they are compared.
     pub normalizers: Vec<(Regex, String)>,
+    /// The descriptor set gRPC answers are decoded with (`compare.protobuf`).
+    pub protobuf: Option<super::protobuf::Protobuf>,
 }
 
 /// Numbers closer than either bound are equal.

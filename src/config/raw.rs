@@ -265,6 +265,17 @@ pub struct RawCompare {
     /// JSON paths whose values are hashed before a sample is stored.
     #[serde(default)]
     pub redact: Vec<Spanned<String>>,
+    /// How gRPC messages are decoded: `{ descriptor_set = "shop.binpb" }`.
+    pub protobuf: Option<Spanned<RawProtobuf>>,
+}
+
+/// `protobuf = { descriptor_set = "shop.binpb" }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProtobuf {
+    /// A `FileDescriptorSet` file, as `protoc --descriptor_set_out` or `buf build -o`
+    /// write it.
+    pub descriptor_set: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

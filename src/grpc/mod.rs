@@ -16,6 +16,8 @@ pub const TIMEOUT: &str = "grpc-timeout";
 pub const STATUS: &str = "grpc-status";
 /// `grpc-message`: the outcome's description, percent-encoded.
 pub const MESSAGE: &str = "grpc-message";
+/// `grpc-encoding`: how the compressed messages of a body are compressed.
+pub const ENCODING: &str = "grpc-encoding";
 
 /// Whether a request or response is gRPC: `application/grpc`, alone or with a `+proto`,
 /// `+json`... suffix or parameters. gRPC-Web (`application/grpc-web`) is not: it runs

@@ -259,12 +259,13 @@ fn plan<'a>(
     let query = parts.uri.query().map(str::to_owned);
     let mut primary = outgoing(parts, client, trust_forwarded, tunnel.as_ref());
     let fallback = acting
-        .and_then(|(_, r)| Some((r.fallback?, r)))
-        .filter(|(f, r)| {
-            let idempotent_call = r.matches.grpc.as_ref().is_some_and(|g| g.idempotent);
-            *f != upstream && (forward::is_idempotent(&primary.method) || idempotent_call)
+        .and_then(|(id, r)| Some((r.fallback?, id, r)))
+        .filter(|(f, id, r)| {
+            *f != upstream
+                && (forward::is_idempotent(&primary.method)
+                    || idempotent_call(snap, *id, r, primary.path_and_query.path()))
         })
-        .map(|(f, _)| f)
+        .map(|(f, _, _)| f)
         .map(|f| (f, primary.clone()));
     let requests = if method_refused {
         Err(ProxyError::Refused(Refusal::MethodNotAllowed))
@@ -284,6 +285,22 @@ fn plan<'a>(
         breaker,
         tunnel,
     }
+}
+
+/// A gRPC call the route declares without side effects, or whose descriptor set (the
+/// route's `compare.protobuf`) does.
+fn idempotent_call(snap: &Snapshot, id: RouteId, route: &Route, path: &str) -> bool {
+    let Some(grpc) = &route.matches.grpc else {
+        return false;
+    };
+    grpc.idempotent
+        || snap
+            .config
+            .features(id)
+            .shadow
+            .as_ref()
+            .and_then(|s| s.rules.protobuf.as_ref())
+            .is_some_and(|p| p.is_idempotent(path))
 }
 
 /// The request as every upstream gets it: the client's, with hop-by-hop headers gone and

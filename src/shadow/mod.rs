@@ -43,7 +43,7 @@ pub fn target(
     } else {
         spec.to
     };
-    if !spec.shadows_method(req.method) {
+    if !spec.shadows_method(req.method) && !described_idempotent(spec, req) {
         return None;
     }
     if spec.threshold >= crate::routing::split::BUCKETS {
@@ -54,6 +54,16 @@ pub fn target(
         None => rand::random_range(0..crate::routing::split::BUCKETS),
     };
     (b < spec.threshold).then_some(to)
+}
+
+/// A gRPC call the route's descriptor set says has no side effects (on a route for a
+/// whole service; a route for one method has it in its methods already).
+fn described_idempotent(spec: &ShadowSpec, req: &RequestView<'_>) -> bool {
+    spec.rules
+        .protobuf
+        .as_ref()
+        .is_some_and(|p| p.is_idempotent(req.path))
+        && crate::grpc::is_grpc(req.headers)
 }
 
 /// What every shadow copy under one snapshot shares: the pools to send copies to, the
@@ -89,6 +99,17 @@ pub fn begin(
     started: Instant,
 ) -> Option<Mirror> {
     let spec = spec.clone();
+    // A streaming call (as the descriptor set says) passes through, counted, uncompared.
+    let path = outgoing.path_and_query.path();
+    if spec
+        .rules
+        .protobuf
+        .as_ref()
+        .is_some_and(|p| p.is_streaming(path))
+    {
+        figures.shadow.outcome(ShadowOutcome::Skipped);
+        return None;
+    }
     let Some(permits) = env.limits.acquire(route) else {
         figures.shadow.outcome(ShadowOutcome::Dropped);
         return None;
@@ -151,6 +172,7 @@ mod tests {
             noise: false,
             rules: Arc::new(Default::default()),
             redact: Vec::new(),
+            grpc_idempotent: false,
         }
     }
 

@@ -33,6 +33,9 @@ pub struct ShadowSpec {
     pub rules: Arc<Rules>,
     /// JSON paths (globs) whose values are hashed before a sample is stored.
     pub redact: Vec<String>,
+    /// The route's gRPC calls have no side effects (declared, or by the descriptor
+    /// set): they are shadowed, and copied for noise, though they are POSTs.
+    pub grpc_idempotent: bool,
 }
 
 impl ShadowSpec {

@@ -130,7 +130,14 @@ async fn send_copies(
         body.clone(),
         job.max_body,
     );
-    let with_secondary = job.spec.noise && SAFE_METHODS.contains(&job.primary_request.method);
+    let described = |call: &String| {
+        let protobuf = job.spec.rules.protobuf.as_ref();
+        protobuf.is_some_and(|p| p.is_idempotent(call))
+    };
+    let replayable = SAFE_METHODS.contains(&job.primary_request.method)
+        || grpc_call(&job.primary_request)
+            .is_some_and(|call| job.spec.grpc_idempotent || described(&call));
+    let with_secondary = job.spec.noise && replayable;
     let secondary = async {
         if !with_secondary {
             return None;
@@ -155,6 +162,7 @@ async fn primary_answer(job: &mut Job) -> Result<(Response, Duration), Outcome> 
                 status: head.status.as_u16(),
                 headers: head.headers,
                 body: concat(body),
+                call: grpc_call(&job.primary_request),
             },
             head.at.duration_since(job.started),
         )),
@@ -238,12 +246,22 @@ fn store(
     let redactor = Redactor::new(&rules);
     // Which side answered: in a canary, the primary is legacy or new request by request.
     let response = |r: &Response, upstream: UpstreamId| {
-        let decoded = crate::compare::content::decoded(r);
+        // A gRPC answer the descriptor set describes is shown as its decoded messages.
+        let body = match crate::compare::grpc::decoded(r, &job.spec.rules) {
+            Some(Ok(messages)) => {
+                let text = serde_json::to_vec(&messages).unwrap_or_default();
+                redactor.body(&text, Some("application/json"))
+            }
+            _ => redactor.body(
+                &crate::compare::content::decoded(r),
+                content_type(&r.headers),
+            ),
+        };
         json!({
             "upstream": job.env.pool(upstream).name(),
             "status": r.status,
             "headers": redactor.headers(&r.headers),
-            "body": redactor.body(&decoded, content_type(&r.headers)),
+            "body": body,
         })
     };
     let req = &job.shadow_request;
@@ -293,6 +311,7 @@ async fn fetch(
     max_body: usize,
 ) -> Result<Fetched, FetchError> {
     let sent = Instant::now();
+    let call = grpc_call(&outgoing);
     let req = outgoing.into_request(pool, body::full(body));
     let resp =
         pool.shadow_client()
@@ -303,8 +322,8 @@ async fn fetch(
                 _ => FetchError::Failed,
             })?;
     let latency = sent.elapsed();
-    let (parts, incoming) = resp.into_parts();
-    let body = Limited::new(incoming, max_body)
+    let (mut parts, incoming) = resp.into_parts();
+    let collected = Limited::new(incoming, max_body)
         .collect()
         .await
         .map_err(|e| {
@@ -313,16 +332,27 @@ async fn fetch(
             } else {
                 FetchError::Failed
             }
-        })?
-        .to_bytes();
+        })?;
+    // Trailers (a gRPC answer's status) are compared with the headers.
+    if let Some(trailers) = collected.trailers() {
+        for (name, value) in trailers {
+            parts.headers.append(name, value.clone());
+        }
+    }
     Ok(Fetched {
         response: Response {
             status: parts.status.as_u16(),
             headers: parts.headers,
-            body,
+            body: collected.to_bytes(),
+            call,
         },
         latency,
     })
+}
+
+/// The gRPC call a request makes (its path), when it is one.
+fn grpc_call(request: &Outgoing) -> Option<String> {
+    crate::grpc::is_grpc(&request.headers).then(|| request.path_and_query.path().to_string())
 }
 
 fn concat(chunks: Vec<Bytes>) -> Bytes {

@@ -4,6 +4,7 @@ use super::error::{ConfigError, Diagnostic, Source};
 use super::raw::*;
 use super::reach::unreachable_routes;
 use super::{AdminSettings, Config, RouteFeatures, Secret, ShadowSettings};
+use crate::compare::protobuf::Protobuf;
 use crate::compare::Rules;
 use crate::routing::matcher::{
     full_match_regex, GrpcMatch, HeaderMatch, HostMatch, ParamMatch, PathMatch, RouteMatch,

@@ -66,6 +66,11 @@ impl Compiler<'_> {
             None => self.shadow(name, raw, ids, &action),
         }
         .map(std::sync::Arc::new);
+        let mut matches = matches;
+        if let (Some(g), Some(raw_grpc)) = (matches.grpc.as_mut(), &raw.matches.grpc) {
+            let rules = shadow.as_ref().map(|s| &*s.rules);
+            g.idempotent = super::shadow::grpc_idempotent(raw_grpc.get_ref(), rules);
+        }
         let legacy = match &migration {
             Some(m) => m.legacy,
             None => fallback.or(default)?,

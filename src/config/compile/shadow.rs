@@ -193,6 +193,15 @@ impl Compiler<'_> {
             }
         }
         let (rules, redact) = self.compare_rules(route, raw.compare.as_ref());
+        // A gRPC call is a POST: shadowed when it has no side effects.
+        let grpc_idempotent = raw
+            .matches
+            .grpc
+            .as_ref()
+            .is_some_and(|g| grpc_idempotent(g.get_ref(), Some(&rules)));
+        if grpc_idempotent && !methods.contains(&Method::POST) {
+            methods.push(Method::POST);
+        }
         Some(ShadowSpec {
             to,
             back: None,
@@ -210,6 +219,7 @@ impl Compiler<'_> {
             noise,
             rules: std::sync::Arc::new(rules),
             redact,
+            grpc_idempotent,
         })
     }
 
@@ -271,6 +281,41 @@ impl Compiler<'_> {
             }
         };
         let redact = self.globs(&c.redact, &format!("route {route:?}: compare.redact"));
+        let mut rules = rules;
+        rules.protobuf = c.protobuf.as_ref().and_then(|p| self.protobuf(route, p));
         (rules, redact)
     }
+
+    fn protobuf(&mut self, route: &str, raw: &Spanned<RawProtobuf>) -> Option<Protobuf> {
+        if !self.reads_file(raw.span()) {
+            return None;
+        }
+        let path = &raw.get_ref().descriptor_set;
+        let read = std::fs::read(path)
+            .map_err(|e| format!("cannot read {path:?}: {e}"))
+            .and_then(|bytes| {
+                Protobuf::decode(&bytes).map_err(|e| format!("{path:?} is not a descriptor set (protoc --descriptor_set_out, buf build -o): {e}"))
+            });
+        match read {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.error(
+                    raw.span(),
+                    format!("route {route:?}: compare.protobuf: {e}"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Whether a route's gRPC method has no side effects: declared `idempotent`, or, on a
+/// route for one method, its `idempotency_level` in the descriptor set.
+pub(super) fn grpc_idempotent(g: &RawGrpcMatch, rules: Option<&Rules>) -> bool {
+    let described = |method: &String| {
+        rules
+            .and_then(|r| r.protobuf.as_ref())
+            .is_some_and(|p| p.is_idempotent(&format!("/{}/{method}", g.service)))
+    };
+    g.idempotent || g.method.as_ref().is_some_and(described)
 }
