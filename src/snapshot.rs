@@ -68,6 +68,14 @@ impl RouteLive {
         &self.figures.name
     }
 
+    /// The figures of an upstream the route can reach, to keep past the request's head.
+    pub fn shared_side(&self, upstream: UpstreamId) -> Option<Arc<SideFigures>> {
+        self.sides
+            .iter()
+            .find(|(id, _)| *id == upstream)
+            .map(|(_, s)| s.clone())
+    }
+
     /// The figures of an upstream the route can reach.
     pub fn side(&self, upstream: UpstreamId) -> Option<&SideFigures> {
         self.sides

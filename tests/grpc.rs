@@ -86,6 +86,28 @@ async fn unary_and_every_streaming_kind_pass_through_h2c() {
         .expect("bidirectional streaming");
     assert_eq!(answers, [2, 4, 6, 8]);
 
+    // Calls are counted by their grpc-status, read from the trailers; a failed call is
+    // a 4xx or 5xx to the route's figures though it travelled as HTTP 200.
+    let calls = |status: &'static str| {
+        let admin = b.admin_addr;
+        async move {
+            common::metric(
+                admin,
+                &format!("banyan_grpc_calls_total{{grpc_status=\"{status}\",route=\"default\",upstream=\"items\"}}"),
+            )
+            .await
+        }
+    };
+    assert!(
+        common::eventually(Duration::from_secs(2), || async {
+            calls("OK").await == 4.0
+        })
+        .await,
+        "{}",
+        calls("OK").await
+    );
+    assert_eq!(calls("NOT_FOUND").await, 1.0);
+
     // A message larger than HTTP/2's initial windows: flow control both ways.
     let big = client
         .get(GetRequest {
@@ -265,6 +287,21 @@ async fn routes_match_grpc_service_and_method_and_fall_back_only_when_idempotent
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let unavailable = common::metric(
+        b.admin_addr,
+        "banyan_grpc_calls_total{grpc_status=\"UNAVAILABLE\",route=\"upload\",upstream=\"broken\"}",
+    )
+    .await;
+    assert_eq!(
+        unavailable, 1.0,
+        "banyan's own answer is counted by its status"
+    );
+    let errors = common::metric(
+        b.admin_addr,
+        "banyan_requests_total{route=\"upload\",status_class=\"5xx\",upstream=\"broken\"}",
+    )
+    .await;
+    assert_eq!(errors, 1.0, "and as the 5xx it equals");
 
     // The same path without a gRPC content type is no gRPC call: the default serves it.
     let got = common::send(

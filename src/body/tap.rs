@@ -119,12 +119,46 @@ impl Capture {
     }
 }
 
+/// How a body ended, for whoever watches it.
+pub enum End<'a> {
+    /// With trailers.
+    Trailers(&'a HeaderMap),
+    /// Without trailers.
+    Plain,
+    /// Broken midway (the peer it streams from failed).
+    Failed,
+    /// Dropped before its end (the client went away).
+    Dropped,
+}
+
+/// What a watch calls.
+type OnEnd = Box<dyn FnOnce(End<'_>) + Send>;
+
+/// Called once when a watched body ends, however it ends.
+pub struct Watch(Option<OnEnd>);
+
+impl Watch {
+    fn fire(&mut self, end: End<'_>) {
+        if let Some(f) = self.0.take() {
+            f(end);
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.fire(End::Dropped);
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// A body passed through unchanged, copied into a `Capture` when one is attached.
+    /// A body passed through unchanged, copied into a `Capture` when one is attached,
+    /// and watched to its end when a `Watch` is.
     pub struct Tap<B> {
         #[pin]
         inner: B,
         capture: Option<Capture>,
+        watch: Option<Watch>,
     }
 }
 
@@ -134,6 +168,18 @@ impl<B: Body> Tap<B> {
         Tap {
             inner,
             capture: None,
+            watch: None,
+        }
+    }
+
+    /// Call `f` once when the body ends (with its trailers, if any), or breaks.
+    pub fn watch(&mut self, f: impl FnOnce(End<'_>) + Send + 'static) {
+        let mut watch = Watch(Some(Box::new(f)));
+        if self.inner.is_end_stream() {
+            // Nobody will poll an empty body.
+            watch.fire(End::Plain);
+        } else {
+            self.watch = Some(watch);
         }
     }
 
@@ -146,6 +192,7 @@ impl<B: Body> Tap<B> {
         Tap {
             inner,
             capture: Some(capture),
+            watch: None,
         }
     }
 }
@@ -165,6 +212,20 @@ where
         let this = self.project();
         let mut inner = this.inner;
         let polled = inner.as_mut().poll_frame(cx);
+        if let Some(watch) = this.watch.as_mut() {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(trailers) = frame.trailers_ref() {
+                        watch.fire(End::Trailers(trailers));
+                    } else if inner.is_end_stream() {
+                        watch.fire(End::Plain);
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => watch.fire(End::Failed),
+                Poll::Ready(None) => watch.fire(End::Plain),
+                Poll::Pending => {}
+            }
+        }
         let Some(capture) = this.capture.as_mut() else {
             return polled.map_err(Into::into);
         };

@@ -24,7 +24,8 @@ pub enum Code {
     Unauthenticated = 16,
 }
 
-const ALL: [Code; 17] = [
+/// Every code, in wire order.
+pub const ALL: [Code; 17] = [
     Code::Ok,
     Code::Cancelled,
     Code::Unknown,
@@ -64,6 +65,27 @@ impl Code {
         WIRE[self as usize]
     }
 
+    /// The HTTP status a call with this outcome counts as in banyan's figures (the
+    /// mapping of grpc-gateway): a failed call is a 5xx to the gates and the error rates
+    /// though it travelled as HTTP 200.
+    pub fn http_equivalent(self) -> http::StatusCode {
+        let code = match self {
+            Code::Ok => 200,
+            Code::Cancelled => 499,
+            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => 400,
+            Code::Unauthenticated => 401,
+            Code::PermissionDenied => 403,
+            Code::NotFound => 404,
+            Code::AlreadyExists | Code::Aborted => 409,
+            Code::ResourceExhausted => 429,
+            Code::Unknown | Code::Internal | Code::DataLoss => 500,
+            Code::Unimplemented => 501,
+            Code::Unavailable => 503,
+            Code::DeadlineExceeded => 504,
+        };
+        http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
     /// The name gRPC gives the code, as metrics label it.
     pub fn name(self) -> &'static str {
         match self {
@@ -101,5 +123,10 @@ mod tests {
         assert_eq!(Code::from_wire(b"99"), Code::Unknown);
         assert_eq!(Code::from_wire(b"x"), Code::Unknown);
         assert_eq!(Code::Unavailable.name(), "UNAVAILABLE");
+        assert_eq!(Code::Unavailable.http_equivalent(), 503);
+        assert_eq!(Code::Cancelled.http_equivalent(), 499);
+        assert!(ALL
+            .iter()
+            .all(|c| (*c == Code::Ok) == c.http_equivalent().is_success()));
     }
 }

@@ -13,6 +13,10 @@ const DURATION: (&str, &str) = (
     "banyan_request_duration_seconds",
     "Time from the request's arrival to the response headers, by route and upstream.",
 );
+const GRPC: (&str, &str) = (
+    "banyan_grpc_calls_total",
+    "gRPC calls by route, upstream that answered, and grpc-status (its name).",
+);
 const SHADOW: (&str, &str) = (
     "banyan_shadow_requests_total",
     "Shadowed requests by outcome: match, mismatch, error, timeout, dropped (a limit was full), skipped_body_too_large, skipped.",
@@ -39,6 +43,7 @@ impl LiveCollector {
             desc(REQUESTS, &["route", "upstream", "status_class"]),
             desc(DURATION, &["route", "upstream"]),
             desc(SHADOW, &["route", "outcome"]),
+            desc(GRPC, &["route", "upstream", "grpc_status"]),
         ]
         .into_iter()
         .map(|d| d.expect("valid metric description"))
@@ -87,6 +92,7 @@ impl Collector for LiveCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let (mut requests, mut durations, mut shadows) = (Vec::new(), Vec::new(), Vec::new());
+        let mut calls = Vec::new();
         for route in routes() {
             let r = route.name.as_str();
             for (upstream, side) in route.sides() {
@@ -96,6 +102,15 @@ impl Collector for LiveCollector {
                         &[("route", r), ("upstream", u), ("status_class", class)],
                         n,
                     ));
+                }
+                for (code, n) in crate::grpc::status::ALL.iter().zip(side.grpc_calls()) {
+                    if n > 0 {
+                        let status = code.name();
+                        calls.push(counter(
+                            &[("route", r), ("upstream", u), ("grpc_status", status)],
+                            n,
+                        ));
+                    }
                 }
                 let reading = side.duration.read();
                 let mut h = Histogram::default();
@@ -129,6 +144,7 @@ impl Collector for LiveCollector {
             family(REQUESTS, MetricType::COUNTER, requests),
             family(DURATION, MetricType::HISTOGRAM, durations),
             family(SHADOW, MetricType::COUNTER, shadows),
+            family(GRPC, MetricType::COUNTER, calls),
         ]
         .into_iter()
         .filter(|f| !f.get_metric().is_empty())

@@ -73,6 +73,8 @@ pub struct SideFigures {
     latency: LatencyHistogram,
     /// The last minutes, for the admin API.
     pub window: Window,
+    /// gRPC calls by status code (`grpc::status::ALL`'s order).
+    grpc: [AtomicU64; 17],
 }
 
 /// Cumulative requests, 5xx answers and latencies of one side.
@@ -108,6 +110,18 @@ impl SideFigures {
     /// Requests by status class, in the order of `STATUS_CLASSES`.
     pub fn by_class(&self) -> [u64; 6] {
         std::array::from_fn(|i| self.by_class[i].load(Ordering::Relaxed))
+    }
+
+    /// Count one gRPC call by its status: also as the HTTP status it equals, so that a
+    /// failed call is an error to the windows and the ramp's gates.
+    pub fn observe_call(&self, code: crate::grpc::Code, seconds: f64) {
+        self.grpc[code as usize].fetch_add(1, Ordering::Relaxed);
+        self.observe(code.http_equivalent(), seconds);
+    }
+
+    /// gRPC calls by status code, in wire order.
+    pub fn grpc_calls(&self) -> [u64; 17] {
+        std::array::from_fn(|i| self.grpc[i].load(Ordering::Relaxed))
     }
 }
 

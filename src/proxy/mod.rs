@@ -6,7 +6,7 @@ pub mod forward;
 pub mod headers;
 mod tunnel;
 
-use crate::body::tap::Capture;
+use crate::body::tap::{Capture, End};
 use crate::body::{self, ResponseBody};
 use crate::breaker::Admit;
 use crate::grpc;
@@ -504,12 +504,52 @@ fn finish(
         }
     };
     let live = snap.live(route);
-    if let Some(side) = live.side(upstream) {
-        side.observe(resp.status(), started.elapsed().as_secs_f64());
+    if grpc && grpc::is_grpc(resp.headers()) {
+        observe_call(live, upstream, started, &mut resp);
+    } else {
+        if let Some(side) = live.side(upstream) {
+            side.observe(resp.status(), started.elapsed().as_secs_f64());
+        }
+        crate::metrics::live().observe(live.live_key, resp.status());
     }
-    crate::metrics::live().observe(live.live_key, resp.status());
     *resp.version_mut() = Version::HTTP_11;
     resp
+}
+
+/// Count a gRPC call by its `grpc-status`: in the headers of a trailers-only answer
+/// (banyan's own among them), else in the trailers, counted when the body ends.
+fn observe_call(
+    live: &crate::snapshot::RouteLive,
+    upstream: UpstreamId,
+    started: Instant,
+    resp: &mut Response<ResponseBody>,
+) {
+    let (side, key) = (live.shared_side(upstream), live.live_key);
+    let count = move |code: grpc::Code| {
+        if let Some(side) = side {
+            side.observe_call(code, started.elapsed().as_secs_f64());
+        }
+        crate::metrics::live().observe(key, code.http_equivalent());
+    };
+    let status_in = |h: &http::HeaderMap| {
+        h.get(grpc::STATUS)
+            .map_or(grpc::Code::Unknown, |v| grpc::Code::from_wire(v.as_bytes()))
+    };
+    if resp.headers().contains_key(grpc::STATUS) {
+        return count(status_in(resp.headers()));
+    }
+    match resp.body_mut() {
+        http_body_util::Either::Left(tap) => tap.watch(move |end| {
+            count(match end {
+                End::Trailers(trailers) => status_in(trailers),
+                // An answer that ended without a status, or broke on the upstream's side.
+                End::Plain => grpc::Code::Unknown,
+                End::Failed => grpc::Code::Unavailable,
+                End::Dropped => grpc::Code::Cancelled,
+            })
+        }),
+        http_body_util::Either::Right(_) => count(grpc::Code::Unknown),
+    }
 }
 
 /// A rewritten path with the client's query.
