@@ -139,6 +139,31 @@ http {{
     return [shutil.which("nginx") or "/usr/sbin/nginx", "-p", prefix, "-c", path]
 
 
+def nginx_grpc_command(prefix, port, upstream, workers):
+    """nginx's grpc_pass in front of the gRPC upstream, h2c both sides, keep-alive (the
+    reference of the gRPC rows): the command line to start it."""
+    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+    conf = f"""worker_processes {workers};
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    upstream g {{ server {upstream}; keepalive 128; keepalive_requests 1000000; }}
+    server {{
+        listen 127.0.0.1:{port} http2 reuseport;
+        location / {{ grpc_pass grpc://g; }}
+    }}
+}}
+"""
+    path = os.path.join(prefix, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return [shutil.which("nginx") or "/usr/sbin/nginx", "-p", prefix, "-c", path]
+
+
 class BenchUpstream:
     """The test upstream (bench-upstream) on a free loopback port, answering `body` bytes
     at once, for the scripts that count per request (instructions.py, allocations.py)."""
@@ -321,6 +346,13 @@ class Bench:
         return proc
 
     def start_upstreams(self):
+        port = free_port()
+        self.spawn(
+            [f"{BIN}/bench-grpc", "serve", "--listen", f"127.0.0.1:{port}", "--size", str(self.args.body)],
+            self.cores.rest,
+            port,
+        )
+        self.upstreams["grpc"] = f"127.0.0.1:{port}"
         for name, delay in [("a", 0), ("b", 0), ("slow", 1000)]:
             port = free_port()
             self.spawn(
@@ -363,6 +395,19 @@ class Bench:
     def nginx(self, port, mirror):
         prefix = os.path.join(self.tmp, f"nginx-{port}")
         return nginx_command(prefix, port, self.upstreams, self.cores.threads, mirror), {}
+
+    def grpc_scenarios(self):
+        """The gRPC unary rows: (key, label, start), as `scenarios`."""
+        g = self.upstreams["grpc"]
+        yield "grpc_direct", "i. gRPC unary, direct to the upstream", None
+        yield "grpc_banyan", "i. gRPC unary, banyan forward", lambda p: self.banyan(
+            f'default = "g"\n[server]\nlisten = "127.0.0.1:{p}"\n[admin]\n'
+            f'listen = "127.0.0.1:{free_port()}"\n[upstreams.g]\nendpoints = ["http://{g}"]\nhttp2 = true\n'
+        )
+        yield "grpc_nginx", "i. gRPC unary, nginx grpc_pass", lambda p: (
+            nginx_grpc_command(os.path.join(self.tmp, f"nginx-grpc-{p}"), p, g, self.cores.threads),
+            {},
+        )
 
     def scenarios(self):
         """(key, label, start) where start(port) gives (command, env), or None for direct."""
@@ -412,7 +457,17 @@ class Bench:
 
     # ------------------------------------------------------------------ load
 
-    def load(self, port, seconds, rate=None, path=PATH):
+    def load(self, port, seconds, rate=None, path=PATH, grpc=False):
+        if grpc:
+            # 8 connections of 8 calls in flight: the 64 of the HTTP/1.1 rows.
+            cmd = [f"{BIN}/bench-grpc", "load", "--url", f"http://127.0.0.1:{port}",
+                   "--connections", "8", "--streams", "8", "--duration", str(seconds)]
+            out = subprocess.run(
+                cmd,
+                preexec_fn=lambda: os.sched_setaffinity(0, self.cores.rest),
+                check=True, capture_output=True, text=True,
+            ).stdout
+            return json.loads(out)
         cmd = [
             f"{BIN}/bench-load",
             "--url", f"http://127.0.0.1:{port}{path}",
@@ -430,18 +485,21 @@ class Bench:
 
     def measure(self, key, label, starter, rate):
         path = "/bench/last/42" if key == "banyan_2000" else PATH
+        grpc = key.startswith("grpc")
+        if grpc:
+            rate = None  # throughput and CPU per call; no constant-rate phase
         proc = None
         if starter is None:
-            port = int(self.upstreams["a"].split(":")[1])
+            port = int(self.upstreams["grpc" if grpc else "a"].split(":")[1])
         else:
             port = free_port()
             cmd, env = starter(port)
             proc = self.spawn(cmd, self.cores.proxy, port, env=env)
         ticks_before = cpu_ticks(self.cores.proxy | self.cores.rest)
         try:
-            self.load(port, self.args.warmup, path=path)
+            self.load(port, self.args.warmup, path=path, grpc=grpc)
             before = cpu_seconds(proc.pid) if proc else None
-            closed = self.load(port, self.args.seconds, path=path)
+            closed = self.load(port, self.args.seconds, path=path, grpc=grpc)
             cpu = cpu_seconds(proc.pid) - before if proc else None
             timed = self.load(port, self.args.latency_seconds, rate=rate, path=path) if rate else None
             rss = peak_rss_mb(proc.pid) if proc else None
@@ -477,7 +535,8 @@ class Bench:
         self.start_upstreams()
         try:
             rows = {}
-            scenarios = [s for s in self.scenarios() if not self.args.only or s[0] in self.args.only]
+            every = list(self.scenarios()) + list(self.grpc_scenarios())
+            scenarios = [s for s in every if not self.args.only or s[0] in self.args.only]
             # One rate for every scenario, well below the saturation of banyan forward and
             # nginx (measured now, briefly), so latency is compared at equal load.
             calib = {}
@@ -606,7 +665,7 @@ def markdown(meta, rate, rows, goals):
         "| scenario | req/s | x nginx | x direct | p50 ms | p99 ms | p99.9 ms | CPU s / 10k req | CPU x nginx | peak RSS MB | errors | steal % |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for r in rows.values():
+    for r in (r for key, r in rows.items() if not key.startswith("grpc")):
         lines.append(
             "| {label} | {rps:.0f} | {xn} | {xd} | {p50} | {p99} | {p999} | {cpu} | {cxn} | {rss} | {err} | {steal} |".format(
                 label=r["label"],
@@ -627,12 +686,27 @@ def markdown(meta, rate, rows, goals):
     if noisy:
         lines += ["", "The hypervisor stole over 5% of the CPU time in a round of: "
                   + "; ".join(noisy) + ". Their latency percentiles carry that noise."]
+    grpc_rows = {k: r for k, r in rows.items() if k.startswith("grpc")}
+    if "grpc_nginx" in grpc_rows:
+        gn = grpc_rows["grpc_nginx"]
+        lines += ["", "gRPC unary calls over h2c (8 connections of 8 calls in flight, a 1 KB answer "
+                  "with its trailers), against nginx's grpc_pass:", "",
+                  "| scenario | calls/s | x nginx grpc_pass | CPU s / 10k calls | CPU x nginx grpc_pass | peak RSS MB | errors | steal % |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in grpc_rows.values():
+            lines.append(
+                f"| {r['label']} | {r['rps']:.0f} | {fmt(ratio(r['rps'], gn['rps']), '.2f')} "
+                f"| {fmt(r['cpu_s_per_10k'], '.3f')} | {fmt(ratio(r['cpu_s_per_10k'], gn['cpu_s_per_10k']), '.2f')} "
+                f"| {fmt(r['peak_rss_mb'], '.1f')} | {r['errors']} | {fmt(r['steal_pct'], '.1f')} |"
+            )
     if meta["rounds"] > 1:
-        lines += ["", "Round by round against nginx's round beside it (median, lowest and highest):", "",
+        lines += ["", "Round by round against nginx's round beside it (the gRPC row: nginx grpc_pass's), median, lowest and highest:", "",
                   "| scenario | CPU per request x nginx | throughput x nginx |", "| --- | ---: | ---: |"]
         for key, r in rows.items():
             cpu, rps = paired(rows, key, "cpu_s_per_10k"), paired(rows, key, "rps")
-            if key not in ("nginx", "direct") and cpu and rps:
+            if key in ("grpc_banyan",):
+                cpu, rps = (paired(rows, key, f, reference="grpc_nginx") for f in ("cpu_s_per_10k", "rps"))
+            if key not in ("nginx", "direct", "grpc_nginx", "grpc_direct") and cpu and rps:
                 lines.append(f"| {r['label']} | {cpu[0]:.2f} ({cpu[1]:.2f}-{cpu[2]:.2f}) "
                              f"| {rps[0]:.2f} ({rps[1]:.2f}-{rps[2]:.2f}) |")
     lines += ["", "| target | met | figures |", "| --- | --- | --- |"]

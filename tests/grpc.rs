@@ -261,6 +261,14 @@ async fn routes_match_grpc_service_and_method_and_fall_back_only_when_idempotent
     .await;
     let mut client = ItemsClient::connect(b.proxy_addr).await;
 
+    // The admin API describes the routes by their calls.
+    let routes = common::get(b.admin_addr, "/api/routes", &[]).await.text();
+    assert!(
+        routes.contains("grpc shop.Items/Get (idempotent)"),
+        "{routes}"
+    );
+    assert!(routes.contains("grpc shop.Items/*"), "{routes}");
+
     // The rest of the service goes to the new implementation (prices doubled).
     let listed = client.list(3).await.unwrap();
     assert_eq!(

@@ -140,6 +140,29 @@ fn migration_summary(config: &Config, out: &mut String) {
 /// `GET,HEAD shop.example /items/{id} +2 conditions`.
 pub fn describe_match(m: &RouteMatch) -> String {
     let mut parts = Vec::new();
+    if let Some(g) = &m.grpc {
+        // `grpc shop.Items/Get`: the path, method and content type it stands for unsaid.
+        parts.push(format!(
+            "grpc {}/{}{}",
+            g.service,
+            g.method.as_deref().unwrap_or("*"),
+            if g.idempotent { " (idempotent)" } else { "" }
+        ));
+        if !m.hosts.is_empty() {
+            parts.push(
+                m.hosts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        let extra = m.headers.len().saturating_sub(1) + m.query.len() + m.cookies.len();
+        if extra > 0 {
+            parts.push(format!("+{extra} conditions"));
+        }
+        return parts.join(" ");
+    }
     if !m.methods.is_empty() {
         parts.push(
             m.methods
