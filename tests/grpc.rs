@@ -477,3 +477,40 @@ fn a_bad_descriptor_set_is_refused_with_its_line() {
         assert!(err.contains(phrase) && err.contains("g.toml:14:"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn a_grpc_route_splits_sticky_by_metadata() {
+    let legacy = grpc_support::serve(Items::new(1)).await;
+    let new = grpc_support::serve(Items::new(2)).await;
+    let b = banyan(&format!(
+        "default = \"legacy\"\n\
+         [upstreams.legacy]\nendpoints = [\"http://{legacy}\"]\nhttp2 = true\n\
+         [upstreams.new]\nendpoints = [\"http://{new}\"]\nhttp2 = true\n\
+         [[routes]]\nname = \"grpc-split\"\nmatch = {{ grpc = {{ service = \"shop.Items\" }} }}\n\
+         action = \"split\"\nupstream = \"legacy\"\n\
+         split = {{ to = \"new\", percent = 50, key = {{ header = \"x-user-id\" }} }}\n"
+    ))
+    .await;
+    let mut client = ItemsClient::connect(b.proxy_addr).await;
+    // Each user's calls all go to one side; across users, both sides serve.
+    let mut sides = std::collections::BTreeSet::new();
+    for user in 0..40 {
+        let mut prices = Vec::new();
+        for _ in 0..3 {
+            let mut req = tonic::Request::new(get(1));
+            req.metadata_mut()
+                .insert("x-user-id", format!("user-{user}").parse().unwrap());
+            prices.push(client.get(req).await.unwrap().into_inner().price);
+        }
+        assert!(
+            prices.windows(2).all(|w| w[0] == w[1]),
+            "user {user} moved: {prices:?}"
+        );
+        sides.insert(prices[0]);
+    }
+    assert_eq!(
+        sides.into_iter().collect::<Vec<_>>(),
+        [1, 2],
+        "both sides serve"
+    );
+}

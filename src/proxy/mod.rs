@@ -48,8 +48,9 @@ pub async fn handle(
     // One snapshot for the whole request, however long it runs.
     let snap = shared.load_full();
     let h1 = req.version() < Version::HTTP_2;
-    // A gRPC client reads banyan's own failures as gRPC statuses, not HTTP ones.
-    let grpc = grpc::is_grpc(req.headers());
+    // A gRPC client reads banyan's own failures as gRPC statuses, not HTTP ones. gRPC
+    // runs over HTTP/2 only: an HTTP/1 request is not looked at.
+    let grpc = !h1 && grpc::is_grpc(req.headers());
     // The framing reader stops following a connection at an Upgrade header or a
     // CONNECT (what comes next may be another protocol): unless it is tunnelled, such a
     // request is the connection's last, so no later request passes unread.
