@@ -367,12 +367,12 @@ class Bench:
             )
             self.upstreams[name] = f"127.0.0.1:{port}"
 
-    def banyan(self, config, env=None):
+    def banyan(self, config, env=None, binary=None):
         path = os.path.join(self.tmp, "banyan.toml")
         with open(path, "w") as f:
             f.write(config)
         return (
-            [f"{BIN}/banyan", "run", "-c", path, "--threads", str(self.cores.threads)],
+            [binary or f"{BIN}/banyan", "run", "-c", path, "--threads", str(self.cores.threads)],
             {"BANYAN_LOG": "warn", **(env or {})},
         )
 
@@ -417,6 +417,11 @@ class Bench:
         yield "banyan", "b. banyan forward", lambda p: self.banyan(
             self.banyan_config(p, 'action = "forward"\nupstream = "legacy"')
         )
+        if self.args.against:
+            yield "banyan_against", "b3. banyan forward, the --against build", lambda p: self.banyan(
+                self.banyan_config(p, 'action = "forward"\nupstream = "legacy"'),
+                binary=self.args.against,
+            )
         if self.fleet_server:
             yield "banyan_fleet", "b2. banyan forward, fleet mode", self.fleet
         yield "nginx", "c. nginx reverse proxy", lambda p: self.nginx(p, mirror=False)
@@ -755,10 +760,11 @@ def main():
     p.add_argument("--rounds", type=int, help="rounds of every scenario, in turn (default 3; 1 with --quick)")
     p.add_argument("--only", type=lambda v: set(v.split(",")),
                    help="scenario keys to run, comma-separated (direct, banyan and nginx always)")
+    p.add_argument("--against", help="another banyan binary: its forward row (b3) beside this build's")
     p.add_argument("--out", default=RESULTS)
     args = p.parse_args()
     if args.only:
-        args.only |= {"direct", "banyan", "nginx"}
+        args.only |= {"direct", "banyan", "nginx"} | ({"banyan_against"} if args.against else set())
     # (warm-up, closed-loop, constant-rate) seconds per round, and rounds.
     args.warmup, args.seconds, args.latency_seconds = (1, 4, 4) if args.quick else (1, 6, 8)
     args.rounds = args.rounds or (1 if args.quick else 3)
