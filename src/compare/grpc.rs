@@ -101,20 +101,7 @@ pub fn compare(primary: &Response, shadow: &Response, rules: &Rules, out: &mut V
         _ => (primary.body.to_vec(), shadow.body.to_vec()),
     };
     if a != b {
-        let describe = |bytes: &[u8]| {
-            format!(
-                "{} bytes, xxh3 {:016x}",
-                bytes.len(),
-                xxhash_rust::xxh3::xxh3_64(bytes)
-            )
-        };
-        out.push(Difference {
-            path: "body".into(),
-            field: "body".into(),
-            kind: Kind::Value,
-            primary: Some(describe(&a)),
-            shadow: Some(describe(&b)),
-        });
+        out.push(super::content::bytes_differ(&a, &b));
     }
 }
 

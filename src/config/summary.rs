@@ -140,49 +140,32 @@ fn migration_summary(config: &Config, out: &mut String) {
 /// `GET,HEAD shop.example /items/{id} +2 conditions`.
 pub fn describe_match(m: &RouteMatch) -> String {
     let mut parts = Vec::new();
-    if let Some(g) = &m.grpc {
-        // `grpc shop.Items/Get`: the path, method and content type it stands for unsaid.
-        parts.push(format!(
+    // A gRPC route reads as its calls (`grpc shop.Items/Get`): the path, method and
+    // content type they stand for go unsaid.
+    let grpc = m.grpc.as_ref();
+    match grpc {
+        Some(g) => parts.push(format!(
             "grpc {}/{}{}",
             g.service,
             g.method.as_deref().unwrap_or("*"),
             if g.idempotent { " (idempotent)" } else { "" }
-        ));
-        if !m.hosts.is_empty() {
-            parts.push(
-                m.hosts
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
+        )),
+        None if !m.methods.is_empty() => {
+            let methods: Vec<&str> = m.methods.iter().map(|m| m.as_str()).collect();
+            parts.push(methods.join(","));
         }
-        let extra = m.headers.len().saturating_sub(1) + m.query.len() + m.cookies.len();
-        if extra > 0 {
-            parts.push(format!("+{extra} conditions"));
-        }
-        return parts.join(" ");
-    }
-    if !m.methods.is_empty() {
-        parts.push(
-            m.methods
-                .iter()
-                .map(|m| m.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        None => {}
     }
     if !m.hosts.is_empty() {
-        parts.push(
-            m.hosts
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        let hosts: Vec<String> = m.hosts.iter().map(ToString::to_string).collect();
+        parts.push(hosts.join(","));
     }
-    parts.push(m.path.as_ref().map_or("any path".into(), |p| p.describe()));
-    let extra = m.headers.len() + m.query.len() + m.cookies.len();
+    if grpc.is_none() {
+        parts.push(m.path.as_ref().map_or("any path".into(), |p| p.describe()));
+    }
+    let extra = m.headers.len().saturating_sub(usize::from(grpc.is_some()))
+        + m.query.len()
+        + m.cookies.len();
     if extra > 0 {
         parts.push(format!("+{extra} conditions"));
     }

@@ -33,13 +33,7 @@ async fn attempt(
         Err(e) => {
             pool.record(index, true);
             let error = ProxyError::from_client(&e);
-            tracing::warn!(
-                upstream = %pool.name(),
-                endpoint = %pool.endpoints()[index].spec.authority,
-                error = describe(&e),
-                cause = error.cause(),
-                "upstream request failed"
-            );
+            log_failure(pool, index, &e, error);
             Err(Failure::new(error, e.is_connect()))
         }
     }
@@ -70,16 +64,27 @@ async fn attempt_h1(
         Err(e) => {
             pool.record(index, true);
             let error = ProxyError::from(UpstreamFailure::of_h1(&e));
-            tracing::warn!(
-                upstream = %pool.name(),
-                endpoint = %pool.endpoints()[index].spec.authority,
-                error = describe(&e),
-                cause = error.cause(),
-                "upstream request failed"
-            );
+            log_failure(pool, index, &e, error);
             Err(Failure::new(error, e.is_connect()))
         }
     }
+}
+
+/// Say why an attempt failed, with the whole cause ("client error (SendRequest)" alone
+/// names none: a stream the upstream reset is further down the chain).
+fn log_failure(
+    pool: &Pool,
+    index: usize,
+    e: &(dyn std::error::Error + 'static),
+    error: ProxyError,
+) {
+    tracing::warn!(
+        upstream = %pool.name(),
+        endpoint = %pool.endpoints()[index].spec.authority,
+        error = describe(e),
+        cause = error.cause(),
+        "upstream request failed"
+    );
 }
 
 /// banyan's own client carries the request: the upstream is one it can reach, and the
