@@ -69,25 +69,7 @@ pub fn compare(primary: &Response, shadow: &Response, rules: &Rules, out: &mut V
         }
     }
     if a != b {
-        out.push(bytes_differ(&a, &b));
-    }
-}
-
-/// Two bodies that differ as bytes: their lengths and hashes (samples keep the bodies).
-pub fn bytes_differ(a: &[u8], b: &[u8]) -> Difference {
-    let describe = |bytes: &[u8]| {
-        format!(
-            "{} bytes, xxh3 {:016x}",
-            bytes.len(),
-            xxhash_rust::xxh3::xxh3_64(bytes)
-        )
-    };
-    Difference {
-        path: "body".into(),
-        field: "body".into(),
-        kind: Kind::Value,
-        primary: Some(describe(a)),
-        shadow: Some(describe(b)),
+        out.push(super::bytes_differ(&a, &b));
     }
 }
 

@@ -101,7 +101,7 @@ pub fn compare(primary: &Response, shadow: &Response, rules: &Rules, out: &mut V
         _ => (primary.body.to_vec(), shadow.body.to_vec()),
     };
     if a != b {
-        out.push(super::content::bytes_differ(&a, &b));
+        out.push(super::bytes_differ(&a, &b));
     }
 }
 

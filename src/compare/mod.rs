@@ -155,6 +155,24 @@ fn compare_headers(a: &HeaderMap, b: &HeaderMap, rules: &Rules, out: &mut Vec<Di
     }
 }
 
+/// Two bodies that differ as bytes: their lengths and hashes (samples keep the bodies).
+pub fn bytes_differ(a: &[u8], b: &[u8]) -> Difference {
+    let describe = |bytes: &[u8]| {
+        format!(
+            "{} bytes, xxh3 {:016x}",
+            bytes.len(),
+            xxhash_rust::xxh3::xxh3_64(bytes)
+        )
+    };
+    Difference {
+        path: "body".into(),
+        field: "body".into(),
+        kind: Kind::Value,
+        primary: Some(describe(a)),
+        shadow: Some(describe(b)),
+    }
+}
+
 /// Shorten a value for a difference record: samples keep whole bodies elsewhere.
 pub fn short(s: &str) -> String {
     const MAX: usize = 200;
