@@ -96,7 +96,6 @@ def nginx_command(prefix, port, upstreams, workers, mirror=False, master=True):
     """nginx as a keep-alive reverse proxy to upstream `a` (scenario c), mirroring to `b`
     with `mirror` (scenario e), its files under `prefix`: the command line to start it.
     Without `master`, one process serves (callgrind follows one)."""
-    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
     a, b = upstreams["a"], upstreams["b"]
     mirror_conf = (
         f"""
@@ -111,16 +110,7 @@ def nginx_command(prefix, port, upstreams, workers, mirror=False, master=True):
         if mirror
         else ""
     )
-    conf = f"""worker_processes {workers};
-master_process {"on" if master else "off"};
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    # Keep connections as banyan does: no cap on requests per connection either side.
-    keepalive_requests 1000000;
+    http = f"""
     upstream a {{ server {a}; keepalive 128; keepalive_requests 1000000; }}
     upstream b {{ server {b}; keepalive 128; keepalive_requests 1000000; }}
     server {{
@@ -130,7 +120,24 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";{mirror_conf}
         }}
-    }}
+    }}"""
+    return nginx_with(prefix, workers, http, master)
+
+
+def nginx_with(prefix, workers, http, master=True):
+    """nginx with the `http` block's servers and upstreams, its files under `prefix`,
+    keep-alive unbounded as banyan keeps it, no access log: the command line."""
+    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+    conf = f"""worker_processes {workers};
+master_process {"on" if master else "off"};
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    # Keep connections as banyan does: no cap on requests per connection either side.
+    keepalive_requests 1000000;{http}
 }}
 """
     path = os.path.join(prefix, "nginx.conf")
@@ -142,26 +149,13 @@ http {{
 def nginx_grpc_command(prefix, port, upstream, workers):
     """nginx's grpc_pass in front of the gRPC upstream, h2c both sides, keep-alive (the
     reference of the gRPC rows): the command line to start it."""
-    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
-    conf = f"""worker_processes {workers};
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
+    http = f"""
     upstream g {{ server {upstream}; keepalive 128; keepalive_requests 1000000; }}
     server {{
         listen 127.0.0.1:{port} http2 reuseport;
         location / {{ grpc_pass grpc://g; }}
-    }}
-}}
-"""
-    path = os.path.join(prefix, "nginx.conf")
-    with open(path, "w") as f:
-        f.write(conf)
-    return [shutil.which("nginx") or "/usr/sbin/nginx", "-p", prefix, "-c", path]
+    }}"""
+    return nginx_with(prefix, workers, http)
 
 
 class BenchUpstream:
