@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod grpc_support;
 use banyan::demo::{serve, Backend as DemoBackend};
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -261,5 +262,69 @@ async fn the_dashboard_shows_routes_verdicts_and_highlighted_samples() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(shown, "3");
+    c.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_grpc_sample_shows_its_decoded_messages_with_the_difference_highlighted() {
+    let dir = tempfile::tempdir().unwrap();
+    let descriptors = grpc_support::descriptor_set(dir.path());
+    let legacy = grpc_support::serve(grpc_support::Items::new(100)).await;
+    let new = grpc_support::serve(grpc_support::Items::new(101)).await;
+    let text = format!(
+        "default = \"legacy\"\n\
+         [server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [upstreams.legacy]\nendpoints = [\"http://{legacy}\"]\nhttp2 = true\n\
+         [upstreams.new]\nendpoints = [\"http://{new}\"]\nhttp2 = true\n\
+         [shadow]\nstore = {:?}\n\
+         [[routes]]\nname = \"items-grpc\"\n\
+         match = {{ grpc = {{ service = \"shop.Items\", method = \"Get\" }} }}\n\
+         action = \"shadow\"\nupstream = \"legacy\"\nshadow = {{ to = \"new\" }}\n\
+         compare = {{ protobuf = {{ descriptor_set = {:?} }}, ignore = [\"header.x-served-by\"] }}\n",
+        dir.path().join("d.sqlite"),
+        descriptors,
+    );
+    let b = banyan::server::start(config(&text)).await.unwrap();
+    let mut client = grpc_support::ItemsClient::connect(b.proxy_addr).await;
+    for id in 1..=5 {
+        let req = grpc_support::GetRequest {
+            id,
+            ..Default::default()
+        };
+        client.get(req).await.unwrap();
+    }
+    let admin = b.admin_addr;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let v: serde_json::Value =
+                serde_json::from_slice(&get(admin, "/api/diffs?route=items-grpc", &[]).await.body)
+                    .unwrap();
+            v["groups"][0]["example_id"].is_i64()
+        })
+        .await
+    );
+
+    let (_driver, c) = browser().await;
+    let base = format!("http://{admin}/");
+    // The route, its routing described by its calls, and its differing field.
+    c.goto(&base).await.unwrap();
+    text_of(&c, "#routes-table tr[data-route=\"items-grpc\"] td").await;
+    c.goto(&format!("{base}#/route/items-grpc")).await.unwrap();
+    text_of(&c, "#fields-table tr[data-field=\"$.price\"]").await;
+    // The sample: both answers decoded by field name, the price highlighted.
+    c.find(Locator::Css("#groups-table .sample-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let highlighted = text_of(&c, ".diff-highlight[data-path=\"$.price\"]").await;
+    assert!(highlighted.contains("price"), "{highlighted}");
+    let page = c.source().await.unwrap();
+    assert!(
+        page.contains("item 1") || page.contains("item 5"),
+        "no decoded message shown"
+    );
+    screenshot(&c, "dashboard-grpc-sample").await;
     c.close().await.unwrap();
 }

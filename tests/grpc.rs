@@ -326,20 +326,10 @@ async fn routes_match_grpc_service_and_method_and_fall_back_only_when_idempotent
     );
 }
 
-/// `grpc_support::PROTO` compiled (by protox, as protoc would) into a descriptor set file.
-fn descriptor_set(dir: &std::path::Path) -> std::path::PathBuf {
-    use prost::Message;
-    std::fs::write(dir.join("shop.proto"), grpc_support::PROTO).unwrap();
-    let set = protox::compile(["shop.proto"], [dir]).expect("the test proto compiles");
-    let path = dir.join("shop.binpb");
-    std::fs::write(&path, set.encode_to_vec()).unwrap();
-    path
-}
-
 #[tokio::test]
 async fn a_shadowed_unary_call_is_compared_field_by_field() {
     let dir = tempfile::tempdir().unwrap();
-    let descriptors = descriptor_set(dir.path());
+    let descriptors = grpc_support::descriptor_set(dir.path());
     // Two implementations that differ in one field: price.
     let legacy = Items::new(100);
     let legacy_addr = grpc_support::serve(legacy.clone()).await;
@@ -422,7 +412,7 @@ async fn a_shadowed_unary_call_is_compared_field_by_field() {
 #[tokio::test]
 async fn methods_without_side_effects_in_the_descriptor_set_are_shadowed() {
     let dir = tempfile::tempdir().unwrap();
-    let descriptors = descriptor_set(dir.path());
+    let descriptors = grpc_support::descriptor_set(dir.path());
     let legacy = Items::new(1);
     let legacy_addr = grpc_support::serve(legacy.clone()).await;
     let new = Items::new(1);

@@ -373,3 +373,13 @@ pub fn frame(message: &impl prost::Message) -> Bytes {
     framed.extend_from_slice(&body);
     framed.into()
 }
+
+/// `PROTO` compiled (by protox, as protoc would) into a descriptor set file.
+pub fn descriptor_set(dir: &std::path::Path) -> std::path::PathBuf {
+    use prost::Message;
+    std::fs::write(dir.join("shop.proto"), PROTO).unwrap();
+    let set = protox::compile(["shop.proto"], [dir]).expect("the test proto compiles");
+    let path = dir.join("shop.binpb");
+    std::fs::write(&path, set.encode_to_vec()).unwrap();
+    path
+}
