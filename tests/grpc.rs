@@ -391,6 +391,13 @@ async fn a_shadowed_unary_call_is_compared_field_by_field() {
     };
     assert_eq!(body("primary")["name"], "item 3", "{sample:#}");
     assert_eq!(body("shadow")["price"], 303);
+    let request: serde_json::Value =
+        serde_json::from_str(sample["request"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        request,
+        serde_json::json!({ "id": 3 }),
+        "the request decoded too"
+    );
 
     // A streaming call (so says the descriptor set) passes through, counted, uncopied.
     assert_eq!(client.list(2).await.unwrap().len(), 2);

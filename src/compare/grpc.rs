@@ -47,11 +47,13 @@ fn decompress(message: &[u8], encoding: &str) -> Option<Vec<u8>> {
 }
 
 fn messages_of(r: &Response) -> Option<Vec<Vec<u8>>> {
-    let encoding = r
-        .headers
+    messages(&r.body, encoding(&r.headers))
+}
+
+fn encoding(headers: &http::HeaderMap) -> Option<&str> {
+    headers
         .get(crate::grpc::ENCODING)
-        .and_then(|v| v.to_str().ok());
-    messages(&r.body, encoding)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// The answer's messages as JSON, when the route's descriptor set describes its call:
@@ -62,18 +64,35 @@ pub fn decoded(r: &Response, rules: &Rules) -> Option<Result<serde_json::Value, 
         .as_ref()?
         .method(r.call.as_deref()?)?
         .output();
-    let Some(messages) = messages_of(r) else {
-        return Some(Err("the body is not a sequence of gRPC messages".into()));
-    };
-    let values: Result<Vec<serde_json::Value>, String> =
-        messages.iter().map(|m| to_json(&desc, m)).collect();
-    Some(values.map(|mut v| {
-        if v.len() == 1 {
-            v.remove(0)
-        } else {
-            serde_json::Value::Array(v)
-        }
-    }))
+    Some(as_json(&desc, messages_of(r)))
+}
+
+/// A call's request messages as JSON (by the method's input type), for samples.
+pub fn decoded_request(
+    body: &[u8],
+    headers: &http::HeaderMap,
+    call: &str,
+    rules: &Rules,
+) -> Option<Result<serde_json::Value, String>> {
+    let desc = rules.protobuf.as_ref()?.method(call)?.input();
+    Some(as_json(&desc, messages(body, encoding(headers))))
+}
+
+/// Messages as JSON: one as itself, several as an array.
+fn as_json(
+    desc: &prost_reflect::MessageDescriptor,
+    messages: Option<Vec<Vec<u8>>>,
+) -> Result<serde_json::Value, String> {
+    let messages = messages.ok_or("the body is not a sequence of gRPC messages")?;
+    let mut values = messages
+        .iter()
+        .map(|m| to_json(desc, m))
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(if values.len() == 1 {
+        values.remove(0)
+    } else {
+        serde_json::Value::Array(values)
+    })
 }
 
 /// Compare two gRPC answers' bodies.

@@ -281,7 +281,7 @@ fn store(
             "method": req.method.as_str(),
             "path": redactor.target(req.path_and_query.as_str()),
             "headers": redactor.headers(&job.primary_request.headers),
-            "body": redactor.body(request_body, content_type(&job.primary_request.headers)),
+            "body": request_text(job, &redactor, request_body),
         }),
         primary: response(primary, job.primary),
         shadow: response(&shadow.response, job.to),
@@ -294,6 +294,22 @@ fn store(
             .shadow_samples_dropped_total
             .with_label_values(&[name])
             .inc();
+    }
+}
+
+/// The request body as a sample shows it: a gRPC call's messages decoded when the
+/// descriptor set describes the call.
+fn request_text(job: &Job, redactor: &Redactor, body: &Bytes) -> String {
+    let request = &job.primary_request;
+    let decoded = grpc_call(request).and_then(|call| {
+        crate::compare::grpc::decoded_request(body, &request.headers, &call, &job.spec.rules)
+    });
+    match decoded {
+        Some(Ok(messages)) => {
+            let text = serde_json::to_vec(&messages).unwrap_or_default();
+            redactor.body(&text, Some("application/json"))
+        }
+        _ => redactor.body(body, content_type(&request.headers)),
     }
 }
 
