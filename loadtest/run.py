@@ -461,18 +461,13 @@ class Bench:
             # 8 connections of 8 calls in flight: the 64 of the HTTP/1.1 rows.
             cmd = [f"{BIN}/bench-grpc", "load", "--url", f"http://127.0.0.1:{port}",
                    "--connections", "8", "--streams", "8", "--duration", str(seconds)]
-            out = subprocess.run(
-                cmd,
-                preexec_fn=lambda: os.sched_setaffinity(0, self.cores.rest),
-                check=True, capture_output=True, text=True,
-            ).stdout
-            return json.loads(out)
-        cmd = [
-            f"{BIN}/bench-load",
-            "--url", f"http://127.0.0.1:{port}{path}",
-            "--connections", str(CONNECTIONS),
-            "--duration", str(seconds),
-        ]
+        else:
+            cmd = [
+                f"{BIN}/bench-load",
+                "--url", f"http://127.0.0.1:{port}{path}",
+                "--connections", str(CONNECTIONS),
+                "--duration", str(seconds),
+            ]
         if rate:
             cmd += ["--rate", str(rate)]
         out = subprocess.run(

@@ -75,6 +75,17 @@ async fn text_of(c: &Client, css: &str) -> String {
     panic!("no element {css}");
 }
 
+/// Open the route page's first sample; the text highlighted at `path`.
+async fn open_sample(c: &Client, path: &str) -> String {
+    c.find(Locator::Css("#groups-table .sample-link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_of(c, &format!(".diff-highlight[data-path=\"{path}\"]")).await
+}
+
 async fn screenshot(c: &Client, name: &str) {
     let png = c.screenshot().await.unwrap();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
@@ -165,13 +176,7 @@ async fn the_dashboard_shows_routes_verdicts_and_highlighted_samples() {
     screenshot(&c, "dashboard-route").await;
 
     // Sample page: the differing field is highlighted on both sides.
-    c.find(Locator::Css("#groups-table .sample-link"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let highlighted = text_of(&c, ".diff-highlight[data-path=\"$.name\"]").await;
+    let highlighted = open_sample(&c, "$.name").await;
     assert!(highlighted.contains("name"), "{highlighted}");
     text_of(&c, "#copy-curl").await;
     // Each side is named by the upstream that answered.
@@ -312,13 +317,7 @@ async fn a_grpc_sample_shows_its_decoded_messages_with_the_difference_highlighte
     c.goto(&format!("{base}#/route/items-grpc")).await.unwrap();
     text_of(&c, "#fields-table tr[data-field=\"$.price\"]").await;
     // The sample: both answers decoded by field name, the price highlighted.
-    c.find(Locator::Css("#groups-table .sample-link"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let highlighted = text_of(&c, ".diff-highlight[data-path=\"$.price\"]").await;
+    let highlighted = open_sample(&c, "$.price").await;
     assert!(highlighted.contains("price"), "{highlighted}");
     let page = c.source().await.unwrap();
     assert!(
