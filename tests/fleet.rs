@@ -809,7 +809,10 @@ async fn every_instance_shows_the_fleets_diffs_verdicts_and_readiness() {
     assert!(
         eventually(Duration::from_secs(20), || async move {
             let s = json_at(admin_b, "/api/shadow").await;
-            s["scope"] == "fleet" && s["routes"][0]["compared"].as_u64() == Some(120)
+            // The totals and the minute windows arrive by separate flushes: wait for both.
+            s["scope"] == "fleet"
+                && s["routes"][0]["compared"].as_u64() == Some(120)
+                && s["routes"][0]["comparisons"].as_u64() == Some(120)
         })
         .await,
         "{:#}",
