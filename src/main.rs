@@ -49,7 +49,8 @@ enum Command {
         /// Serve the admin API on a non-loopback address even without a token.
         #[arg(long)]
         insecure_admin: bool,
-        /// Worker threads of the data plane (default: one per CPU core).
+        /// Worker threads of the data plane (default: one per CPU core; with 1,
+        /// everything runs on one thread).
         #[arg(long, value_name = "N")]
         threads: Option<std::num::NonZeroUsize>,
         /// Take the listening sockets over from the banyan running with the same
@@ -210,10 +211,19 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn runtime_with(threads: Option<std::num::NonZeroUsize>) -> Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        builder.worker_threads(n.get());
-    }
+    let mut builder = match threads {
+        // One thread: tokio's current-thread scheduler, without the work-stealing
+        // machinery one worker cannot use (1,250 fewer instructions per forwarded
+        // request, loadtest/results/runtime.md).
+        Some(n) if n.get() == 1 => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = threads {
+                builder.worker_threads(n.get());
+            }
+            builder
+        }
+    };
     builder
         .enable_all()
         .build()
