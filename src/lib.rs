@@ -1,6 +1,7 @@
 //! banyan: a strangler-fig migration proxy. It sits in front of a legacy monolith and,
 //! endpoint by endpoint, forwards, splits or shadows traffic to new services.
 
+pub mod access;
 pub mod admin;
 pub mod body;
 pub mod breaker;
@@ -24,4 +25,5 @@ pub mod shadow;
 pub mod snapshot;
 pub mod store;
 pub mod tls;
+pub mod trace;
 pub mod upstream;

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub circuit_breaker_transitions_total: IntCounterVec,
     pub circuit_breaker_diverted_total: IntCounterVec,
     pub client_refusals_total: IntCounterVec,
+    pub access_log_lines_total: IntCounter,
+    pub access_log_dropped_total: IntCounterVec,
     pub connections_open: IntGauge,
     pub connections_refused_total: IntCounter,
     pub migration_percent: GaugeVec,
@@ -144,6 +146,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["cause"]
     )
     .expect("register banyan_client_refusals_total"),
+    access_log_lines_total: register_int_counter!(
+        "banyan_access_log_lines_total",
+        "Access log lines written."
+    )
+    .expect("register banyan_access_log_lines_total"),
+    access_log_dropped_total: register_int_counter_vec!(
+        "banyan_access_log_dropped_total",
+        "Access log lines not written, by reason (queue_full: the writer fell behind; write_failed: the file could not be written; closed: the writer had stopped).",
+        &["reason"]
+    )
+    .expect("register banyan_access_log_dropped_total"),
     connections_open: register_int_gauge!(
         "banyan_connections_open",
         "Client connections open (proxy and HTTPS listeners)."
@@ -295,6 +308,21 @@ pub fn migration_stage(route: &str, stage: crate::migration::Stage) {
             .with_label_values(&[route, s.label()])
             .set(i64::from(s == stage));
     }
+}
+
+pub fn access_log_written(lines: u64) {
+    metrics().access_log_lines_total.inc_by(lines);
+}
+
+pub fn access_log_dropped(reason: &str) {
+    access_log_dropped_n(reason, 1);
+}
+
+pub fn access_log_dropped_n(reason: &str, lines: u64) {
+    metrics()
+        .access_log_dropped_total
+        .with_label_values(&[reason])
+        .inc_by(lines);
 }
 
 pub fn client_refusal(cause: &str) {

@@ -1,6 +1,8 @@
 //! One immutable version of everything a request needs: the compiled config, the live
 //! upstream pools and the handles of the live figures. Swapped whole, never mutated.
 
+use crate::access::entry::Names;
+use crate::access::AccessLog;
 use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::live::{RouteFigures, SideFigures};
@@ -8,6 +10,7 @@ use crate::metrics::DEFAULT_ROUTE;
 use crate::migration::state::{Counts, RampState};
 use crate::routing::{Action, RouteId, UpstreamId};
 use crate::shadow::{self, limits::ShadowLimits};
+use crate::store::redact::Redactor;
 use crate::store::{Retention, Store};
 use crate::tls::server::CertSet;
 use crate::upstream::Pool;
@@ -37,6 +40,31 @@ pub struct Snapshot {
     /// In a fleet, the fleet's diff store: every snapshot hands it to the next, and
     /// shadowing routes keep their samples there rather than in `shadow.store`'s file.
     fleet_store: Option<Arc<Store>>,
+    /// The access log, when `[access_log]` is set, and what masks its query strings.
+    pub access_log: Option<AccessLog>,
+    redactor: Redactor,
+}
+
+/// What an access-log entry's ids name.
+impl Names for Snapshot {
+    fn route(&self, route: RouteId) -> &str {
+        &self.config.routes.route(route).name
+    }
+
+    fn upstream(&self, upstream: UpstreamId) -> &str {
+        &self.config.upstreams[upstream].name
+    }
+
+    fn endpoint(&self, upstream: UpstreamId, index: usize) -> String {
+        self.pools[upstream.index()]
+            .endpoints()
+            .get(index)
+            .map_or_else(String::new, |e| e.spec.authority.to_string())
+    }
+
+    fn redacted_target(&self, target: &str) -> String {
+        self.redactor.target(target)
+    }
 }
 
 /// A route's live figures, resolved once per snapshot: the route's own and those of each
@@ -169,6 +197,13 @@ impl Snapshot {
             settings: config.shadow.clone(),
             limits: shadow_limits,
         });
+        let access_log = config.access_log.as_ref().and_then(|settings| {
+            let previous = previous.and_then(|p| p.access_log.as_ref());
+            AccessLog::new(settings, previous)
+                .inspect_err(|e| tracing::error!(error = %e, "cannot start the access log writer"))
+                .ok()
+        });
+        let redactor = Redactor::new(&config.shadow.redact);
         let mut snapshot = Snapshot {
             config,
             pools,
@@ -179,6 +214,8 @@ impl Snapshot {
             certs,
             ramps: Vec::new(),
             fleet_store,
+            access_log,
+            redactor,
         };
         snapshot.ramps = ramps(&snapshot, previous);
         snapshot

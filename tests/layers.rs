@@ -23,7 +23,13 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("snapshot", &["snapshot.rs"]),
     (
         "data plane",
-        &["shadow/", "upstream/", "inbound/client_body.rs", "body/"],
+        &[
+            "shadow/",
+            "upstream/",
+            "inbound/client_body.rs",
+            "body/",
+            "access/",
+        ],
     ),
     ("config", &["config/"]),
     (
@@ -48,6 +54,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "inbound/",
             "grpc/",
+            "trace/",
             "clock.rs",
             "ids.rs",
             "fswatch.rs",

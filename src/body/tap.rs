@@ -120,6 +120,7 @@ impl Capture {
 }
 
 /// How a body ended, for whoever watches it.
+#[derive(Clone, Copy)]
 pub enum End<'a> {
     /// With trailers.
     Trailers(&'a HeaderMap),
@@ -131,16 +132,20 @@ pub enum End<'a> {
     Dropped,
 }
 
-/// What a watch calls.
-type OnEnd = Box<dyn FnOnce(End<'_>) + Send>;
+/// What a watch calls: how the body ended, and its data bytes that passed.
+type OnEnd = Box<dyn FnOnce(End<'_>, u64) + Send>;
 
 /// Called once when a watched body ends, however it ends.
-pub struct Watch(Option<OnEnd>);
+pub struct Watch {
+    on_end: Option<OnEnd>,
+    /// Data bytes passed so far.
+    bytes: u64,
+}
 
 impl Watch {
     fn fire(&mut self, end: End<'_>) {
-        if let Some(f) = self.0.take() {
-            f(end);
+        if let Some(f) = self.on_end.take() {
+            f(end, self.bytes);
         }
     }
 }
@@ -172,9 +177,21 @@ impl<B: Body> Tap<B> {
         }
     }
 
-    /// Call `f` once when the body ends (with its trailers, if any), or breaks.
-    pub fn watch(&mut self, f: impl FnOnce(End<'_>) + Send + 'static) {
-        let mut watch = Watch(Some(Box::new(f)));
+    /// Call `f` once when the body ends (with its trailers, if any), or breaks, with the
+    /// data bytes that passed. A second watch is called after the first.
+    pub fn watch(&mut self, f: impl FnOnce(End<'_>, u64) + Send + 'static) {
+        let on_end: OnEnd = match self.watch.as_mut().and_then(|w| w.on_end.take()) {
+            Some(first) => Box::new(move |end, bytes| {
+                first(end, bytes);
+                f(end, bytes);
+            }),
+            None => Box::new(f),
+        };
+        let bytes = self.watch.as_ref().map_or(0, |w| w.bytes);
+        let mut watch = Watch {
+            on_end: Some(on_end),
+            bytes,
+        };
         if self.inner.is_end_stream() {
             // Nobody will poll an empty body.
             watch.fire(End::Plain);
@@ -215,6 +232,9 @@ where
         if let Some(watch) = this.watch.as_mut() {
             match &polled {
                 Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        watch.bytes += data.len() as u64;
+                    }
                     if let Some(trailers) = frame.trailers_ref() {
                         watch.fire(End::Trailers(trailers));
                     } else if inner.is_end_stream() {

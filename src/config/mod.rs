@@ -33,6 +33,8 @@ pub struct Config {
     pub shadow: ShadowSettings,
     /// `[fleet]`: the PostgreSQL the instances share; None runs alone.
     pub fleet: Option<FleetSettings>,
+    /// `[access_log]`: None writes no access log.
+    pub access_log: Option<AccessLogSettings>,
     /// Findings that do not stop the config, such as unreachable routes.
     pub warnings: Vec<Diagnostic>,
 }
@@ -47,6 +49,9 @@ pub struct RouteFeatures {
     pub breaker: Option<crate::breaker::BreakerSpec>,
     /// A route being migrated by stages (`action = "migrate"`).
     pub migration: Option<crate::migration::MigrationSpec>,
+    /// The share of the route's requests the access log writes (errors always), 0 to 1;
+    /// None: all of them.
+    pub access_log_share: Option<f64>,
 }
 
 impl Config {
@@ -128,6 +133,33 @@ pub struct AdminSettings {
     /// Host names (lower case, no port) that mutating calls may name besides the listen
     /// address, IP addresses and loopback names.
     pub allowed_hosts: Vec<String>,
+}
+
+/// `[access_log]`: one line per request, written off the request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogSettings {
+    pub destination: AccessLogDestination,
+    pub format: AccessLogFormat,
+    /// A file is rotated when it reaches this many bytes.
+    pub max_size: Option<u64>,
+    /// Rotated files kept (`.1` the newest).
+    pub keep: usize,
+    /// Lines queued for the writer.
+    pub buffer: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogDestination {
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// One JSON object per line, every field named.
+    Json,
+    /// Apache's combined format, with banyan's fields after it as `key=value`.
+    Combined,
 }
 
 /// `[fleet]`: many instances sharing their state through PostgreSQL.

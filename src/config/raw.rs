@@ -22,6 +22,31 @@ pub struct RawConfig {
     pub shadow: RawShadowSettings,
     /// Many instances sharing state through PostgreSQL.
     pub fleet: Option<Spanned<RawFleet>>,
+    /// One line per request.
+    pub access_log: Option<Spanned<RawAccessLog>>,
+}
+
+/// `[access_log]`: where and how each request's line is written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    /// `"stdout"` or a file.
+    pub path: Option<Spanned<String>>,
+    /// `"json"` (the default) or `"combined"`.
+    pub format: Option<Spanned<String>>,
+    /// A file is rotated (renamed `.1`, older ones shifted) when it reaches this size.
+    pub max_size: Option<Spanned<i64>>,
+    /// Rotated files kept.
+    pub keep: Option<Spanned<i64>>,
+    /// Lines queued for the writer; beyond, lines are dropped and counted.
+    pub buffer: Option<Spanned<i64>>,
+}
+
+/// A route's `access_log = { percent = 10 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteAccessLog {
+    pub percent: Spanned<f64>,
 }
 
 /// `[fleet]`: where the instances of a fleet share their state.
@@ -186,6 +211,8 @@ pub struct RawRoute {
     /// Methods refused by default (CONNECT, TRACE) that this route forwards.
     #[serde(default)]
     pub allow_methods: Vec<Spanned<String>>,
+    /// The share of the route's requests written to the access log.
+    pub access_log: Option<Spanned<RawRouteAccessLog>>,
 }
 
 /// `migration = { stage = "canary", new = "items-svc", percent = 5, key = { cookie = "sid" } }`

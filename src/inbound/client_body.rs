@@ -11,26 +11,47 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Sleep;
 
-/// Why the client's body stopped, once it has; shared with the request's handler. A
-/// request without a body (most of them) has no verdict to share, and no allocation.
+/// Why the client's body stopped, once it has, and how much of it was read; shared with
+/// the request's handler. A request without a body (most of them) has no verdict to
+/// share, and no allocation.
 #[derive(Debug, Clone, Default)]
-pub struct Verdict(Option<Arc<OnceLock<Refusal>>>);
+pub struct Verdict(Option<Arc<Shared>>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    refusal: OnceLock<Refusal>,
+    read: AtomicU64,
+}
 
 impl Verdict {
     pub fn get(&self) -> Option<Refusal> {
-        self.0.as_ref()?.get().copied()
+        self.0.as_ref()?.refusal.get().copied()
+    }
+
+    /// Body bytes read from the client so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.0
+            .as_ref()
+            .map_or(0, |s| s.read.load(Ordering::Relaxed))
     }
 
     fn set(&self, refusal: Refusal) -> BoxError {
-        if let Some(cell) = &self.0 {
-            let _ = cell.set(refusal);
+        if let Some(shared) = &self.0 {
+            let _ = shared.refusal.set(refusal);
         }
         format!("client body refused: {refusal:?}").into()
+    }
+
+    fn read(&self, total: u64) {
+        if let Some(shared) = &self.0 {
+            shared.read.store(total, Ordering::Relaxed);
+        }
     }
 }
 
@@ -134,6 +155,7 @@ impl Body for ClientBody {
                 *this.timer = None;
                 if let Some(data) = frame.data_ref() {
                     *this.read += data.len() as u64;
+                    this.verdict.read(*this.read);
                     if *this.read > *this.max {
                         return Poll::Ready(Some(Err(this.verdict.set(Refusal::BodyTooLarge))));
                     }

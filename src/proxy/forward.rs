@@ -11,6 +11,14 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use smallvec::SmallVec;
 
+/// Where a request went, for the access log: the endpoint of its last attempt, and
+/// whether an attempt before it failed and another endpoint was tried.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Trail {
+    pub endpoint: Option<usize>,
+    pub retried: bool,
+}
+
 /// A failed attempt, and whether it failed before the upstream could have acted on it.
 struct Failure {
     error: ProxyError,
@@ -121,8 +129,10 @@ pub async fn send(
     pool: &Pool,
     outgoing: Outgoing,
     body: RequestBody,
+    trail: &mut Trail,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let index = pool.pick(&[]);
+    trail.endpoint = Some(index);
     attempt(pool, index, outgoing.request_for(pool, index, body))
         .await
         .map_err(|f| f.error)
@@ -134,6 +144,7 @@ pub async fn send_replayable(
     pool: &Pool,
     outgoing: Outgoing,
     body: Bytes,
+    trail: &mut Trail,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let retries = if is_idempotent(&outgoing.method) {
         pool.spec().retries as usize
@@ -146,12 +157,16 @@ pub async fn send_replayable(
         loop {
             let index = pool.pick(&tried);
             tried.push(index);
+            trail.endpoint = Some(index);
             match attempt_h1(pool, client, index, &mut outgoing, &body).await {
                 Ok(resp) => return Ok(resp),
                 Err(Failure {
                     retry: Some(reason),
                     ..
-                }) if tried.len() <= retries => crate::metrics::upstream_retry(pool.name(), reason),
+                }) if tried.len() <= retries => {
+                    trail.retried = true;
+                    crate::metrics::upstream_retry(pool.name(), reason)
+                }
                 Err(f) => return Err(f.error),
             }
         }
@@ -159,6 +174,7 @@ pub async fn send_replayable(
     loop {
         let index = pool.pick(&tried);
         tried.push(index);
+        trail.endpoint = Some(index);
         if tried.len() > retries {
             // The last attempt sends the request itself: only one that may be followed
             // by another needs a copy.
@@ -173,7 +189,10 @@ pub async fn send_replayable(
             Err(Failure {
                 retry: Some(reason),
                 ..
-            }) => crate::metrics::upstream_retry(pool.name(), reason),
+            }) => {
+                trail.retried = true;
+                crate::metrics::upstream_retry(pool.name(), reason)
+            }
             Err(f) => return Err(f.error),
         }
     }
@@ -207,23 +226,24 @@ pub async fn send_with_fallback(
     outgoing: Outgoing,
     fallback_request: Outgoing,
     body: Bytes,
+    trail: &mut Trail,
     mut count: impl FnMut(&'static str),
 ) -> (Result<Response<UpstreamBody>, ProxyError>, bool) {
     if primary.all_unhealthy() {
         count("unhealthy");
         return (
-            send_replayable(fallback, fallback_request, body).await,
+            send_replayable(fallback, fallback_request, body, trail).await,
             true,
         );
     }
-    let result = send_replayable(primary, outgoing, body.clone()).await;
+    let result = send_replayable(primary, outgoing, body.clone(), trail).await;
     match fallback_reason(&result) {
         None => (result, false),
         Some(reason) => {
             count(reason);
             drop(result);
             (
-                send_replayable(fallback, fallback_request, body).await,
+                send_replayable(fallback, fallback_request, body, trail).await,
                 true,
             )
         }

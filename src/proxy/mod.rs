@@ -1,6 +1,7 @@
 //! The hyper service: glue between a client's request and routing/, upstream/ and the
 //! metrics. It reads like the data flow in docs/ARCHITECTURE.md.
 
+mod access_log;
 pub mod error;
 pub mod forward;
 pub mod headers;
@@ -21,6 +22,7 @@ use crate::upstream::request::Outgoing;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use error::ProxyError;
+use forward::Trail;
 use headers::ClientContext;
 use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
@@ -47,6 +49,7 @@ pub async fn handle(
     let started = Instant::now();
     // One snapshot for the whole request, however long it runs.
     let snap = shared.load_full();
+    let mut record = access_log::Record::begin(&snap, client, &req);
     let h1 = req.version() < Version::HTTP_2;
     // A gRPC client reads banyan's own failures as gRPC statuses, not HTTP ones. gRPC
     // runs over HTTP/2 only: an HTTP/1 request is not looked at.
@@ -80,7 +83,8 @@ pub async fn handle(
                 grpc,
             );
             // A head that could be read two ways leaves the connection's framing in doubt.
-            return if h1 { closing(resp) } else { resp };
+            let resp = if h1 { closing(resp) } else { resp };
+            return logged(record, &snap, started, resp);
         }
     };
     // The caller's deadline bounds the wait for the upstream's answer.
@@ -90,6 +94,14 @@ pub async fn handle(
     let tunnel = plan.tunnel;
     let client_upgrade = client_upgrade.filter(|_| tunnel.is_some());
     let (body, verdict) = ClientBody::new(body, plan.max_body, limits.body_timeout);
+    if let Some(r) = &mut record {
+        r.route = route;
+        r.verdict = verdict.clone();
+        if let Ok(requests) = &plan.requests {
+            r.sent_headers(&requests.primary.headers);
+        }
+    }
+    let shadowed = plan.shadow.is_some();
     let (result, answered_by, mirror) = match plan.requests {
         Err(e) => (Err(e), upstream, None),
         Ok(requests) => {
@@ -110,6 +122,13 @@ pub async fn handle(
                         started,
                     )
                 });
+            if let Some(r) = record.as_mut().filter(|_| shadowed && tunnel.is_none()) {
+                r.shadow = Some(if mirror.is_some() {
+                    "copied"
+                } else {
+                    "not_copied"
+                });
+            }
             let (mirror_request, mirror_response) = match mirror {
                 Some(m) => (m.request, Some(m.response)),
                 None => (None, None),
@@ -123,12 +142,19 @@ pub async fn handle(
                 tunnel.is_some(),
                 mirror_request,
             );
-            let (result, answered_by) = match deadline {
+            let (result, answered_by, trail) = match deadline {
                 None => sending.await,
-                Some(limit) => tokio::time::timeout(limit, sending)
-                    .await
-                    .unwrap_or((Err(ProxyError::CallDeadline), upstream)),
+                Some(limit) => tokio::time::timeout(limit, sending).await.unwrap_or((
+                    Err(ProxyError::CallDeadline),
+                    upstream,
+                    Trail::default(),
+                )),
             };
+            if let Some(r) = &mut record {
+                r.trail = trail;
+                r.answered_by = Some(answered_by);
+                r.fell_back = answered_by != upstream;
+            }
             // A body that broke its limits or its framing is the client's fault.
             let result = result.map_err(|e| verdict.get().map_or(e, ProxyError::Refused));
             if let Some(Admit::New { probe }) = plan.breaker {
@@ -165,11 +191,25 @@ pub async fn handle(
         (Err(e), _, _) => Err(e),
     };
     let resp = finish(&snap, route, answered_by, started, result, grpc);
-    if leaves_framing && !tunnelled {
+    let resp = if leaves_framing && !tunnelled {
         closing(resp)
     } else {
         resp
+    };
+    logged(record, &snap, started, resp)
+}
+
+/// The response, with its access-log entry on its way when the request has one.
+fn logged(
+    record: Option<access_log::Record>,
+    snap: &Arc<Snapshot>,
+    started: Instant,
+    mut resp: Response<ResponseBody>,
+) -> Response<ResponseBody> {
+    if let Some(record) = record {
+        record.finish(snap, started, &mut resp);
     }
+    resp
 }
 
 /// The request with its path normalized as `server.path_normalization` says, before it
@@ -369,11 +409,9 @@ async fn send(
     body: ClientBody,
     upgrade: bool,
     mirror: Option<Capture>,
-) -> (
-    Result<Response<crate::upstream::UpstreamBody>, ProxyError>,
-    UpstreamId,
-) {
+) -> Sent {
     let max_buffer = snap.config.server.fallback_max_body;
+    let mut trail = Trail::default();
     match requests.fallback {
         Some((fallback, fallback_request)) if !upgrade => {
             // Read into memory as far as the limit (a body of unknown length too, as
@@ -385,7 +423,7 @@ async fn send(
                 }
                 Err(_) => {
                     let unread = Refusal::BadRequest("the request body could not be read");
-                    return (Err(ProxyError::Refused(unread)), upstream);
+                    return (Err(ProxyError::Refused(unread)), upstream, trail);
                 }
             };
             if let Some(capture) = mirror {
@@ -398,10 +436,11 @@ async fn send(
                 requests.primary,
                 fallback_request,
                 bytes,
+                &mut trail,
                 |reason| crate::metrics::fallback(route_name, reason).inc(),
             )
             .await;
-            (result, if fell_back { fallback } else { upstream })
+            (result, if fell_back { fallback } else { upstream }, trail)
         }
         // No body (most idempotent requests): replayable, so retried on connect errors.
         _ if body.is_end_stream() => {
@@ -409,8 +448,9 @@ async fn send(
                 capture.finish_with(&Bytes::new());
             }
             let pool = snap.pool(upstream);
-            let result = forward::send_replayable(pool, requests.primary, Bytes::new()).await;
-            (result, upstream)
+            let result =
+                forward::send_replayable(pool, requests.primary, Bytes::new(), &mut trail).await;
+            (result, upstream, trail)
         }
         _ => stream(snap, upstream, requests.primary, body, mirror).await,
     }
@@ -423,17 +463,23 @@ async fn stream(
     request: Outgoing,
     body: ClientBody,
     mirror: Option<Capture>,
-) -> (
-    Result<Response<crate::upstream::UpstreamBody>, ProxyError>,
-    UpstreamId,
-) {
+) -> Sent {
     let body = match mirror {
         Some(capture) => body::tapped(body, capture),
         None => body::streamed(body),
     };
     let pool = snap.pool(upstream);
-    (forward::send(pool, request, body).await, upstream)
+    let mut trail = Trail::default();
+    let result = forward::send(pool, request, body, &mut trail).await;
+    (result, upstream, trail)
 }
+
+/// What sending did: the upstream's answer, who gave it, and how it got there.
+type Sent = (
+    Result<Response<crate::upstream::UpstreamBody>, ProxyError>,
+    UpstreamId,
+    Trail,
+);
 
 /// Ask the route's circuit breaker, if it has one and the request is not going to
 /// legacy anyway, where the request goes.
@@ -540,7 +586,7 @@ fn observe_call(
         return count(status_in(resp.headers()));
     }
     match resp.body_mut() {
-        http_body_util::Either::Left(tap) => tap.watch(move |end| {
+        http_body_util::Either::Left(tap) => tap.watch(move |end, _| {
             count(match end {
                 End::Trailers(trailers) => status_in(trailers),
                 // An answer that ended without a status, or broke on the upstream's side.

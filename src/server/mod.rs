@@ -37,7 +37,7 @@ pub enum ServerError {
     },
     #[error("cannot watch the config file: {0}")]
     Watch(String),
-    #[error("cannot handle SIGHUP")]
+    #[error("cannot handle a signal (SIGHUP, SIGUSR1)")]
     Signal(#[source] std::io::Error),
     #[error(transparent)]
     Handover(#[from] handover::HandoverError),
@@ -70,11 +70,15 @@ struct Triggers {
     file: Option<FileWatch>,
     signal: Option<JoinHandle<()>>,
     ramps: Option<JoinHandle<()>>,
+    reopen_log: Option<JoinHandle<()>>,
 }
 
 impl Drop for Triggers {
     fn drop(&mut self) {
-        for t in [&self.signal, &self.ramps].into_iter().flatten() {
+        for t in [&self.signal, &self.ramps, &self.reopen_log]
+            .into_iter()
+            .flatten()
+        {
             t.abort();
         }
     }
@@ -193,6 +197,7 @@ pub async fn start_with(
     // send it to any banyan to reload (one without a file says there is nothing to read).
     triggers.signal =
         Some(crate::reload::watch::on_sighup(reloader.clone()).map_err(ServerError::Signal)?);
+    triggers.reopen_log = Some(reopen_access_log_on_sigusr1(snapshot.clone())?);
     tracing::info!(addr = %proxy_addr, "proxy listening");
     if let Some(addr) = tls_addr {
         tracing::info!(addr = %addr, "https listening");
@@ -254,6 +259,20 @@ impl Running {
             let _ = task.await;
         }
     }
+}
+
+/// SIGUSR1 reopens the access log file, after logrotate has moved it (nginx's USR1).
+fn reopen_access_log_on_sigusr1(snapshot: SharedSnapshot) -> Result<JoinHandle<()>, ServerError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(ServerError::Signal)?;
+    Ok(tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            if let Some(log) = &snapshot.load().access_log {
+                tracing::info!("SIGUSR1: reopening the access log");
+                log.reopen();
+            }
+        }
+    }))
 }
 
 /// The certificates of the running snapshot, for the TLS listener.

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;
 
+mod access_log;
 mod breaker;
 mod fleet;
 mod matching;
@@ -124,6 +125,7 @@ impl Compiler<'_> {
             self.routes(&raw.routes, &ids, default).into_iter().unzip();
         let routes = RouteTable::new(routes, default?);
         let fleet = raw.fleet.as_ref().map(|f| self.fleet(f));
+        let access_log = raw.access_log.as_ref().map(|a| self.access_log(a));
         let mut warnings = std::mem::take(&mut self.warnings);
         if self.errors.is_empty() {
             warnings.extend(
@@ -137,6 +139,7 @@ impl Compiler<'_> {
             source: std::sync::Arc::new(self.src.clone()),
             shadow,
             fleet,
+            access_log,
             server,
             admin,
             upstreams,

@@ -93,6 +93,10 @@ impl Compiler<'_> {
             shadow,
             breaker,
             migration,
+            access_log_share: raw
+                .access_log
+                .as_ref()
+                .and_then(|a| self.access_log_share(name, a)),
         };
         Some((route, features))
     }

@@ -1,0 +1,225 @@
+//! The access log's writer: a thread of its own behind a bounded queue, so a slow or
+//! failing disk never holds a request. Lines are written in batches, the file is rotated
+//! by size and reopened on request (SIGUSR1, after logrotate moved it).
+
+use super::entry::Entry;
+use crate::config::{AccessLogDestination, AccessLogFormat, AccessLogSettings};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the writer looks at a reopen request when no line arrives.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Bytes gathered before they are written out, within a batch.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// The request path's end of the queue. Dropping the last one ends the writer after it
+/// has written what was queued.
+pub struct Queue {
+    tx: SyncSender<Entry>,
+    reopen: Arc<AtomicBool>,
+}
+
+impl Queue {
+    /// Start the writer for `settings`. The file is opened on the writer's thread: one
+    /// that cannot be opened is reported there and its lines are counted as dropped.
+    pub fn start(settings: &AccessLogSettings) -> io::Result<Queue> {
+        let (tx, rx) = mpsc::sync_channel(settings.buffer);
+        let reopen = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            destination: settings.destination.clone(),
+            format: settings.format,
+            max_size: settings.max_size,
+            keep: settings.keep,
+            reopen: reopen.clone(),
+            out: None,
+            written: 0,
+        };
+        std::thread::Builder::new()
+            .name("banyan-access-log".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(Queue { tx, reopen })
+    }
+
+    /// Queue an entry; when the queue is full the entry is dropped and counted.
+    pub fn push(&self, entry: Entry) {
+        match self.tx.try_send(entry) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => crate::metrics::access_log_dropped("queue_full"),
+            Err(TrySendError::Disconnected(_)) => crate::metrics::access_log_dropped("closed"),
+        }
+    }
+
+    /// Close and open the file again (logrotate moved it away).
+    pub fn reopen(&self) {
+        self.reopen.store(true, Ordering::Relaxed);
+    }
+}
+
+enum Out {
+    Stdout(io::Stdout),
+    File(File),
+}
+
+impl Out {
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Out::Stdout(s) => {
+                let mut lock = s.lock();
+                lock.write_all(bytes)?;
+                lock.flush()
+            }
+            Out::File(f) => f.write_all(bytes),
+        }
+    }
+}
+
+struct Writer {
+    destination: AccessLogDestination,
+    format: AccessLogFormat,
+    max_size: Option<u64>,
+    keep: usize,
+    reopen: Arc<AtomicBool>,
+    out: Option<Out>,
+    /// Bytes in the current file.
+    written: u64,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Entry>) {
+        let mut batch = Vec::with_capacity(BATCH_BYTES);
+        loop {
+            let first = match rx.recv_timeout(POLL) {
+                Ok(entry) => Some(entry),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            if self.reopen.swap(false, Ordering::Relaxed) {
+                self.out = None;
+            }
+            let Some(first) = first else { continue };
+            let mut lines = 1;
+            self.format(&first, &mut batch);
+            drop(first);
+            // Whatever else is queued goes in the same write.
+            while batch.len() < BATCH_BYTES {
+                let Ok(entry) = rx.try_recv() else { break };
+                self.format(&entry, &mut batch);
+                lines += 1;
+            }
+            self.write(&batch, lines);
+            batch.clear();
+        }
+    }
+
+    fn format(&self, entry: &Entry, out: &mut Vec<u8>) {
+        match self.format {
+            AccessLogFormat::Json => entry.write_json(out),
+            AccessLogFormat::Combined => entry.write_combined(out),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8], lines: u64) {
+        if self.max_size.is_some_and(|max| self.written >= max) {
+            self.rotate();
+        }
+        let Some(out) = self.open() else {
+            crate::metrics::access_log_dropped_n("write_failed", lines);
+            return;
+        };
+        match out.write_all(bytes) {
+            Ok(()) => {
+                self.written += bytes.len() as u64;
+                crate::metrics::access_log_written(lines);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write the access log");
+                crate::metrics::access_log_dropped_n("write_failed", lines);
+                // Open it again for the next batch (the disk may have been freed).
+                self.out = None;
+            }
+        }
+    }
+
+    fn open(&mut self) -> Option<&mut Out> {
+        if self.out.is_none() {
+            self.out = match &self.destination {
+                AccessLogDestination::Stdout => Some(Out::Stdout(io::stdout())),
+                AccessLogDestination::File(path) => match append(path) {
+                    Ok(file) => {
+                        self.written = file.metadata().map_or(0, |m| m.len());
+                        Some(Out::File(file))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, path = %path.display(), "cannot open the access log");
+                        None
+                    }
+                },
+            };
+        }
+        self.out.as_mut()
+    }
+
+    /// `access.log` becomes `access.log.1`, `.1` becomes `.2`, and so on to `keep`.
+    fn rotate(&mut self) {
+        let AccessLogDestination::File(path) = &self.destination else {
+            return;
+        };
+        self.out = None;
+        if let Err(e) = shift(path, self.keep) {
+            tracing::warn!(error = %e, path = %path.display(), "cannot rotate the access log");
+        }
+        self.written = 0;
+    }
+}
+
+fn append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+fn numbered(path: &Path, n: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+fn shift(path: &Path, keep: usize) -> io::Result<()> {
+    let _ = std::fs::remove_file(numbered(path, keep));
+    for n in (1..keep).rev() {
+        let from = numbered(path, n);
+        if from.exists() {
+            std::fs::rename(&from, numbered(path, n + 1))?;
+        }
+    }
+    std::fs::rename(path, numbered(path, 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_shifts_and_keeps_at_most_keep_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        for round in 0..4 {
+            std::fs::write(&log, format!("round {round}\n")).unwrap();
+            shift(&log, 2).unwrap();
+        }
+        assert!(!log.exists());
+        assert_eq!(
+            std::fs::read_to_string(numbered(&log, 1)).unwrap(),
+            "round 3\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(numbered(&log, 2)).unwrap(),
+            "round 2\n"
+        );
+        assert!(!numbered(&log, 3).exists());
+    }
+}
