@@ -24,6 +24,7 @@ pub mod server;
 pub mod shadow;
 pub mod snapshot;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod trace;
 pub mod upstream;

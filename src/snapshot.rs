@@ -12,6 +12,7 @@ use crate::routing::{Action, RouteId, UpstreamId};
 use crate::shadow::{self, limits::ShadowLimits};
 use crate::store::redact::Redactor;
 use crate::store::{Retention, Store};
+use crate::telemetry::Telemetry;
 use crate::tls::server::CertSet;
 use crate::upstream::Pool;
 use smallvec::SmallVec;
@@ -43,6 +44,8 @@ pub struct Snapshot {
     /// The access log, when `[access_log]` is set, and what masks its query strings.
     pub access_log: Option<AccessLog>,
     redactor: Redactor,
+    /// The tracer, when `[tracing]` is set.
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// What an access-log entry's ids name.
@@ -204,6 +207,12 @@ impl Snapshot {
                 .ok()
         });
         let redactor = Redactor::new(&config.shadow.redact);
+        let telemetry = config.tracing.as_ref().and_then(|settings| {
+            let previous = previous.and_then(|p| p.telemetry.as_ref());
+            Telemetry::new(settings, previous)
+                .inspect_err(|e| tracing::error!(error = %e, "traces are not exported"))
+                .ok()
+        });
         let mut snapshot = Snapshot {
             config,
             pools,
@@ -216,6 +225,7 @@ impl Snapshot {
             fleet_store,
             access_log,
             redactor,
+            telemetry,
         };
         snapshot.ramps = ramps(&snapshot, previous);
         snapshot

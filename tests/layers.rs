@@ -46,6 +46,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "compare/",
             "live/",
             "metrics.rs",
+            "telemetry/",
         ],
     ),
     ("routing", &["routing/"]),

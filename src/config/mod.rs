@@ -35,6 +35,8 @@ pub struct Config {
     pub fleet: Option<FleetSettings>,
     /// `[access_log]`: None writes no access log.
     pub access_log: Option<AccessLogSettings>,
+    /// `[tracing]`: None exports no spans (and passes `traceparent` through untouched).
+    pub tracing: Option<TracingSettings>,
     /// Findings that do not stop the config, such as unreachable routes.
     pub warnings: Vec<Diagnostic>,
 }
@@ -160,6 +162,25 @@ pub enum AccessLogFormat {
     Json,
     /// Apache's combined format, with banyan's fields after it as `key=value`.
     Combined,
+}
+
+/// `[tracing]`: OpenTelemetry spans for requests, upstream attempts, shadows and
+/// comparisons, exported over OTLP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSettings {
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// Share of the traces banyan starts itself, 0 to 1 (parent-based otherwise).
+    pub ratio: f64,
+    pub service_name: String,
+    pub max_queue: usize,
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    HttpProtobuf,
+    Grpc,
 }
 
 /// `[fleet]`: many instances sharing their state through PostgreSQL.

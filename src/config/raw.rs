@@ -24,6 +24,25 @@ pub struct RawConfig {
     pub fleet: Option<Spanned<RawFleet>>,
     /// One line per request.
     pub access_log: Option<Spanned<RawAccessLog>>,
+    /// OpenTelemetry traces, exported over OTLP.
+    pub tracing: Option<Spanned<RawTracing>>,
+}
+
+/// `[tracing]`: where spans go and which requests are traced.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// The collector: `http://host:4318/v1/traces` (HTTP) or `http://host:4317` (gRPC).
+    pub endpoint: Spanned<String>,
+    /// `"http/protobuf"` (the default) or `"grpc"`.
+    pub protocol: Option<Spanned<String>>,
+    /// Share of the traces banyan starts; a request with a `traceparent` follows it.
+    pub percent: Option<Spanned<f64>>,
+    pub service_name: Option<Spanned<String>>,
+    /// Spans waiting for export; past it, dropped.
+    pub max_queue: Option<Spanned<i64>>,
+    /// How long one export may take.
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// `[access_log]`: where and how each request's line is written.

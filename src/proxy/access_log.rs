@@ -43,7 +43,12 @@ pub struct Record {
 
 impl Record {
     /// The request's record, when the snapshot writes an access log.
-    pub fn begin<B>(snap: &Snapshot, client: Client, req: &Request<B>) -> Option<Record> {
+    pub fn begin<B>(
+        snap: &Snapshot,
+        client: Client,
+        req: &Request<B>,
+        trace_id: Option<[u8; 16]>,
+    ) -> Option<Record> {
         snap.access_log.as_ref()?;
         let h = req.headers();
         let trust = snap.config.server.trust_forwarded_headers;
@@ -59,7 +64,7 @@ impl Record {
                 .or_else(|| HeaderValue::from_str(req.uri().authority()?.as_str()).ok()),
             user_agent: h.get(header::USER_AGENT).cloned(),
             referer: h.get(header::REFERER).cloned(),
-            trace_id: crate::trace::context::parent(h).map(|p| p.trace_id),
+            trace_id,
             route: None,
             request_id: h.get(X_REQUEST_ID).cloned(),
             shadow: None,

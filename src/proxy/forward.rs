@@ -1,22 +1,75 @@
 //! Sending a prepared request to an upstream pool, and the fallback to legacy.
 
 use super::error::ProxyError;
+use crate::access::entry::trace_hex;
 use crate::body;
+use crate::telemetry::spans::{ChildSpan, RequestTrace};
+use crate::trace::context::TRACEPARENT;
 use crate::upstream::client::RequestBody;
 use crate::upstream::failure::{describe, UpstreamFailure};
 use crate::upstream::h1;
 use crate::upstream::request::Outgoing;
 use crate::upstream::{Pool, UpstreamBody};
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
 use smallvec::SmallVec;
 
-/// Where a request went, for the access log: the endpoint of its last attempt, and
-/// whether an attempt before it failed and another endpoint was tried.
-#[derive(Debug, Default, Clone, Copy)]
+/// Where a request went, for the access log and traces: the endpoint of its last
+/// attempt, and whether an attempt before it failed and another endpoint was tried. With
+/// the request's trace, each attempt gets a span and names it in `traceparent`.
+#[derive(Default, Clone)]
 pub struct Trail {
     pub endpoint: Option<usize>,
     pub retried: bool,
+    pub trace: Option<RequestTrace>,
+    /// The trace the request belongs to (banyan's, or the client's when banyan exports
+    /// none), for the log lines about it.
+    pub trace_id: Option<[u8; 16]>,
+    /// The attempts now go to the route's fallback.
+    falling_back: bool,
+}
+
+impl Trail {
+    /// The attempt's span, named to the upstream in the request's `traceparent`.
+    fn attempt_span(
+        &self,
+        pool: &Pool,
+        index: usize,
+        headers: &mut HeaderMap,
+    ) -> Option<ChildSpan> {
+        let trace = self.trace.as_ref()?;
+        let endpoint = &pool.endpoints()[index].spec.authority;
+        let span = trace.child(
+            "banyan upstream",
+            SpanKind::Client,
+            vec![
+                KeyValue::new("banyan.upstream", pool.name().to_owned()),
+                KeyValue::new("server.address", endpoint.host().to_owned()),
+                KeyValue::new("server.port", i64::from(endpoint.port_u16().unwrap_or(80))),
+                KeyValue::new("banyan.retry", self.retried),
+                KeyValue::new("banyan.fallback", self.falling_back),
+            ],
+        );
+        headers.insert(TRACEPARENT, span.traceparent());
+        Some(span)
+    }
+}
+
+/// End an attempt's span with its status or its failure.
+fn end_attempt(span: Option<ChildSpan>, outcome: Result<StatusCode, ProxyError>) {
+    let Some(span) = span else { return };
+    match outcome {
+        Ok(status) => {
+            span.set(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status.as_u16()),
+            ));
+            span.end(is_gateway_failure(status).then_some("gateway_status"));
+        }
+        Err(e) => span.end(Some(e.cause())),
+    }
 }
 
 /// A failed attempt, and whether it failed before the upstream could have acted on it.
@@ -31,17 +84,21 @@ struct Failure {
 async fn attempt(
     pool: &Pool,
     index: usize,
-    req: Request<RequestBody>,
+    mut req: Request<RequestBody>,
+    trail: &Trail,
 ) -> Result<Response<UpstreamBody>, Failure> {
+    let span = trail.attempt_span(pool, index, req.headers_mut());
     match pool.client().request(req).await {
         Ok(resp) => {
             pool.record(index, is_gateway_failure(resp.status()));
+            end_attempt(span, Ok(resp.status()));
             Ok(resp.map(UpstreamBody::Hyper))
         }
         Err(e) => {
             pool.record(index, true);
             let error = ProxyError::from_client(&e);
-            log_failure(pool, index, &e, error);
+            log_failure(pool, index, &e, error, trail);
+            end_attempt(span, Err(error));
             Err(Failure::new(error, e.is_connect()))
         }
     }
@@ -54,10 +111,12 @@ async fn attempt_h1(
     index: usize,
     outgoing: &mut Outgoing,
     body: &Bytes,
+    trail: &Trail,
 ) -> Result<Response<UpstreamBody>, Failure> {
     if let Some(host) = outgoing.host_for(pool, index) {
         outgoing.headers.insert(header::HOST, host);
     }
+    let span = trail.attempt_span(pool, index, &mut outgoing.headers);
     let req = h1::Request {
         method: &outgoing.method,
         target: &outgoing.path_and_query,
@@ -67,12 +126,14 @@ async fn attempt_h1(
     match client.send(index, &pool.endpoints()[index].spec, req).await {
         Ok(resp) => {
             pool.record(index, is_gateway_failure(resp.status()));
+            end_attempt(span, Ok(resp.status()));
             Ok(resp.map(UpstreamBody::H1))
         }
         Err(e) => {
             pool.record(index, true);
             let error = ProxyError::from(UpstreamFailure::of_h1(&e));
-            log_failure(pool, index, &e, error);
+            log_failure(pool, index, &e, error, trail);
+            end_attempt(span, Err(error));
             Err(Failure::new(error, e.is_connect()))
         }
     }
@@ -85,12 +146,15 @@ fn log_failure(
     index: usize,
     e: &(dyn std::error::Error + 'static),
     error: ProxyError,
+    trail: &Trail,
 ) {
+    let trace_id = trail.trace_id.as_ref().map(trace_hex);
     tracing::warn!(
         upstream = %pool.name(),
         endpoint = %pool.endpoints()[index].spec.authority,
         error = describe(e),
         cause = error.cause(),
+        trace_id = trace_id.as_deref().unwrap_or("-"),
         "upstream request failed"
     );
 }
@@ -133,7 +197,7 @@ pub async fn send(
 ) -> Result<Response<UpstreamBody>, ProxyError> {
     let index = pool.pick(&[]);
     trail.endpoint = Some(index);
-    attempt(pool, index, outgoing.request_for(pool, index, body))
+    attempt(pool, index, outgoing.request_for(pool, index, body), trail)
         .await
         .map_err(|f| f.error)
 }
@@ -158,7 +222,7 @@ pub async fn send_replayable(
             let index = pool.pick(&tried);
             tried.push(index);
             trail.endpoint = Some(index);
-            match attempt_h1(pool, client, index, &mut outgoing, &body).await {
+            match attempt_h1(pool, client, index, &mut outgoing, &body, trail).await {
                 Ok(resp) => return Ok(resp),
                 Err(Failure {
                     retry: Some(reason),
@@ -179,12 +243,12 @@ pub async fn send_replayable(
             // The last attempt sends the request itself: only one that may be followed
             // by another needs a copy.
             let req = outgoing.request_for(pool, index, body::full(body));
-            return attempt(pool, index, req).await.map_err(|f| f.error);
+            return attempt(pool, index, req, trail).await.map_err(|f| f.error);
         }
         let req = outgoing
             .clone()
             .request_for(pool, index, body::full(body.clone()));
-        match attempt(pool, index, req).await {
+        match attempt(pool, index, req, trail).await {
             Ok(resp) => return Ok(resp),
             Err(Failure {
                 retry: Some(reason),
@@ -231,6 +295,7 @@ pub async fn send_with_fallback(
 ) -> (Result<Response<UpstreamBody>, ProxyError>, bool) {
     if primary.all_unhealthy() {
         count("unhealthy");
+        trail.falling_back = true;
         return (
             send_replayable(fallback, fallback_request, body, trail).await,
             true,
@@ -242,6 +307,7 @@ pub async fn send_with_fallback(
         Some(reason) => {
             count(reason);
             drop(result);
+            trail.falling_back = true;
             (
                 send_replayable(fallback, fallback_request, body, trail).await,
                 true,

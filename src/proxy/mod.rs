@@ -5,6 +5,7 @@ mod access_log;
 pub mod error;
 pub mod forward;
 pub mod headers;
+mod spans;
 mod tunnel;
 
 use crate::body::tap::{Capture, End};
@@ -18,6 +19,7 @@ use crate::routing::protocol::Tunnel;
 use crate::routing::{RequestView, Route, RouteId, UpstreamId};
 use crate::shadow::{self, spec::ShadowSpec};
 use crate::snapshot::Snapshot;
+use crate::telemetry::spans::RequestTrace;
 use crate::upstream::request::Outgoing;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -49,7 +51,16 @@ pub async fn handle(
     let started = Instant::now();
     // One snapshot for the whole request, however long it runs.
     let snap = shared.load_full();
-    let mut record = access_log::Record::begin(&snap, client, &req);
+    let trace = snap
+        .telemetry
+        .as_ref()
+        .map(|t| RequestTrace::begin(t.tracer(), req.headers(), req.method(), req.uri().path()));
+    // The trace the request is in: banyan's own, else the one the client named.
+    let trace_id = match &trace {
+        Some(t) => Some(t.trace_id()),
+        None => crate::trace::context::parent(req.headers()).map(|p| p.trace_id),
+    };
+    let mut record = access_log::Record::begin(&snap, client, &req, trace_id);
     let h1 = req.version() < Version::HTTP_2;
     // A gRPC client reads banyan's own failures as gRPC statuses, not HTTP ones. gRPC
     // runs over HTTP/2 only: an HTTP/1 request is not looked at.
@@ -84,11 +95,12 @@ pub async fn handle(
             );
             // A head that could be read two ways leaves the connection's framing in doubt.
             let resp = if h1 { closing(resp) } else { resp };
-            return logged(record, &snap, started, resp);
+            return logged(record, trace, &snap, started, None, resp);
         }
     };
     // The caller's deadline bounds the wait for the upstream's answer.
     let deadline = grpc.then(|| grpc::deadline(&parts.headers)).flatten();
+    let method = trace.as_ref().map(|_| parts.method.clone());
     let plan = plan(&snap, client, parts, asked_upgrade.as_ref());
     let (route, upstream) = (plan.route, plan.upstream);
     let tunnel = plan.tunnel;
@@ -102,9 +114,17 @@ pub async fn handle(
         }
     }
     let shadowed = plan.shadow.is_some();
+    if let (Some(t), Some(method)) = (&trace, &method) {
+        let stage = route
+            .and_then(|id| snap.config.features(id).migration.as_ref())
+            .map(|m| m.stage.label());
+        t.routed(method, route.map(|id| snap.live(Some(id)).name()), stage);
+    }
     let (result, answered_by, mirror) = match plan.requests {
         Err(e) => (Err(e), upstream, None),
-        Ok(requests) => {
+        Ok(mut requests) => {
+            requests.trail.trace = trace.clone();
+            requests.trail.trace_id = trace_id;
             // Shadowing costs the request path two taps and a spawn, nothing it waits on.
             let mirror = route
                 .zip(plan.shadow)
@@ -120,6 +140,7 @@ pub async fn handle(
                         &requests.primary,
                         body.is_end_stream(),
                         started,
+                        trace.as_ref(),
                     )
                 });
             if let Some(r) = record.as_mut().filter(|_| shadowed && tunnel.is_none()) {
@@ -196,16 +217,22 @@ pub async fn handle(
     } else {
         resp
     };
-    logged(record, &snap, started, resp)
+    logged(record, trace, &snap, started, Some(answered_by), resp)
 }
 
-/// The response, with its access-log entry on its way when the request has one.
+/// The response, with its access-log entry on its way and its span ended (when its
+/// body has) when the request has them.
 fn logged(
     record: Option<access_log::Record>,
+    trace: Option<RequestTrace>,
     snap: &Arc<Snapshot>,
     started: Instant,
+    answered_by: Option<UpstreamId>,
     mut resp: Response<ResponseBody>,
 ) -> Response<ResponseBody> {
+    if let Some(trace) = trace {
+        spans::end_with_answer(trace, snap, answered_by, &mut resp);
+    }
     if let Some(record) = record {
         record.finish(snap, started, &mut resp);
     }
@@ -262,6 +289,8 @@ struct Plan<'a> {
 struct Requests {
     primary: Outgoing,
     fallback: Option<(UpstreamId, Outgoing)>,
+    /// How the attempts are traced, and where they went.
+    trail: Trail,
 }
 
 /// Route the request and prepare what goes upstream: header hygiene, then the route's
@@ -320,7 +349,11 @@ fn plan<'a>(
     Plan {
         route: decision.route,
         upstream,
-        requests: requests.map(|()| Requests { primary, fallback }),
+        requests: requests.map(|()| Requests {
+            primary,
+            fallback,
+            trail: Trail::default(),
+        }),
         shadow,
         max_body,
         breaker,
@@ -411,7 +444,7 @@ async fn send(
     mirror: Option<Capture>,
 ) -> Sent {
     let max_buffer = snap.config.server.fallback_max_body;
-    let mut trail = Trail::default();
+    let mut trail = requests.trail;
     match requests.fallback {
         Some((fallback, fallback_request)) if !upgrade => {
             // Read into memory as far as the limit (a body of unknown length too, as
@@ -419,7 +452,7 @@ async fn send(
             let bytes = match body.buffer_upto(max_buffer).await {
                 Ok(Buffered::Whole(bytes)) => bytes,
                 Ok(Buffered::Streamed(body)) => {
-                    return stream(snap, upstream, requests.primary, body, mirror).await
+                    return stream(snap, upstream, requests.primary, body, mirror, trail).await
                 }
                 Err(_) => {
                     let unread = Refusal::BadRequest("the request body could not be read");
@@ -452,7 +485,7 @@ async fn send(
                 forward::send_replayable(pool, requests.primary, Bytes::new(), &mut trail).await;
             (result, upstream, trail)
         }
-        _ => stream(snap, upstream, requests.primary, body, mirror).await,
+        _ => stream(snap, upstream, requests.primary, body, mirror, trail).await,
     }
 }
 
@@ -463,13 +496,13 @@ async fn stream(
     request: Outgoing,
     body: ClientBody,
     mirror: Option<Capture>,
+    mut trail: Trail,
 ) -> Sent {
     let body = match mirror {
         Some(capture) => body::tapped(body, capture),
         None => body::streamed(body),
     };
     let pool = snap.pool(upstream);
-    let mut trail = Trail::default();
     let result = forward::send(pool, request, body, &mut trail).await;
     (result, upstream, trail)
 }

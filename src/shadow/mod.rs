@@ -97,6 +97,7 @@ pub fn begin(
     outgoing: &Outgoing,
     empty_body: bool,
     started: Instant,
+    trace: Option<&crate::telemetry::spans::RequestTrace>,
 ) -> Option<Mirror> {
     let spec = spec.clone();
     // A streaming call (as the descriptor set says) passes through, counted, uncompared.
@@ -144,6 +145,7 @@ pub fn begin(
         started,
         max_body,
         _permits: permits,
+        trace: trace.cloned(),
     }));
     Some(Mirror { request, response })
 }

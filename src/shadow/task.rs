@@ -14,11 +14,15 @@ use crate::metrics;
 use crate::routing::UpstreamId;
 use crate::store::redact::Redactor;
 use crate::store::Sample;
+use crate::telemetry::spans::{ChildSpan, RequestTrace};
+use crate::trace::context::TRACEPARENT;
 use crate::upstream::failure::UpstreamFailure;
 use crate::upstream::request::Outgoing;
 use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use http_body_util::{BodyExt, Limited};
+use opentelemetry::trace::SpanKind;
+use opentelemetry::KeyValue;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,15 +43,40 @@ pub struct Job {
     pub started: Instant,
     pub max_body: usize,
     pub _permits: super::limits::Permits,
+    /// The request's trace, when banyan exports spans.
+    pub trace: Option<RequestTrace>,
 }
 
 pub async fn run(mut job: Job) {
     let figures = job.figures.clone();
+    let span = shadow_span(&mut job);
     let deadline = tokio::time::Instant::from_std(job.started + job.spec.timeout);
-    let outcome = tokio::time::timeout_at(deadline, compare_job(&mut job, &figures))
+    let outcome = tokio::time::timeout_at(deadline, compare_job(&mut job, &figures, &span))
         .await
         .unwrap_or(Outcome::Timeout);
     figures.shadow.outcome(outcome);
+    if let Some(span) = span {
+        span.set(KeyValue::new("banyan.shadow.outcome", outcome.label()));
+        let failed = matches!(outcome, Outcome::Error | Outcome::Timeout);
+        span.end(failed.then_some(outcome.label()));
+    }
+}
+
+/// The copy's span, under the request's; the copies name it as their parent.
+fn shadow_span(job: &mut Job) -> Option<ChildSpan> {
+    let trace = job.trace.as_ref()?;
+    let span = trace.child(
+        "banyan shadow",
+        SpanKind::Client,
+        vec![
+            KeyValue::new("banyan.route", job.figures.name.clone()),
+            KeyValue::new("banyan.shadow.to", job.env.pool(job.to).name().to_owned()),
+        ],
+    );
+    for request in [&mut job.shadow_request, &mut job.primary_request] {
+        request.headers.insert(TRACEPARENT, span.traceparent());
+    }
+    Some(span)
 }
 
 /// A response read whole, and how long its headers took.
@@ -64,7 +93,7 @@ enum FetchError {
 
 /// The copy's steps: the request body, the copies sent, the primary's answer, the
 /// comparison, the counts, and a mismatch's sample.
-async fn compare_job(job: &mut Job, figures: &RouteFigures) -> Outcome {
+async fn compare_job(job: &mut Job, figures: &RouteFigures, span: &Option<ChildSpan>) -> Outcome {
     let body = match request_body(job).await {
         Ok(body) => body,
         Err(outcome) => return outcome,
@@ -86,8 +115,19 @@ async fn compare_job(job: &mut Job, figures: &RouteFigures) -> Outcome {
         return Outcome::Error;
     }
     let rules = &job.spec.rules;
+    let comparing = span
+        .as_ref()
+        .map(|s| s.child("banyan compare", SpanKind::Internal, Vec::new()));
     let diffs = compare(&primary, &shadow.response, rules);
     let noise = secondary.map_or_else(Vec::new, |s| compare(&primary, &s.response, rules));
+    if let Some(c) = comparing {
+        c.set(KeyValue::new(
+            "banyan.compare.differences",
+            diffs.len() as i64,
+        ));
+        c.set(KeyValue::new("banyan.compare.match", diffs.is_empty()));
+        c.end(None);
+    }
     let counted = count(figures, &job.env.settings, &diffs, &noise);
     if diffs.is_empty() {
         return Outcome::Match;

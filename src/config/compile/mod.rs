@@ -26,11 +26,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 use toml::Spanned;
 
-mod access_log;
 mod breaker;
 mod fleet;
 mod matching;
 mod migration;
+mod observability;
 mod rewrite;
 mod routes;
 mod server;
@@ -126,6 +126,7 @@ impl Compiler<'_> {
         let routes = RouteTable::new(routes, default?);
         let fleet = raw.fleet.as_ref().map(|f| self.fleet(f));
         let access_log = raw.access_log.as_ref().map(|a| self.access_log(a));
+        let tracing = raw.tracing.as_ref().map(|t| self.tracing(t));
         let mut warnings = std::mem::take(&mut self.warnings);
         if self.errors.is_empty() {
             warnings.extend(
@@ -140,6 +141,7 @@ impl Compiler<'_> {
             shadow,
             fleet,
             access_log,
+            tracing,
             server,
             admin,
             upstreams,

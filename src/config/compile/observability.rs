@@ -1,8 +1,10 @@
-//! `[access_log]` and a route's `access_log = { percent = 10 }`.
+//! `[access_log]`, a route's `access_log = { percent = 10 }`, and `[tracing]`.
 
 use super::Compiler;
-use crate::config::raw::{RawAccessLog, RawRouteAccessLog};
-use crate::config::{AccessLogDestination, AccessLogFormat, AccessLogSettings};
+use crate::config::raw::{RawAccessLog, RawRouteAccessLog, RawTracing};
+use crate::config::{
+    AccessLogDestination, AccessLogFormat, AccessLogSettings, OtlpProtocol, TracingSettings,
+};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
@@ -11,6 +13,12 @@ const DEFAULT_KEEP: usize = 5;
 
 /// Lines queued for the writer by default: a second of a busy instance.
 const DEFAULT_BUFFER: usize = 16 * 1024;
+
+/// Spans waiting for export by default (the OpenTelemetry SDK's own default).
+const DEFAULT_SPAN_QUEUE: usize = 2048;
+
+/// How long one export to the collector may take.
+const DEFAULT_EXPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Compiler<'_> {
     pub(super) fn access_log(&mut self, raw: &Spanned<RawAccessLog>) -> AccessLogSettings {
@@ -87,5 +95,54 @@ impl Compiler<'_> {
             return None;
         }
         Some(p / 100.0)
+    }
+
+    pub(super) fn tracing(&mut self, raw: &Spanned<RawTracing>) -> TracingSettings {
+        let r = raw.get_ref();
+        let protocol = match r.protocol.as_ref().map(|p| (p, p.get_ref().as_str())) {
+            None | Some((_, "http/protobuf")) => OtlpProtocol::HttpProtobuf,
+            Some((_, "grpc")) => OtlpProtocol::Grpc,
+            Some((p, other)) => {
+                self.error(
+                    p.span(),
+                    format!("tracing.protocol {other:?} is not one banyan exports: \"http/protobuf\" or \"grpc\""),
+                );
+                OtlpProtocol::HttpProtobuf
+            }
+        };
+        let endpoint = r.endpoint.get_ref();
+        match endpoint.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => {}
+            _ => self.error(
+                r.endpoint.span(),
+                format!("tracing.endpoint {endpoint:?} is not an http:// URL of a collector, such as \"http://127.0.0.1:4318/v1/traces\""),
+            ),
+        }
+        let ratio = match &r.percent {
+            None => 1.0,
+            Some(p) if (0.0..=100.0).contains(p.get_ref()) => p.get_ref() / 100.0,
+            Some(p) => {
+                self.error(
+                    p.span(),
+                    format!("tracing.percent {} is outside 0-100", p.get_ref()),
+                );
+                1.0
+            }
+        };
+        TracingSettings {
+            endpoint: endpoint.clone(),
+            protocol,
+            ratio,
+            service_name: r
+                .service_name
+                .as_ref()
+                .map_or_else(|| "banyan".to_string(), |s| s.get_ref().clone()),
+            max_queue: self.count(
+                r.max_queue.as_ref(),
+                DEFAULT_SPAN_QUEUE,
+                "tracing.max_queue",
+            ),
+            timeout: self.duration(r.timeout.as_ref(), DEFAULT_EXPORT_TIMEOUT),
+        }
     }
 }
