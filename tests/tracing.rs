@@ -415,3 +415,45 @@ endpoint = "http://{dead}/v1/traces"
         "{sent}"
     );
 }
+
+#[test]
+fn sampling_follows_the_parent_and_the_percent_for_new_traces() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (collector, spans) = rt.block_on(http_receiver());
+    let new = rt.block_on(Backend::start("new"));
+    let text = format!(
+        r#"default = "new"
+[upstreams.new]
+endpoints = ["{}"]
+[tracing]
+endpoint = "http://{collector}/v1/traces"
+percent = 0
+"#,
+        new.url()
+    );
+    let p = Process::start_with_env(&text, &[("OTEL_BSP_SCHEDULE_DELAY", "50")]);
+    let sent = |headers: &[(&str, &str)]| {
+        assert_eq!(rt.block_on(get(p.proxy_addr, "/x", headers)).status, 200);
+        let seen = new.seen.lock().unwrap();
+        seen.last().unwrap().headers["traceparent"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    // A new trace at percent = 0: continued upstream, not sampled, nothing exported.
+    let unsampled_new = sent(&[]);
+    assert!(unsampled_new.ends_with("-00"), "{unsampled_new}");
+    // The client's sampled trace is sampled, whatever the percent.
+    let sampled = sent(&[("traceparent", &format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))]);
+    assert!(sampled.starts_with(&format!("00-{CLIENT_TRACE}-")) && sampled.ends_with("-01"));
+    // The client's unsampled trace stays unsampled.
+    let other = "0af7651916cd43dd8448eb211c80319c";
+    let unsampled = sent(&[("traceparent", &format!("00-{other}-b7ad6b7169203331-00"))]);
+    assert!(unsampled.starts_with(&format!("00-{other}-")) && unsampled.ends_with("-00"));
+    let exported = rt.block_on(trace_of(&spans, CLIENT_TRACE, 2));
+    assert_eq!(exported.len(), 2, "{exported:#?}");
+    // Time for the others to arrive, had they been exported.
+    std::thread::sleep(Duration::from_millis(500));
+    let all = spans.lock().unwrap();
+    assert!(all.iter().all(|s| hex(&s.trace_id) == CLIENT_TRACE), "{all:#?}");
+}
