@@ -444,7 +444,10 @@ percent = 0
     let unsampled_new = sent(&[]);
     assert!(unsampled_new.ends_with("-00"), "{unsampled_new}");
     // The client's sampled trace is sampled, whatever the percent.
-    let sampled = sent(&[("traceparent", &format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"))]);
+    let sampled = sent(&[(
+        "traceparent",
+        &format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"),
+    )]);
     assert!(sampled.starts_with(&format!("00-{CLIENT_TRACE}-")) && sampled.ends_with("-01"));
     // The client's unsampled trace stays unsampled.
     let other = "0af7651916cd43dd8448eb211c80319c";
@@ -455,5 +458,8 @@ percent = 0
     // Time for the others to arrive, had they been exported.
     std::thread::sleep(Duration::from_millis(500));
     let all = spans.lock().unwrap();
-    assert!(all.iter().all(|s| hex(&s.trace_id) == CLIENT_TRACE), "{all:#?}");
+    assert!(
+        all.iter().all(|s| hex(&s.trace_id) == CLIENT_TRACE),
+        "{all:#?}"
+    );
 }
