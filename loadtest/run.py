@@ -418,6 +418,15 @@ class Bench:
             )
         if self.fleet_server:
             yield "banyan_fleet", "b2. banyan forward, fleet mode", self.fleet
+        yield "banyan_access_log", "b4. banyan forward, access log (JSON, to a file)", lambda p: self.banyan(
+            self.banyan_config(p, 'action = "forward"\nupstream = "legacy"')
+            + f'\n[access_log]\npath = "{os.path.join(self.tmp, f"access-{p}.log")}"\n'
+        )
+        # The collector is the test upstream, which answers any POST with a 200.
+        yield "banyan_tracing", "b5. banyan forward, traced at 1% (OTLP/HTTP)", lambda p: self.banyan(
+            self.banyan_config(p, 'action = "forward"\nupstream = "legacy"')
+            + f'\n[tracing]\nendpoint = "http://{a}/v1/traces"\npercent = 1\n'
+        )
         yield "nginx", "c. nginx reverse proxy", lambda p: self.nginx(p, mirror=False)
         yield "banyan_shadow", "d. banyan shadow 100% + compare", lambda p: self.banyan(
             self.banyan_config(p, 'action = "shadow"\nupstream = "legacy"\nshadow = { to = "new" }')
@@ -628,6 +637,14 @@ def targets(rows):
              f"({ratio(g['cpu_s_per_10k'], b['cpu_s_per_10k']):.2f}x); "
              f"throughput {ratio(g['rps'], b['rps']):.2f}x"),
         ]
+    for key, what in (("banyan_access_log", "(b4) access log on"), ("banyan_tracing", "(b5) tracing at 1%")):
+        if key in rows:
+            # Judged round by round against (b) beside it, as the fleet row is.
+            by_round = paired(rows, key, "cpu_s_per_10k", reference="banyan")
+            out.append((f"{what}: CPU per request within 15% of (b), round by round",
+                        by_round[0] <= 1.15,
+                        f"{rows[key]['cpu_s_per_10k']:.3f} vs {b['cpu_s_per_10k']:.3f} CPU s/10k req; "
+                        f"round by round {by_round[0]:.2f}x ({by_round[1]:.2f}-{by_round[2]:.2f})"))
     if "banyan_fleet" in rows:
         fl = rows["banyan_fleet"]
         # Judged round by round against (b) beside it: the two differ by less than the

@@ -48,11 +48,12 @@ impl Record {
         client: Client,
         req: &Request<B>,
         trace_id: Option<[u8; 16]>,
-    ) -> Option<Record> {
+    ) -> Option<Box<Record>> {
         snap.access_log.as_ref()?;
         let h = req.headers();
         let trust = snap.config.server.trust_forwarded_headers;
-        Some(Record {
+        // Boxed: the request's future carries it across every await, logged or not.
+        Some(Box::new(Record {
             time: SystemTime::now(),
             client: headers::client_ip(h, client.addr.ip(), trust),
             method: req.method().clone(),
@@ -72,7 +73,7 @@ impl Record {
             answered_by: None,
             fell_back: false,
             verdict: Verdict::default(),
-        })
+        }))
     }
 
     /// The request id banyan sent upstream (the client's, or the one it made).
@@ -84,7 +85,12 @@ impl Record {
 
     /// Hand the entry to the writer when the answer ends (its bytes counted), or now for
     /// an answer held in memory; unless the route's sample leaves it out.
-    pub fn finish(self, snap: &Arc<Snapshot>, started: Instant, resp: &mut Response<ResponseBody>) {
+    pub fn finish(
+        self: Box<Self>,
+        snap: &Arc<Snapshot>,
+        started: Instant,
+        resp: &mut Response<ResponseBody>,
+    ) {
         let error = resp.headers().get(ERROR_HEADER).cloned();
         let status = resp.status();
         let share = self

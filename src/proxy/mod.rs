@@ -55,10 +55,14 @@ pub async fn handle(
         .telemetry
         .as_ref()
         .map(|t| RequestTrace::begin(t.tracer(), req.headers(), req.method(), req.uri().path()));
-    // The trace the request is in: banyan's own, else the one the client named.
+    // The trace the request is in, for the access log and the log lines about it:
+    // banyan's own, else the one the client named (looked for only when logged).
     let trace_id = match &trace {
         Some(t) => Some(t.trace_id()),
-        None => crate::trace::context::parent(req.headers()).map(|p| p.trace_id),
+        None if snap.access_log.is_some() => {
+            crate::trace::context::parent(req.headers()).map(|p| p.trace_id)
+        }
+        None => None,
     };
     let mut record = access_log::Record::begin(&snap, client, &req, trace_id);
     let h1 = req.version() < Version::HTTP_2;
@@ -223,7 +227,7 @@ pub async fn handle(
 /// The response, with its access-log entry on its way and its span ended (when its
 /// body has) when the request has them.
 fn logged(
-    record: Option<access_log::Record>,
+    record: Option<Box<access_log::Record>>,
     trace: Option<RequestTrace>,
     snap: &Arc<Snapshot>,
     started: Instant,

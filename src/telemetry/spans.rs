@@ -12,12 +12,16 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::SdkTracer;
 use std::str::FromStr;
+use std::sync::Arc;
 
 const TRACESTATE: &str = "tracestate";
 
-/// One request's trace: its server span, and what its children need.
+/// One request's trace: its server span, and what its children need. One pointer wide:
+/// the request's future and every attempt carry it, traced or not.
 #[derive(Clone)]
-pub struct RequestTrace {
+pub struct RequestTrace(Arc<Traced>);
+
+struct Traced {
     cx: Context,
     tracer: SdkTracer,
 }
@@ -80,19 +84,19 @@ impl RequestTrace {
                 KeyValue::new("url.path", path.to_owned()),
             ])
             .start_with_context(tracer, &parent);
-        RequestTrace {
+        RequestTrace(Arc::new(Traced {
             cx: parent.with_span(span),
             tracer: tracer.clone(),
-        }
+        }))
     }
 
     pub fn trace_id(&self) -> [u8; 16] {
-        self.cx.span().span_context().trace_id().to_bytes()
+        self.0.cx.span().span_context().trace_id().to_bytes()
     }
 
     /// What routing decided: the span is named `GET <route>`.
     pub fn routed(&self, method: &Method, route: Option<&str>, stage: Option<&'static str>) {
-        let span = self.cx.span();
+        let span = self.0.cx.span();
         if let Some(route) = route {
             span.update_name(format!("{method} {route}"));
             span.set_attribute(KeyValue::new("banyan.route", route.to_owned()));
@@ -109,12 +113,12 @@ impl RequestTrace {
         kind: SpanKind,
         attributes: Vec<KeyValue>,
     ) -> ChildSpan {
-        child_of(&self.tracer, &self.cx, name, kind, attributes)
+        child_of(&self.0.tracer, &self.0.cx, name, kind, attributes)
     }
 
     /// End the request's span with the status the client got.
     pub fn finish(&self, status: u16, upstream: Option<&str>, error: Option<&str>, bytes_out: u64) {
-        let span = self.cx.span();
+        let span = self.0.cx.span();
         span.set_attribute(KeyValue::new(
             "http.response.status_code",
             i64::from(status),
