@@ -263,11 +263,16 @@ keep = 2
         std::fs::read_dir(dir.path()).unwrap().collect::<Vec<_>>()
     );
     assert!(!dir.path().join("access.log.3").exists());
-    let all: String = [&log, &one, &two]
-        .iter()
-        .map(|f| std::fs::read_to_string(f).unwrap_or_default())
-        .collect();
-    assert!(all.contains("GET /many/11 "), "{all}");
+    let all = || -> String {
+        [&log, &one, &two]
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+            .collect()
+    };
+    let last_written = rt.block_on(eventually(Duration::from_secs(10), || async {
+        all().contains("GET /many/11 ")
+    }));
+    assert!(last_written, "{}", all());
     for f in [&log, &one, &two] {
         let size = std::fs::metadata(f).map_or(0, |m| m.len());
         // A file is rotated once past max_size, so it holds at most one batch more.

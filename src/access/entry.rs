@@ -65,10 +65,28 @@ pub struct Entry {
     pub incomplete: bool,
 }
 
+/// A value written through its `Display`, with no `String` in between.
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// 32 lower-case hex digits, as `Display`.
+struct TraceHex<'a>(&'a [u8; 16]);
+
+impl std::fmt::Display for TraceHex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
 /// The JSON line's fields, in their order.
 #[derive(Serialize)]
 struct JsonLine<'a> {
-    time: String,
+    time: Shown<humantime::Rfc3339Timestamp>,
     client: IpAddr,
     method: &'a str,
     path: String,
@@ -96,7 +114,7 @@ struct JsonLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    trace_id: Option<String>,
+    trace_id: Option<Shown<TraceHex<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -113,7 +131,7 @@ fn text(value: &Option<HeaderValue>) -> Option<&str> {
 
 /// 32 lower-case hex digits.
 pub fn trace_hex(id: &[u8; 16]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    TraceHex(id).to_string()
 }
 
 fn protocol(version: Version) -> &'static str {
@@ -147,7 +165,7 @@ impl Entry {
     /// The line as one JSON object, with its newline.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         let line = JsonLine {
-            time: humantime::format_rfc3339_millis(self.time).to_string(),
+            time: Shown(humantime::format_rfc3339_millis(self.time)),
             client: self.client,
             method: self.method.as_str(),
             path: self.path(),
@@ -166,7 +184,7 @@ impl Entry {
             retried: self.retried,
             fallback: self.fell_back,
             request_id: text(&self.request_id),
-            trace_id: self.trace_id.as_ref().map(trace_hex),
+            trace_id: self.trace_id.as_ref().map(|t| Shown(TraceHex(t))),
             error: text(&self.error),
             incomplete: self.incomplete,
             user_agent: text(&self.user_agent),

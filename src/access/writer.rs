@@ -1,6 +1,9 @@
-//! The access log's writer: a thread of its own behind a bounded queue, so a slow or
-//! failing disk never holds a request. Lines are written in batches, the file is rotated
-//! by size and reopened on request (SIGUSR1, after logrotate moved it).
+//! The access log's writer: a thread of its own behind a bounded buffer, so a slow or
+//! failing disk never holds a request. The request path only appends to the buffer
+//! (no wake-up per line: a thread switch per request would cost more than the line);
+//! the writer takes the buffer whole every `FLUSH` (sooner when it fills half-way), and
+//! writes its lines in one go. The file is rotated by size and reopened on request
+//! (SIGUSR1, after logrotate moved it).
 
 use super::entry::Entry;
 use crate::config::{AccessLogDestination, AccessLogFormat, AccessLogSettings};
@@ -8,56 +11,87 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// How often the writer looks at a reopen request when no line arrives.
-const POLL: Duration = Duration::from_millis(200);
+/// How long a line may wait in the buffer, at most (nginx's `flush`).
+const FLUSH: Duration = Duration::from_millis(100);
 
-/// Bytes gathered before they are written out, within a batch.
-const BATCH_BYTES: usize = 64 * 1024;
+/// What the request path and the writer share.
+struct Shared {
+    entries: Mutex<Vec<Entry>>,
+    /// Wakes the writer early: the buffer is half full, or the queue is closing.
+    wake: Condvar,
+    capacity: usize,
+    reopen: AtomicBool,
+    closed: AtomicBool,
+}
 
-/// The request path's end of the queue. Dropping the last one ends the writer after it
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Vec<Entry>> {
+        // A writer that panicked mid-batch leaves the entries usable.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The request path's end of the buffer. Dropping the last one ends the writer after it
 /// has written what was queued.
 pub struct Queue {
-    tx: SyncSender<Entry>,
-    reopen: Arc<AtomicBool>,
+    shared: Arc<Shared>,
 }
 
 impl Queue {
     /// Start the writer for `settings`. The file is opened on the writer's thread: one
     /// that cannot be opened is reported there and its lines are counted as dropped.
     pub fn start(settings: &AccessLogSettings) -> io::Result<Queue> {
-        let (tx, rx) = mpsc::sync_channel(settings.buffer);
-        let reopen = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            entries: Mutex::new(Vec::with_capacity(settings.buffer.min(4096))),
+            wake: Condvar::new(),
+            capacity: settings.buffer,
+            reopen: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
         let writer = Writer {
             destination: settings.destination.clone(),
             format: settings.format,
             max_size: settings.max_size,
             keep: settings.keep,
-            reopen: reopen.clone(),
             out: None,
             written: 0,
         };
+        let for_writer = shared.clone();
         std::thread::Builder::new()
             .name("banyan-access-log".into())
-            .spawn(move || writer.run(rx))?;
-        Ok(Queue { tx, reopen })
+            .spawn(move || writer.run(&for_writer))?;
+        Ok(Queue { shared })
     }
 
-    /// Queue an entry; when the queue is full the entry is dropped and counted.
+    /// Queue an entry; when the buffer is full the entry is dropped and counted.
     pub fn push(&self, entry: Entry) {
-        match self.tx.try_send(entry) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => crate::metrics::access_log_dropped("queue_full"),
-            Err(TrySendError::Disconnected(_)) => crate::metrics::access_log_dropped("closed"),
+        let mut entries = self.shared.lock();
+        if entries.len() >= self.shared.capacity {
+            drop(entries);
+            crate::metrics::access_log_dropped("queue_full");
+            return;
+        }
+        entries.push(entry);
+        let half = entries.len() == self.shared.capacity / 2;
+        drop(entries);
+        if half {
+            self.shared.wake.notify_one();
         }
     }
 
     /// Close and open the file again (logrotate moved it away).
     pub fn reopen(&self) {
-        self.reopen.store(true, Ordering::Relaxed);
+        self.shared.reopen.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        self.shared.wake.notify_one();
     }
 }
 
@@ -84,36 +118,43 @@ struct Writer {
     format: AccessLogFormat,
     max_size: Option<u64>,
     keep: usize,
-    reopen: Arc<AtomicBool>,
     out: Option<Out>,
     /// Bytes in the current file.
     written: u64,
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Entry>) {
-        let mut batch = Vec::with_capacity(BATCH_BYTES);
+    fn run(mut self, shared: &Shared) {
+        let mut batch = Vec::new();
+        let mut lines = Vec::with_capacity(64 * 1024);
         loop {
-            let first = match rx.recv_timeout(POLL) {
-                Ok(entry) => Some(entry),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
-            };
-            if self.reopen.swap(false, Ordering::Relaxed) {
+            {
+                let mut entries = shared.lock();
+                if entries.is_empty() && !shared.closed.load(Ordering::Relaxed) {
+                    entries = shared
+                        .wake
+                        .wait_timeout(entries, FLUSH)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                // The request path gets the empty (but allocated) buffer back.
+                std::mem::swap(&mut *entries, &mut batch);
+            }
+            if shared.reopen.swap(false, Ordering::Relaxed) {
                 self.out = None;
             }
-            let Some(first) = first else { continue };
-            let mut lines = 1;
-            self.format(&first, &mut batch);
-            drop(first);
-            // Whatever else is queued goes in the same write.
-            while batch.len() < BATCH_BYTES {
-                let Ok(entry) = rx.try_recv() else { break };
-                self.format(&entry, &mut batch);
-                lines += 1;
+            if batch.is_empty() {
+                if shared.closed.load(Ordering::Relaxed) {
+                    return;
+                }
+                continue;
             }
-            self.write(&batch, lines);
-            batch.clear();
+            let count = batch.len() as u64;
+            for entry in batch.drain(..) {
+                self.format(&entry, &mut lines);
+            }
+            self.write(&lines, count);
+            lines.clear();
         }
     }
 
