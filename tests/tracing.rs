@@ -232,7 +232,11 @@ fn spans_link_up(protocol: &str) {
     let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
 
     // Forwarded, in the client's trace.
-    let got = rt.block_on(get(proxy, "/fwd/1", &[("traceparent", &traceparent)]));
+    let got = rt.block_on(get(
+        proxy,
+        "/fwd/1",
+        &[("traceparent", &traceparent), ("tracestate", "vendor=abc")],
+    ));
     assert_eq!(got.status, 200);
     let fwd = rt.block_on(trace_of(&spans, CLIENT_TRACE, 2));
     let server = named(&fwd, "GET fwd");
@@ -257,6 +261,8 @@ fn spans_link_up(protocol: &str) {
         seen,
         format!("00-{CLIENT_TRACE}-{}-01", hex(&attempt.span_id))
     );
+    let state = new.seen.lock().unwrap().last().unwrap().headers["tracestate"].clone();
+    assert_eq!(state, "vendor=abc", "tracestate goes on with the trace");
 
     // Retried: two attempts under one server span, the second marked as a retry.
     let mut retried = None;
@@ -364,7 +370,13 @@ fn spans_link_up(protocol: &str) {
         .unwrap();
     assert!(copy.contains(&hex(&shadow.span_id)), "{copy}");
 
-    // The access log names the same traces.
+    // The access log names the same traces (its writer flushes every 100 ms).
+    let shadowed_line = format!("\"trace_id\":\"{trace}\"");
+    rt.block_on(eventually(Duration::from_secs(10), || async {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(&shadowed_line)
+    }));
     let lines = std::fs::read_to_string(&log).unwrap();
     assert!(
         lines.contains(&format!("\"trace_id\":\"{CLIENT_TRACE}\"")),

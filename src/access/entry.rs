@@ -292,7 +292,7 @@ fn clf_time(time: SystemTime) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     struct Fixed;
@@ -312,7 +312,7 @@ mod tests {
         }
     }
 
-    fn entry() -> Entry {
+    pub fn entry() -> Entry {
         Entry {
             names: Arc::new(Fixed),
             time: SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_827_723_456),

@@ -245,6 +245,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_buffer_drops_and_counts_rather_than_waits() {
+        // No writer thread: nothing drains the buffer.
+        let queue = Queue {
+            shared: Arc::new(Shared {
+                entries: Mutex::new(Vec::new()),
+                wake: Condvar::new(),
+                capacity: 4,
+                reopen: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+            }),
+        };
+        let dropped = || {
+            crate::metrics::metrics()
+                .access_log_dropped_total
+                .with_label_values(&["queue_full"])
+                .get()
+        };
+        let before = dropped();
+        for _ in 0..7 {
+            queue.push(super::super::entry::tests::entry());
+        }
+        assert_eq!(queue.shared.lock().len(), 4);
+        assert_eq!(dropped() - before, 3);
+    }
+
+    #[test]
     fn rotation_shifts_and_keeps_at_most_keep_files() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("access.log");
