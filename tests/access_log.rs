@@ -279,3 +279,34 @@ keep = 2
         assert!(size < 400 + 1024, "{f:?} is {size} bytes");
     }
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_is_written_as_499() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let legacy = Backend::with_handler("legacy", |_| {
+        Reply::ok("late").delay(Duration::from_secs(3))
+    })
+    .await;
+    let new = Backend::start("new").await;
+    let b = banyan(&config(&legacy, &new, dead_addr().await, &log)).await;
+    let mut stream = tokio::net::TcpStream::connect(b.proxy_addr).await.unwrap();
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: shop\r\nx-request-id: gone-1\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(stream);
+    let started = std::time::Instant::now();
+    let lines = lines(&log, 1).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "written when the client left, not when the upstream answered"
+    );
+    let v: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(v["status"], 499, "{v}");
+    assert_eq!(v["incomplete"], true);
+    assert_eq!(v["request_id"], "gone-1");
+    assert_eq!(v["path"], "/slow");
+}

@@ -99,35 +99,8 @@ impl Record {
         if !access::sampled(share, status.is_server_error() || error.is_some()) {
             return;
         }
-        let (split, stage) = self.route_facts(snap);
-        let verdict = self.verdict;
-        let mut entry = Entry {
-            names: snap.clone(),
-            time: self.time,
-            client: self.client,
-            method: self.method,
-            target: self.target,
-            version: self.version,
-            host: self.host,
-            user_agent: self.user_agent,
-            referer: self.referer,
-            status: status.as_u16(),
-            bytes_in: 0,
-            bytes_out: 0,
-            duration: started.elapsed(),
-            route: self.route,
-            upstream: self.answered_by,
-            endpoint: self.trail.endpoint.filter(|_| self.answered_by.is_some()),
-            split,
-            stage,
-            shadow: self.shadow,
-            retried: self.trail.retried,
-            fell_back: self.fell_back,
-            request_id: self.request_id,
-            trace_id: self.trace_id,
-            error,
-            incomplete: false,
-        };
+        let verdict = self.verdict.clone();
+        let mut entry = self.entry(snap, status.as_u16(), error, started);
         let snap = snap.clone();
         match resp.body_mut() {
             http_body_util::Either::Left(tap) => tap.watch(move |end, bytes| {
@@ -142,6 +115,44 @@ impl Record {
                 entry.bytes_in = verdict.bytes_read();
                 push(&snap, entry);
             }
+        }
+    }
+
+    /// The entry as far as the request knows it; the answer's bytes come later.
+    fn entry(
+        self: Box<Self>,
+        snap: &Arc<Snapshot>,
+        status: u16,
+        error: Option<HeaderValue>,
+        started: Instant,
+    ) -> Entry {
+        let (split, stage) = self.route_facts(snap);
+        Entry {
+            names: snap.clone(),
+            time: self.time,
+            client: self.client,
+            method: self.method,
+            target: self.target,
+            version: self.version,
+            host: self.host,
+            user_agent: self.user_agent,
+            referer: self.referer,
+            status,
+            bytes_in: self.verdict.bytes_read(),
+            bytes_out: 0,
+            duration: started.elapsed(),
+            route: self.route,
+            upstream: self.answered_by,
+            endpoint: self.trail.endpoint.filter(|_| self.answered_by.is_some()),
+            split,
+            stage,
+            shadow: self.shadow,
+            retried: self.trail.retried,
+            fell_back: self.fell_back,
+            request_id: self.request_id,
+            trace_id: self.trace_id,
+            error,
+            incomplete: false,
         }
     }
 
@@ -163,6 +174,53 @@ impl Record {
             .as_ref()
             .map(|m| m.stage.label());
         (split, stage)
+    }
+}
+
+/// A request's record until its answer begins. Dropped before that (the client left and
+/// hyper dropped the request), it is written with status 499, as nginx writes it.
+pub struct Unanswered<'a> {
+    record: Option<Box<Record>>,
+    snap: &'a Arc<Snapshot>,
+    started: Instant,
+}
+
+/// nginx's status for a request whose client closed the connection first.
+const CLIENT_CLOSED: u16 = 499;
+
+impl<'a> Unanswered<'a> {
+    pub fn new(record: Option<Box<Record>>, snap: &'a Arc<Snapshot>, started: Instant) -> Self {
+        Unanswered {
+            record,
+            snap,
+            started,
+        }
+    }
+
+    pub fn get(&mut self) -> Option<&mut Record> {
+        self.record.as_deref_mut()
+    }
+
+    /// The answer has begun: the record is its own from here.
+    pub fn answered(mut self) -> Option<Box<Record>> {
+        self.record.take()
+    }
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        let Some(record) = self.record.take() else {
+            return;
+        };
+        let share = record
+            .route
+            .and_then(|r| self.snap.config.features(r).access_log_share);
+        if !access::sampled(share, false) {
+            return;
+        }
+        let mut entry = record.entry(self.snap, CLIENT_CLOSED, None, self.started);
+        entry.incomplete = true;
+        push(self.snap, entry);
     }
 }
 

@@ -64,7 +64,12 @@ pub async fn handle(
         }
         None => None,
     };
-    let mut record = access_log::Record::begin(&snap, client, &req, trace_id);
+    // Written with nginx's 499 if the client leaves before the answer begins.
+    let mut record = access_log::Unanswered::new(
+        access_log::Record::begin(&snap, client, &req, trace_id),
+        &snap,
+        started,
+    );
     let h1 = req.version() < Version::HTTP_2;
     // A gRPC client reads banyan's own failures as gRPC statuses, not HTTP ones. gRPC
     // runs over HTTP/2 only: an HTTP/1 request is not looked at.
@@ -99,7 +104,7 @@ pub async fn handle(
             );
             // A head that could be read two ways leaves the connection's framing in doubt.
             let resp = if h1 { closing(resp) } else { resp };
-            return logged(record, trace, &snap, started, None, resp);
+            return logged(record.answered(), trace, &snap, started, None, resp);
         }
     };
     // The caller's deadline bounds the wait for the upstream's answer.
@@ -110,7 +115,7 @@ pub async fn handle(
     let tunnel = plan.tunnel;
     let client_upgrade = client_upgrade.filter(|_| tunnel.is_some());
     let (body, verdict) = ClientBody::new(body, plan.max_body, limits.body_timeout);
-    if let Some(r) = &mut record {
+    if let Some(r) = record.get() {
         r.route = route;
         r.verdict = verdict.clone();
         if let Ok(requests) = &plan.requests {
@@ -147,7 +152,7 @@ pub async fn handle(
                         trace.as_ref(),
                     )
                 });
-            if let Some(r) = record.as_mut().filter(|_| shadowed && tunnel.is_none()) {
+            if let Some(r) = record.get().filter(|_| shadowed && tunnel.is_none()) {
                 r.shadow = Some(if mirror.is_some() {
                     "copied"
                 } else {
@@ -175,7 +180,7 @@ pub async fn handle(
                     Trail::default(),
                 )),
             };
-            if let Some(r) = &mut record {
+            if let Some(r) = record.get() {
                 r.trail = trail;
                 r.answered_by = Some(answered_by);
                 r.fell_back = answered_by != upstream;
@@ -221,7 +226,14 @@ pub async fn handle(
     } else {
         resp
     };
-    logged(record, trace, &snap, started, Some(answered_by), resp)
+    logged(
+        record.answered(),
+        trace,
+        &snap,
+        started,
+        Some(answered_by),
+        resp,
+    )
 }
 
 /// The response, with its access-log entry on its way and its span ended (when its
