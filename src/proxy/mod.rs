@@ -51,19 +51,7 @@ pub async fn handle(
     let started = Instant::now();
     // One snapshot for the whole request, however long it runs.
     let snap = shared.load_full();
-    let trace = snap
-        .telemetry
-        .as_ref()
-        .map(|t| RequestTrace::begin(t.tracer(), req.headers(), req.method(), req.uri().path()));
-    // The trace the request is in, for the access log and the log lines about it:
-    // banyan's own, else the one the client named (looked for only when logged).
-    let trace_id = match &trace {
-        Some(t) => Some(t.trace_id()),
-        None if snap.access_log.is_some() => {
-            crate::trace::context::parent(req.headers()).map(|p| p.trace_id)
-        }
-        None => None,
-    };
+    let (trace, trace_id) = spans::begin(&snap, &req);
     // Written with nginx's 499 if the client leaves before the answer begins.
     let mut record = access_log::Unanswered::new(
         access_log::Record::begin(&snap, client, &req, trace_id),
@@ -124,10 +112,7 @@ pub async fn handle(
     }
     let shadowed = plan.shadow.is_some();
     if let (Some(t), Some(method)) = (&trace, &method) {
-        let stage = route
-            .and_then(|id| snap.config.features(id).migration.as_ref())
-            .map(|m| m.stage.label());
-        t.routed(method, route.map(|id| snap.live(Some(id)).name()), stage);
+        spans::routed(t, method, &snap, route);
     }
     let (result, answered_by, mirror) = match plan.requests {
         Err(e) => (Err(e), upstream, None),
