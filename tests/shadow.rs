@@ -686,3 +686,81 @@ async fn the_diff_store_reports_its_health() {
         "the store did not recover"
     );
 }
+
+/// `compare.case_insensitive_keys`: two services whose JSON differs only in the case of
+/// one object's keys mismatch without the rule and match with it; a real difference
+/// under those keys is still found.
+#[tokio::test]
+async fn case_insensitive_keys_change_the_verdict_as_documented() {
+    let legacy = Backend::with_handler("legacy", |_| {
+        Reply::ok(r#"{"headers":{"Content-Type":"json","X-Region":"eu"},"id":7}"#)
+            .header("content-type", "application/json")
+    })
+    .await;
+    let new = Backend::with_handler("new", |seen| {
+        let region = if seen.uri.path().ends_with("/moved") {
+            "us"
+        } else {
+            "eu"
+        };
+        Reply::ok(format!(
+            r#"{{"headers":{{"content-type":"json","x-region":"{region}"}},"id":7}}"#
+        ))
+        .header("content-type", "application/json")
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = |route: &'static str, extra: &'static str| {
+        let text = shadow_config(
+            route,
+            &legacy,
+            &new.url(),
+            &format!("shadow = {{ to = \"new\" }}\n{extra}"),
+            &dir.path().join(format!("{route}.sqlite")),
+            "",
+        );
+        async move {
+            let b = banyan(&text).await;
+            for path in ["/api/same", "/api/moved"] {
+                assert_eq!(get(b.proxy_addr, path, &[]).await.backend(), Some("legacy"));
+            }
+            let counted = |o: &str| {
+                format!("banyan_shadow_requests_total{{outcome=\"{o}\",route=\"{route}\"}}")
+            };
+            let admin = b.admin_addr;
+            eventually(Duration::from_secs(5), || async {
+                metric(admin, &counted("match")).await + metric(admin, &counted("mismatch")).await
+                    >= 2.0
+            })
+            .await;
+            let report = shadow_report(admin).await;
+            (
+                metric(admin, &counted("match")).await,
+                metric(admin, &counted("mismatch")).await,
+                report.to_string(),
+            )
+        }
+    };
+    // The backends name themselves in `x-backend`: not a difference here.
+    let (matched, mismatched, _) = outcome(
+        "keys-cased",
+        "compare = { ignore = [\"header.x-backend\"] }",
+    )
+    .await;
+    assert_eq!(
+        (matched, mismatched),
+        (0.0, 2.0),
+        "without the rule both differ"
+    );
+    let (matched, mismatched, report) = outcome(
+        "keys-folded",
+        "compare = { ignore = [\"header.x-backend\"], case_insensitive_keys = [\"$.headers\"] }",
+    )
+    .await;
+    assert_eq!(
+        (matched, mismatched),
+        (1.0, 1.0),
+        "with it, only the real difference"
+    );
+    assert!(report.contains("$.headers.x-region"), "{report}");
+}

@@ -110,6 +110,14 @@ impl Walk<'_> {
         y: &serde_json::Map<String, Value>,
         path: &mut Path,
     ) {
+        let lowered;
+        let (x, y) = if self.rules.folds_keys(&path.folded) {
+            // Matched, and named in differences, by their lower-case keys.
+            lowered = (lower_keys(x), lower_keys(y));
+            (&lowered.0, &lowered.1)
+        } else {
+            (x, y)
+        };
         let nulls_as_missing = self.rules.null_equals_missing;
         for (k, va) in x {
             path.with_key(k, |p| match y.get(k) {
@@ -197,6 +205,14 @@ impl Walk<'_> {
             path.with_index(j, |p| self.record(p, Kind::Extra, None, Some(&y[j])));
         }
     }
+}
+
+/// An object with its keys in lower case (`compare.case_insensitive_keys`). Of keys
+/// that differ only in case on one side, the last wins.
+fn lower_keys(map: &serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    map.iter()
+        .map(|(k, v)| (k.to_lowercase(), v.clone()))
+        .collect()
 }
 
 /// Indices of a slice's elements grouped by the hash of a value drawn from each (the
@@ -305,5 +321,68 @@ fn feed(h: &mut xxhash_rust::xxh3::Xxh3, v: &Value) {
             }
             h.update(b"}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(a: &Value, b: &Value, rules: &Rules) -> Vec<(String, Kind)> {
+        let mut out = Vec::new();
+        diff(a, b, rules, &mut out);
+        out.into_iter().map(|d| (d.path, d.kind)).collect()
+    }
+
+    #[test]
+    fn case_insensitive_keys_match_keys_of_the_named_objects_only() {
+        let a = json!({"headers": {"Content-Type": "json", "X-Id": "1"}, "Meta": {"A": 1}});
+        let b = json!({"headers": {"content-type": "json", "x-id": "2"}, "meta": {"a": 1}});
+        // Without the rule, every key that differs in case is missing on one side and
+        // extra on the other.
+        assert_eq!(fields(&a, &b, &Rules::default()).len(), 6);
+        let rules = Rules::default()
+            .with_case_insensitive_keys(&["$.headers".to_string()])
+            .unwrap();
+        let found = fields(&a, &b, &rules);
+        // The headers' keys match; a real difference under them is still found, named in
+        // lower case; the top-level keys (not named by the rule) still differ.
+        assert!(
+            found.contains(&("$.headers.x-id".to_string(), Kind::Value)),
+            "{found:?}"
+        );
+        assert!(
+            !found
+                .iter()
+                .any(|(p, _)| p.starts_with("$.headers.content")),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&("$.Meta".to_string(), Kind::Missing)),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&("$.meta".to_string(), Kind::Extra)),
+            "{found:?}"
+        );
+        assert_eq!(found.len(), 3, "{found:?}");
+    }
+
+    #[test]
+    fn case_insensitive_keys_take_globs() {
+        let a = json!({"items": [{"SKU": "a"}, {"SKU": "b"}]});
+        let b = json!({"items": [{"sku": "a"}, {"sku": "b"}]});
+        let rules = Rules::default()
+            .with_case_insensitive_keys(&["$.items[*]".to_string()])
+            .unwrap();
+        assert!(fields(&a, &b, &rules).is_empty());
+        let root = Rules::default()
+            .with_case_insensitive_keys(&["$.**".to_string()])
+            .unwrap();
+        assert!(
+            fields(&a, &b, &root).is_empty(),
+            "every object below the root"
+        );
     }
 }

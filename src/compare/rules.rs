@@ -8,6 +8,8 @@ use std::collections::{HashMap, HashSet};
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     ignore: Option<RegexSet>,
+    /// Objects whose keys are matched regardless of case (`compare.case_insensitive_keys`).
+    case_insensitive_keys: Option<RegexSet>,
     /// Folded array paths compared as multisets.
     pub unordered: HashSet<String>,
     /// Folded array paths whose elements are matched by a key field.
@@ -54,6 +56,24 @@ impl Rules {
         let patterns: Vec<String> = globs.iter().map(|g| glob_to_regex(g)).collect();
         self.ignore = Some(RegexSet::new(&patterns).map_err(|e| RuleError(e.to_string()))?);
         Ok(self)
+    }
+
+    /// Objects (folded paths, as globs) whose keys match whatever their case.
+    pub fn with_case_insensitive_keys(mut self, globs: &[String]) -> Result<Self, RuleError> {
+        if globs.is_empty() {
+            return Ok(self);
+        }
+        let patterns: Vec<String> = globs.iter().map(|g| glob_to_regex(g)).collect();
+        self.case_insensitive_keys =
+            Some(RegexSet::new(&patterns).map_err(|e| RuleError(e.to_string()))?);
+        Ok(self)
+    }
+
+    /// Are the keys of the object at this folded path matched whatever their case?
+    pub fn folds_keys(&self, field: &str) -> bool {
+        self.case_insensitive_keys
+            .as_ref()
+            .is_some_and(|set| set.is_match(field))
     }
 
     pub fn with_normalizers(mut self, pairs: &[(String, String)]) -> Result<Self, RuleError> {

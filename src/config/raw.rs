@@ -313,6 +313,9 @@ pub struct RawCompare {
     pub redact: Vec<Spanned<String>>,
     /// How gRPC messages are decoded: `{ descriptor_set = "shop.binpb" }`.
     pub protobuf: Option<Spanned<RawProtobuf>>,
+    /// Objects whose keys are matched whatever their case: `["$.headers"]`.
+    #[serde(default)]
+    pub case_insensitive_keys: Vec<Spanned<String>>,
 }
 
 /// `protobuf = { descriptor_set = "shop.binpb" }`

@@ -262,6 +262,24 @@ impl Compiler<'_> {
             };
         }
         rules.null_equals_missing = c.null_equals_missing;
+        let folded = self.globs(
+            &c.case_insensitive_keys,
+            &format!("route {route:?}: compare.case_insensitive_keys"),
+        );
+        rules = match rules.clone().with_case_insensitive_keys(&folded) {
+            Ok(r) => r,
+            Err(e) => {
+                let at = c
+                    .case_insensitive_keys
+                    .first()
+                    .map_or(span.clone(), |k| k.span());
+                self.error(
+                    at,
+                    format!("route {route:?}: compare.case_insensitive_keys: {e}"),
+                );
+                rules
+            }
+        };
         rules.compare_headers = c
             .headers
             .iter()
