@@ -764,3 +764,57 @@ async fn case_insensitive_keys_change_the_verdict_as_documented() {
     );
     assert!(report.contains("$.headers.x-region"), "{report}");
 }
+
+/// `compare.allow_extra`: the new service answers with fields legacy does not have; where
+/// the route lets it grow that is no difference, elsewhere it is, and a changed field
+/// always is.
+#[tokio::test]
+async fn allow_extra_lets_the_new_service_add_fields_where_allowed() {
+    let legacy = Backend::with_handler("legacy", |_| {
+        Reply::ok(r#"{"id":7,"price":10,"meta":{"v":1}}"#)
+            .header("content-type", "application/json")
+    })
+    .await;
+    let new = Backend::with_handler("new", |seen| {
+        let price = if seen.uri.path().ends_with("/repriced") {
+            11
+        } else {
+            10
+        };
+        Reply::ok(format!(
+            r#"{{"id":7,"price":{price},"currency":"EUR","meta":{{"v":1,"build":"x"}}}}"#
+        ))
+        .header("content-type", "application/json")
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = shadow_config(
+        "grown",
+        &legacy,
+        &new.url(),
+        "shadow = { to = \"new\" }\ncompare = { ignore = [\"header.x-backend\"], allow_extra = [\"$\"] }",
+        &dir.path().join("grown.sqlite"),
+        "",
+    );
+    let b = banyan(&text).await;
+    for path in ["/api/same", "/api/repriced"] {
+        assert_eq!(get(b.proxy_addr, path, &[]).await.backend(), Some("legacy"));
+    }
+    let counted =
+        |o: &str| format!("banyan_shadow_requests_total{{outcome=\"{o}\",route=\"grown\"}}");
+    let admin = b.admin_addr;
+    eventually(Duration::from_secs(5), || async {
+        metric(admin, &counted("match")).await + metric(admin, &counted("mismatch")).await >= 2.0
+    })
+    .await;
+    // `currency` is added at the top, which may grow; `meta.build` is added inside meta,
+    // which may not: both requests differ in meta.build, the second in price too.
+    assert_eq!(metric(admin, &counted("mismatch")).await, 2.0);
+    let report = shadow_report(admin).await.to_string();
+    assert!(report.contains("$.meta.build"), "{report}");
+    assert!(report.contains("$.price"), "{report}");
+    assert!(
+        !report.contains("$.currency"),
+        "an allowed addition was reported: {report}"
+    );
+}

@@ -10,6 +10,8 @@ pub struct Rules {
     ignore: Option<RegexSet>,
     /// Objects whose keys are matched regardless of case (`compare.case_insensitive_keys`).
     case_insensitive_keys: Option<RegexSet>,
+    /// Objects to which the new side may add fields (`compare.allow_extra`).
+    allow_extra: Option<RegexSet>,
     /// Folded array paths compared as multisets.
     pub unordered: HashSet<String>,
     /// Folded array paths whose elements are matched by a key field.
@@ -69,6 +71,30 @@ impl Rules {
         Ok(self)
     }
 
+    /// Objects (folded paths, as globs) to which the new side may add fields.
+    pub fn with_allowed_extra(mut self, globs: &[String]) -> Result<Self, RuleError> {
+        if globs.is_empty() {
+            return Ok(self);
+        }
+        let patterns: Vec<String> = globs.iter().map(|g| glob_to_regex(g)).collect();
+        self.allow_extra = Some(RegexSet::new(&patterns).map_err(|e| RuleError(e.to_string()))?);
+        Ok(self)
+    }
+
+    /// Is `d` a field the new side added to an object that may grow? `new_is_shadow`:
+    /// the copy's answer is the new service's (else the served one is).
+    pub fn allows_extra(&self, d: &super::Difference, new_is_shadow: bool) -> bool {
+        let Some(set) = &self.allow_extra else {
+            return false;
+        };
+        let added = if new_is_shadow {
+            super::Kind::Extra
+        } else {
+            super::Kind::Missing
+        };
+        d.kind == added && parent(&d.field).is_some_and(|p| set.is_match(p))
+    }
+
     /// Are the keys of the object at this folded path matched whatever their case?
     pub fn folds_keys(&self, field: &str) -> bool {
         self.case_insensitive_keys
@@ -103,6 +129,16 @@ impl Rules {
         }
         out
     }
+}
+
+/// The object a field is in: `$.items[*]` for `$.items[*].price`, `$` for `$["a b"]`.
+fn parent(field: &str) -> Option<&str> {
+    let cut = if field.ends_with("\"]") {
+        field.rfind("[\"")?
+    } else {
+        field.rfind('.')?
+    };
+    Some(&field[..cut])
 }
 
 /// `$.items[*].price` matches the folded path itself; `*` is one segment, `**` or `..`
@@ -140,6 +176,41 @@ fn g_peek_is(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, want: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allow_extra_lets_the_new_side_add_fields_to_the_named_objects_only() {
+        use crate::compare::{Difference, Kind};
+        let d = |field: &str, kind: Kind| Difference {
+            path: field.replace("[*]", "[0]"),
+            field: field.to_string(),
+            kind,
+            primary: None,
+            shadow: None,
+        };
+        let rules = Rules::default()
+            .with_allowed_extra(&["$".to_string(), "$.items[*]".to_string()])
+            .unwrap();
+        // The copy is the new service's: what it adds is Extra.
+        assert!(rules.allows_extra(&d("$.added", Kind::Extra), true));
+        assert!(rules.allows_extra(&d("$.items[*].color", Kind::Extra), true));
+        assert!(rules.allows_extra(&d("$[\"a b\"]", Kind::Extra), true));
+        assert!(
+            !rules.allows_extra(&d("$.meta.added", Kind::Extra), true),
+            "not a named object"
+        );
+        assert!(
+            !rules.allows_extra(&d("$.added", Kind::Missing), true),
+            "a missing field still differs"
+        );
+        assert!(
+            !rules.allows_extra(&d("$.price", Kind::Value), true),
+            "a changed field still differs"
+        );
+        // The served answer is the new service's: what it adds shows as Missing.
+        assert!(rules.allows_extra(&d("$.added", Kind::Missing), false));
+        assert!(!rules.allows_extra(&d("$.added", Kind::Extra), false));
+        assert!(!Rules::default().allows_extra(&d("$.added", Kind::Extra), true));
+    }
 
     fn ignores(glob: &str, field: &str) -> bool {
         Rules::default()

@@ -316,6 +316,9 @@ pub struct RawCompare {
     /// Objects whose keys are matched whatever their case: `["$.headers"]`.
     #[serde(default)]
     pub case_insensitive_keys: Vec<Spanned<String>>,
+    /// Objects to which the new service may add fields: `["$", "$.items[*]"]`.
+    #[serde(default)]
+    pub allow_extra: Vec<Spanned<String>>,
 }
 
 /// `protobuf = { descriptor_set = "shop.binpb" }`

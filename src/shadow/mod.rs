@@ -164,6 +164,7 @@ mod tests {
         ShadowSpec {
             to: u(1),
             back,
+            new: u(1),
             threshold: crate::routing::split::BUCKETS,
             key: None,
             salt: 0,

@@ -17,6 +17,9 @@ pub struct ShadowSpec {
     /// Where a copy goes when `to` serves the request itself: a canary compares both
     /// ways, so every request is compared whichever side serves it.
     pub back: Option<UpstreamId>,
+    /// The new service of the two (`to` for a plain shadow, the migration's `new`):
+    /// `compare.allow_extra` lets its answers add fields.
+    pub new: UpstreamId,
     /// Hundredths of a percent of requests shadowed (0..=10,000).
     pub threshold: u32,
     /// Sample by this key, so a user is shadowed always or never; at random when None.

@@ -118,7 +118,12 @@ async fn compare_job(job: &mut Job, figures: &RouteFigures, span: &Option<ChildS
     let comparing = span
         .as_ref()
         .map(|s| s.child("banyan compare", SpanKind::Internal, Vec::new()));
-    let diffs = compare(&primary, &shadow.response, rules);
+    let mut diffs = compare(&primary, &shadow.response, rules);
+    // Fields the new service added where the route lets it grow.
+    let new_is_shadow = job.to == job.spec.new;
+    if job.to == job.spec.new || job.primary == job.spec.new {
+        diffs.retain(|d| !rules.allows_extra(d, new_is_shadow));
+    }
     let noise = secondary.map_or_else(Vec::new, |s| compare(&primary, &s.response, rules));
     if let Some(c) = comparing {
         c.set(KeyValue::new(

@@ -113,6 +113,7 @@ impl Compiler<'_> {
         };
         let settings = raw.shadow.as_ref().map(|s| s.get_ref());
         let mut spec = self.shadow_spec(route, raw, settings, to)?;
+        spec.new = m.new;
         if m.stage == Stage::Canary {
             // The new-served share is copied back to legacy: every request is compared,
             // at 100% as at 1%.

@@ -205,6 +205,7 @@ impl Compiler<'_> {
         Some(ShadowSpec {
             to,
             back: None,
+            new: to,
             threshold: threshold(percent),
             key,
             salt: salt_for(&format!("shadow:{route}"), None),
@@ -262,6 +263,18 @@ impl Compiler<'_> {
             };
         }
         rules.null_equals_missing = c.null_equals_missing;
+        let allowed = self.globs(
+            &c.allow_extra,
+            &format!("route {route:?}: compare.allow_extra"),
+        );
+        rules = match rules.clone().with_allowed_extra(&allowed) {
+            Ok(r) => r,
+            Err(e) => {
+                let at = c.allow_extra.first().map_or(span.clone(), |k| k.span());
+                self.error(at, format!("route {route:?}: compare.allow_extra: {e}"));
+                rules
+            }
+        };
         let folded = self.globs(
             &c.case_insensitive_keys,
             &format!("route {route:?}: compare.case_insensitive_keys"),
