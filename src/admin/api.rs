@@ -256,10 +256,11 @@ fn shadow_route(
             mismatched: sum.mismatched + m.mismatched,
             failed: sum.failed + m.failed,
         });
-    let matches = window.compared - window.mismatched;
+    // Saturating: a fleet's minutes are sums of instances' flushes, not one snapshot.
+    let matches = window.compared.saturating_sub(window.mismatched);
     let sparkline = series(15)
         .into_iter()
-        .map(|m| share(m.compared - m.mismatched, m.compared))
+        .map(|m| share(m.compared.saturating_sub(m.mismatched), m.compared))
         .collect();
     let report = report.unwrap_or_else(|| RouteReport::empty(&name));
     ShadowRouteView {

@@ -90,7 +90,8 @@ impl Window {
         }
         slot.count.fetch_add(1, Ordering::Relaxed);
         if error {
-            slot.errors.fetch_add(1, Ordering::Relaxed);
+            // Released after the count: a reader that sees this error sees its request.
+            slot.errors.fetch_add(1, Ordering::Release);
         }
         slot.latency[bucket_of(seconds)].fetch_add(1, Ordering::Relaxed);
     }
@@ -108,8 +109,9 @@ impl Window {
             if m + minutes <= now || m > now {
                 continue;
             }
+            // Errors first, as in `series_at`.
+            f.errors += slot.errors.load(Ordering::Acquire);
             f.requests += slot.count.load(Ordering::Relaxed);
-            f.errors += slot.errors.load(Ordering::Relaxed);
             for (h, b) in hist.iter_mut().zip(&slot.latency) {
                 *h += b.load(Ordering::Relaxed);
             }
@@ -150,10 +152,11 @@ impl Window {
                 let m = now.saturating_sub(back);
                 let slot = &self.slots[(m % SLOTS as u64) as usize];
                 let (count, errors) = if slot.minute.load(Ordering::Relaxed) == m {
-                    (
-                        slot.count.load(Ordering::Relaxed),
-                        slot.errors.load(Ordering::Relaxed),
-                    )
+                    // Errors first: read after them, the count holds every error read
+                    // (read the other way, a request counted between the two loads could
+                    // make errors exceed the count).
+                    let errors = slot.errors.load(Ordering::Acquire);
+                    (slot.count.load(Ordering::Relaxed), errors)
                 } else {
                     (0, 0)
                 };
