@@ -52,32 +52,19 @@ impl Rules {
     /// Compile ignore globs: `$.meta.*`, `$.items[*].updated_at`, `$..timestamp`,
     /// `header.x-*`. `*` stands for one name or index, `**` (or `..`) for any depth.
     pub fn with_ignores(mut self, globs: &[String]) -> Result<Self, RuleError> {
-        if globs.is_empty() {
-            return Ok(self);
-        }
-        let patterns: Vec<String> = globs.iter().map(|g| glob_to_regex(g)).collect();
-        self.ignore = Some(RegexSet::new(&patterns).map_err(|e| RuleError(e.to_string()))?);
+        self.ignore = glob_set(globs)?;
         Ok(self)
     }
 
     /// Objects (folded paths, as globs) whose keys match whatever their case.
     pub fn with_case_insensitive_keys(mut self, globs: &[String]) -> Result<Self, RuleError> {
-        if globs.is_empty() {
-            return Ok(self);
-        }
-        let patterns: Vec<String> = globs.iter().map(|g| glob_to_regex(g)).collect();
-        self.case_insensitive_keys =
-            Some(RegexSet::new(&patterns).map_err(|e| RuleError(e.to_string()))?);
+        self.case_insensitive_keys = glob_set(globs)?;
         Ok(self)
     }
 
     /// Objects (folded paths, as globs) to which the new side may add fields.
     pub fn with_allowed_extra(mut self, globs: &[String]) -> Result<Self, RuleError> {
-        if globs.is_empty() {
-            return Ok(self);
-        }
-        let patterns: Vec<String> = globs.iter().map(|g| glob_to_regex(g)).collect();
-        self.allow_extra = Some(RegexSet::new(&patterns).map_err(|e| RuleError(e.to_string()))?);
+        self.allow_extra = glob_set(globs)?;
         Ok(self)
     }
 
@@ -129,6 +116,17 @@ impl Rules {
         }
         out
     }
+}
+
+/// Field globs as one set; None for none.
+fn glob_set(globs: &[String]) -> Result<Option<RegexSet>, RuleError> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let patterns: Vec<String> = globs.iter().map(|g| glob_to_regex(g)).collect();
+    RegexSet::new(&patterns)
+        .map(Some)
+        .map_err(|e| RuleError(e.to_string()))
 }
 
 /// The object a field is in: `$.items[*]` for `$.items[*].price`, `$` for `$["a b"]`.

@@ -263,36 +263,20 @@ impl Compiler<'_> {
             };
         }
         rules.null_equals_missing = c.null_equals_missing;
-        let allowed = self.globs(
+        rules = self.glob_rule(
+            route,
+            rules,
             &c.allow_extra,
-            &format!("route {route:?}: compare.allow_extra"),
+            "allow_extra",
+            Rules::with_allowed_extra,
         );
-        rules = match rules.clone().with_allowed_extra(&allowed) {
-            Ok(r) => r,
-            Err(e) => {
-                let at = c.allow_extra.first().map_or(span.clone(), |k| k.span());
-                self.error(at, format!("route {route:?}: compare.allow_extra: {e}"));
-                rules
-            }
-        };
-        let folded = self.globs(
+        rules = self.glob_rule(
+            route,
+            rules,
             &c.case_insensitive_keys,
-            &format!("route {route:?}: compare.case_insensitive_keys"),
+            "case_insensitive_keys",
+            Rules::with_case_insensitive_keys,
         );
-        rules = match rules.clone().with_case_insensitive_keys(&folded) {
-            Ok(r) => r,
-            Err(e) => {
-                let at = c
-                    .case_insensitive_keys
-                    .first()
-                    .map_or(span.clone(), |k| k.span());
-                self.error(
-                    at,
-                    format!("route {route:?}: compare.case_insensitive_keys: {e}"),
-                );
-                rules
-            }
-        };
         rules.compare_headers = c
             .headers
             .iter()
@@ -315,6 +299,29 @@ impl Compiler<'_> {
         let mut rules = rules;
         rules.protobuf = c.protobuf.as_ref().and_then(|p| self.protobuf(route, p));
         (rules, redact)
+    }
+
+    /// A `compare` rule that takes field globs (`allow_extra`, `case_insensitive_keys`):
+    /// `rules` with it applied, or unchanged and the error located at the rule.
+    fn glob_rule(
+        &mut self,
+        route: &str,
+        rules: Rules,
+        raw: &[Spanned<String>],
+        key: &str,
+        apply: fn(Rules, &[String]) -> Result<Rules, crate::compare::rules::RuleError>,
+    ) -> Rules {
+        let what = format!("route {route:?}: compare.{key}");
+        let globs = self.globs(raw, &what);
+        match apply(rules.clone(), &globs) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(first) = raw.first() {
+                    self.error(first.span(), format!("{what}: {e}"));
+                }
+                rules
+            }
+        }
     }
 
     fn protobuf(&mut self, route: &str, raw: &Spanned<RawProtobuf>) -> Option<Protobuf> {
