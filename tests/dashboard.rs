@@ -327,3 +327,133 @@ async fn a_grpc_sample_shows_its_decoded_messages_with_the_difference_highlighte
     screenshot(&c, "dashboard-grpc-sample").await;
     c.close().await.unwrap();
 }
+
+/// Samples of XML, HTML, text and form answers, each rendered by its kind in both panes
+/// with the differing part highlighted, and the text's changed lines shown with context.
+#[tokio::test]
+async fn xml_html_text_and_form_samples_are_rendered_with_their_differences_highlighted() {
+    let answer = |new: bool| {
+        move |seen: &Seen| {
+            let (body, content_type) = match seen.uri.path() {
+                "/api/xml" => (
+                    format!(
+                        "<catalog><book id=\"b1\"><price>10.00</price></book><book id=\"b2\"><price>{}</price></book></catalog>",
+                        if new { "7.95" } else { "7.50" }
+                    ),
+                    "application/xml",
+                ),
+                "/api/html" => (
+                    format!(
+                        "<!doctype html><html><body><div id=\"cart\"><span class=\"total\">{}</span></div></body></html>",
+                        if new { "10.50" } else { "10.00" }
+                    ),
+                    "text/html",
+                ),
+                "/api/form" => (
+                    format!("id=7&b={}", if new { 3 } else { 2 }),
+                    "application/x-www-form-urlencoded",
+                ),
+                _ => (
+                    format!(
+                        "order 17\nstatus: shipped\ncarrier: {}\n",
+                        if new { "UPS" } else { "DHL" }
+                    ),
+                    "text/plain",
+                ),
+            };
+            Reply::ok(body).header("content-type", content_type)
+        }
+    };
+    let legacy = Backend::with_handler("legacy", answer(false)).await;
+    let new = Backend::with_handler("new", answer(true)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "default = \"legacy\"\n[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [upstreams.legacy]\nendpoints = [\"{}\"]\n[upstreams.new]\nendpoints = [\"{}\"]\n\
+         [shadow]\nstore = {:?}\n\
+         [[routes]]\nname = \"kinds-ui\"\nmatch = {{ path = {{ prefix = \"/api/\" }} }}\n\
+         action = \"shadow\"\nupstream = \"legacy\"\nshadow = {{ to = \"new\" }}\n\
+         compare = {{ ignore = [\"header.x-backend\"] }}\n",
+        legacy.url(),
+        new.url(),
+        dir.path().join("d.sqlite"),
+    );
+    let b = banyan::server::start(config(&text)).await.unwrap();
+    let paths = ["/api/xml", "/api/html", "/api/form", "/api/text"];
+    for path in paths {
+        get(b.proxy_addr, path, &[]).await;
+    }
+    let admin = b.admin_addr;
+    let groups = || async {
+        let v: serde_json::Value =
+            serde_json::from_slice(&get(admin, "/api/diffs?route=kinds-ui", &[]).await.body)
+                .unwrap();
+        v["groups"].as_array().cloned().unwrap_or_default()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            groups().await.len() == 4
+        })
+        .await
+    );
+    // Each sample by its request path.
+    let mut ids = std::collections::HashMap::new();
+    for g in groups().await {
+        let id = g["example_id"].as_i64().unwrap();
+        let s: serde_json::Value =
+            serde_json::from_slice(&get(admin, &format!("/api/diffs/{id}"), &[]).await.body)
+                .unwrap();
+        ids.insert(s["request"]["path"].as_str().unwrap().to_string(), id);
+    }
+
+    let (_driver, c) = browser().await;
+    let base = format!("http://{admin}/");
+    // (path, the highlighted difference, what the primary's pane shows there, the shadow's)
+    let cases = [
+        ("/api/xml", "/catalog/book[2]/price", "7.50", "7.95"),
+        (
+            "/api/html",
+            "html > body > div#cart > span.total",
+            "10.00",
+            "10.50",
+        ),
+        ("/api/form", "$.b", "2", "3"),
+    ];
+    for (path, field, primary, shadow) in cases {
+        c.goto(&format!("{base}#/sample/{}", ids[path]))
+            .await
+            .unwrap();
+        let css = format!(".panes .diff-highlight[data-path=\"{field}\"]");
+        text_of(&c, &css).await;
+        let panes = c.find_all(Locator::Css(".panes > div")).await.unwrap();
+        assert_eq!(panes.len(), 2);
+        let mut shown = Vec::new();
+        for pane in &panes {
+            let mut text = String::new();
+            for m in pane.find_all(Locator::Css(&css)).await.unwrap() {
+                text.push_str(&m.text().await.unwrap());
+            }
+            shown.push(text);
+        }
+        let (a, b) = (&shown[0], &shown[1]);
+        assert!(a.contains(primary) && !a.contains(shadow), "{path}: {a}");
+        assert!(b.contains(shadow), "{path}: {b}");
+        // Rendered as a tree, not one line of source.
+        let pane = text_of(&c, ".panes pre.body").await;
+        assert!(pane.lines().count() > 2, "{path}: {pane}");
+        screenshot(&c, &format!("dashboard-sample-{}", &path[5..])).await;
+    }
+    c.goto(&format!("{base}#/sample/{}", ids["/api/text"]))
+        .await
+        .unwrap();
+    assert!(text_of(&c, "#line-diff .line-removed")
+        .await
+        .contains("carrier: DHL"));
+    assert!(text_of(&c, "#line-diff .line-added")
+        .await
+        .contains("carrier: UPS"));
+    let hunk = text_of(&c, "#line-diff pre.hunk").await;
+    assert!(hunk.contains("status: shipped"), "context lines: {hunk}");
+    screenshot(&c, "dashboard-sample-text").await;
+    c.close().await.unwrap();
+}

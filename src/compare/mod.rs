@@ -2,11 +2,16 @@
 //! differences. No I/O, no clock: everything here is unit-tested without sockets.
 
 pub mod content;
+pub mod form;
 pub mod grpc;
+pub mod html;
 pub mod json;
+pub mod markup;
 pub mod noise;
 pub mod protobuf;
 pub mod rules;
+pub mod text;
+pub mod xml;
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -124,7 +129,14 @@ fn compare_headers(a: &HeaderMap, b: &HeaderMap, rules: &Rules, out: &mut Vec<Di
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .collect();
-            (!v.is_empty() || m.contains_key(name)).then(|| v.join(", "))
+            (!v.is_empty() || m.contains_key(name)).then(|| {
+                let joined = v.join(", ");
+                if n == "content-type" {
+                    without_boundary(&joined)
+                } else {
+                    joined
+                }
+            })
         };
         let (va, vb) = (values(a), values(b));
         let kind = match (&va, &vb) {
@@ -153,6 +165,20 @@ fn compare_headers(a: &HeaderMap, b: &HeaderMap, rules: &Rules, out: &mut Vec<Di
             },
         });
     }
+}
+
+/// A content type without its multipart `boundary`: each service draws its own, and the
+/// parts are compared field by field.
+fn without_boundary(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .filter(|p| {
+            !p.trim()
+                .get(..9)
+                .is_some_and(|k| k.eq_ignore_ascii_case("boundary="))
+        })
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// Two bodies that differ as bytes: their lengths and hashes (samples keep the bodies).

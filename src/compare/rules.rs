@@ -22,6 +22,9 @@ pub struct Rules {
     pub compare_headers: HashSet<String>,
     /// Applied in order to text bodies before they are compared.
     pub normalizers: Vec<(Regex, String)>,
+    /// `ignore` entries that are CSS selectors: HTML elements (or one attribute of them)
+    /// left out of the comparison.
+    pub html_ignore: Vec<super::html::Ignored>,
     /// The descriptor set gRPC answers are decoded with (`compare.protobuf`).
     pub protobuf: Option<super::protobuf::Protobuf>,
 }
@@ -129,8 +132,12 @@ fn glob_set(globs: &[String]) -> Result<Option<RegexSet>, RuleError> {
         .map_err(|e| RuleError(e.to_string()))
 }
 
-/// The object a field is in: `$.items[*]` for `$.items[*].price`, `$` for `$["a b"]`.
+/// The object a field is in: `$.items[*]` for `$.items[*].price`, `$` for `$["a b"]`;
+/// the element of an XML or HTML field.
 fn parent(field: &str) -> Option<&str> {
+    if !field.starts_with('$') {
+        return super::markup::parent(field);
+    }
     let cut = if field.ends_with("\"]") {
         field.rfind("[\"")?
     } else {
@@ -140,8 +147,11 @@ fn parent(field: &str) -> Option<&str> {
 }
 
 /// `$.items[*].price` matches the folded path itself; `*` is one segment, `**` or `..`
-/// any number of them.
+/// any number of them. XML paths (`/catalog/book/@id`) take `*`, `**` and `//`.
 pub fn glob_to_regex(glob: &str) -> String {
+    if glob.starts_with('/') {
+        return xml_glob_to_regex(glob);
+    }
     let mut out = String::from("^");
     let g = glob.replace("..", ".**.");
     let mut chars = g.chars().peekable();
@@ -162,6 +172,29 @@ pub fn glob_to_regex(glob: &str) -> String {
     }
     // `$.**.x` also matches `$.x`.
     out = out.replace(r"\..*\.", r"(?:\..*)?\.");
+    out.push('$');
+    out
+}
+
+/// `/catalog/*/price`: `*` one step, `**` any number of them, `//` any depth.
+fn xml_glob_to_regex(glob: &str) -> String {
+    let mut out = String::from("^");
+    let mut rest = glob;
+    while let Some(c) = rest.chars().next() {
+        if let Some(r) = rest.strip_prefix("//") {
+            out.push_str("/(?:.*/)?");
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("**") {
+            out.push_str(".*");
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix('*') {
+            out.push_str("[^/]*");
+            rest = r;
+        } else {
+            out.push_str(&regex::escape(&c.to_string()));
+            rest = &rest[c.len_utf8()..];
+        }
+    }
     out.push('$');
     out
 }
@@ -231,6 +264,15 @@ mod tests {
             ("$..timestamp", "$.timestamp", true),
             ("header.x-*", "header.x-served-by", true),
             ("header.x-*", "header.cache-control", false),
+            ("/catalog/book/price", "/catalog/book/price", true),
+            ("/catalog/book/price", "/catalog/book/priced", false),
+            ("/catalog/*/price", "/catalog/book/price", true),
+            ("/catalog/*/price", "/catalog/a/b/price", false),
+            ("/catalog/**", "/catalog/a/b/@id", true),
+            ("//@id", "/catalog/book/@id", true),
+            ("//@id", "/@id", true),
+            ("//price", "/catalog/book/price", true),
+            ("//price", "/catalog/book/price/x", false),
         ];
         for (glob, field, want) in cases {
             assert_eq!(

@@ -310,6 +310,7 @@ fn store(
         })
     };
     let req = &job.shadow_request;
+    let primary_side = response(primary, job.primary);
     let signature_text = format!(
         "{name}|{}",
         serde_json::to_string(fields).unwrap_or_default()
@@ -328,8 +329,14 @@ fn store(
             "headers": redactor.headers(&job.primary_request.headers),
             "body": request_text(job, &redactor, request_body),
         }),
-        primary: response(primary, job.primary),
-        shadow: response(&shadow.response, job.to),
+        shadow: with_line_diff(
+            &primary_side,
+            response(&shadow.response, job.to),
+            primary,
+            &shadow.response,
+            diffs,
+        ),
+        primary: primary_side,
         differences: redactor.differences(diffs),
         primary_ms: primary_latency.as_secs_f64() * 1e3,
         shadow_ms: shadow.latency.as_secs_f64() * 1e3,
@@ -340,6 +347,29 @@ fn store(
             .with_label_values(&[name])
             .inc();
     }
+}
+
+/// The shadow's side of a sample, with a line diff of the two (stored, redacted) bodies
+/// when they are text that differs as text: the dashboard shows the changed lines.
+fn with_line_diff(
+    primary_side: &serde_json::Value,
+    mut shadow_side: serde_json::Value,
+    primary: &Response,
+    shadow: &Response,
+    diffs: &[Difference],
+) -> serde_json::Value {
+    use crate::compare::content::body_kind;
+    let text_differs = diffs
+        .iter()
+        .any(|d| d.path == "body" && d.kind == crate::compare::Kind::Value);
+    let is_text = |r: &Response| body_kind(content_type(&r.headers), &r.body).is_text();
+    if text_differs && is_text(primary) && is_text(shadow) {
+        if let (Some(a), Some(b)) = (primary_side["body"].as_str(), shadow_side["body"].as_str()) {
+            let hunks = crate::compare::text::line_diff(a, b);
+            shadow_side["line_diff"] = serde_json::to_value(hunks).unwrap_or_default();
+        }
+    }
+    shadow_side
 }
 
 /// The request body as a sample shows it: a gRPC call's messages decoded when the

@@ -132,9 +132,114 @@ impl Redactor {
             .map(|m| m.trim().to_ascii_lowercase());
         match media.as_deref() {
             Some("application/x-www-form-urlencoded") => self.form(text),
+            Some(m) if m.ends_with("xml") => self.xml(text).unwrap_or_else(|| self.text(text)),
+            Some("text/html") => self.text(&self.html_inputs(text)),
             // Multipart parts are found by their names in the text.
             _ => self.text(text),
         }
+    }
+
+    /// XML with the text of secret-named elements and the values of secret-named
+    /// attributes masked (`<Password>`, `<wsse:BinarySecurityToken>`, `api_key="..."`);
+    /// None when it does not read as XML (then it is scrubbed as text).
+    fn xml(&self, text: &str) -> Option<String> {
+        use quick_xml::events::{BytesText, Event};
+        let mut reader = quick_xml::Reader::from_str(text);
+        let mut writer = quick_xml::Writer::new(Vec::new());
+        // For each open element: is its content secret?
+        let mut secret: Vec<bool> = Vec::new();
+        loop {
+            let event = reader.read_event().ok()?;
+            let event = match event {
+                Event::Start(e) => {
+                    let inside = secret.last().copied().unwrap_or(false);
+                    secret.push(inside || self.secret_xml_name(e.local_name().as_ref()));
+                    Event::Start(self.xml_attributes(&e)?)
+                }
+                Event::Empty(e) => Event::Empty(self.xml_attributes(&e)?),
+                Event::End(e) => {
+                    secret.pop();
+                    Event::End(e)
+                }
+                Event::Text(t) => {
+                    let raw = t.xml_content().ok()?;
+                    let clean = if secret.last().copied().unwrap_or(false) && !raw.trim().is_empty()
+                    {
+                        mask(&raw)
+                    } else {
+                        self.text(&raw)
+                    };
+                    Event::Text(BytesText::new(&clean).into_owned())
+                }
+                Event::CData(t) if secret.last().copied().unwrap_or(false) => {
+                    let raw = t.decode().ok()?;
+                    Event::Text(BytesText::new(&mask(&raw)).into_owned())
+                }
+                Event::Eof => break,
+                other => other,
+            };
+            writer.write_event(event).ok()?;
+        }
+        String::from_utf8(writer.into_inner()).ok()
+    }
+
+    fn secret_xml_name(&self, local: &[u8]) -> bool {
+        is_secret_name(&String::from_utf8_lossy(local), &self.names)
+    }
+
+    /// A start tag with its secret-named attributes' values masked.
+    fn xml_attributes(
+        &self,
+        start: &quick_xml::events::BytesStart<'_>,
+    ) -> Option<quick_xml::events::BytesStart<'static>> {
+        let mut out = start.to_owned();
+        out.clear_attributes();
+        for attribute in start.attributes() {
+            let attribute = attribute.ok()?;
+            let value = attribute.unescape_value().ok()?;
+            let name = attribute.key.local_name();
+            let value = if attribute.key.as_namespace_binding().is_none()
+                && self.secret_xml_name(name.as_ref())
+            {
+                mask(&value)
+            } else {
+                self.text(&value)
+            };
+            out.push_attribute((attribute.key.as_ref(), value.as_bytes()));
+        }
+        Some(out)
+    }
+
+    /// HTML with the value of each `<input>` whose name marks a secret masked (a CSRF
+    /// token in a hidden field, a prefilled password).
+    fn html_inputs(&self, text: &str) -> String {
+        static INPUT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r#"(?is)<input\b[^>]*>"#).expect("input regex")
+        });
+        static NAME: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r#"(?i)\bname\s*=\s*["']?([^"'\s>]+)"#).expect("name regex")
+        });
+        static VALUE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r#"(?i)(\bvalue\s*=\s*)("[^"]*"|'[^']*'|[^\s>]+)"#)
+                .expect("value regex")
+        });
+        INPUT
+            .replace_all(text, |c: &regex::Captures<'_>| {
+                let tag = &c[0];
+                let secret = NAME
+                    .captures(tag)
+                    .is_some_and(|n| is_secret_name(&n[1], &self.names));
+                if !secret {
+                    return tag.to_string();
+                }
+                VALUE
+                    .replace(tag, |v: &regex::Captures<'_>| {
+                        let raw = v[2].trim_matches(['"', '\'']);
+                        format!("{}\"{}\"", &v[1], mask(raw))
+                    })
+                    .into_owned()
+            })
+            .into_owned()
     }
 
     fn form(&self, text: &str) -> String {
@@ -219,10 +324,14 @@ impl Redactor {
     }
 }
 
-/// `password` of `$.user.password`, `token` of `$.items[*].token`.
+/// `password` of `$.user.password`, `token` of `$.items[*].token`, of
+/// `/Login/Password` and of `/Login/@token`.
 fn last_key(path: &str) -> &str {
     let trimmed = path.trim_end_matches("[*]");
-    trimmed.rsplit(['.', '[']).next().unwrap_or(trimmed)
+    trimmed
+        .rsplit(['.', '[', '/', '@'])
+        .next()
+        .unwrap_or(trimmed)
 }
 
 #[cfg(test)]
@@ -278,6 +387,37 @@ mod tests {
             assert!(!body.contains(secret), "{secret} in {body}");
         }
         assert!(body.contains("Ann") && body.contains("visible"), "{body}");
+    }
+
+    #[test]
+    fn xml_elements_and_attributes_and_html_inputs_named_as_secrets() {
+        let r = redactor(&[], &[], &[]);
+        let soap = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header><wsse:Security xmlns:wsse="urn:x"><wsse:UsernameToken><wsse:Username>ann</wsse:Username><wsse:Password>hunter2</wsse:Password></wsse:UsernameToken></wsse:Security></s:Header><s:Body><Login api_key="k-123" user="ann"><SessionToken><![CDATA[s3cr3t]]></SessionToken></Login></s:Body></s:Envelope>"#;
+        let stored = r.body(soap.as_bytes(), Some("application/soap+xml; charset=utf-8"));
+        for secret in ["hunter2", "k-123", "s3cr3t"] {
+            assert!(!stored.contains(secret), "{secret} in {stored}");
+        }
+        assert!(stored.contains("user=\"ann\""), "{stored}");
+        assert!(
+            crate::compare::xml::parse(stored.as_bytes()).is_ok(),
+            "still XML: {stored}"
+        );
+        let page = r#"<form><input type="hidden" name="csrf_token" value="abc123xyz"><input name="q" value="shoes"></form>"#;
+        let stored = r.body(page.as_bytes(), Some("text/html"));
+        assert!(!stored.contains("abc123xyz"), "{stored}");
+        assert!(stored.contains("value=\"shoes\""), "{stored}");
+        let diffs = r.differences(&[Difference {
+            path: "/Login/Password".into(),
+            field: "/Login/Password".into(),
+            kind: crate::compare::Kind::Value,
+            primary: Some("hunter2".into()),
+            shadow: Some("hunter3".into()),
+        }]);
+        assert!(!diffs[0]
+            .primary
+            .as_deref()
+            .unwrap_or("")
+            .contains("hunter2"));
     }
 
     #[test]

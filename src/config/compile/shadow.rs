@@ -233,7 +233,7 @@ impl Compiler<'_> {
             return (Rules::default(), Vec::new());
         };
         let (span, c) = (raw.span(), raw.get_ref());
-        let ignore = self.globs(&c.ignore, &format!("route {route:?}: compare.ignore"));
+        let (ignore, html_ignore) = self.ignore_entries(route, &c.ignore);
         let mut rules = match Rules::default().with_ignores(&ignore) {
             Ok(r) => r,
             Err(e) => {
@@ -263,6 +263,7 @@ impl Compiler<'_> {
             };
         }
         rules.null_equals_missing = c.null_equals_missing;
+        rules.html_ignore = html_ignore;
         rules = self.glob_rule(
             route,
             rules,
@@ -301,6 +302,28 @@ impl Compiler<'_> {
         (rules, redact)
     }
 
+    /// `compare.ignore`: field globs (JSON, XML, header, status, body) and CSS selectors
+    /// for HTML, told apart by how they begin.
+    fn ignore_entries(
+        &mut self,
+        route: &str,
+        raw: &[Spanned<String>],
+    ) -> (Vec<String>, Vec<crate::compare::html::Ignored>) {
+        let (mut globs, mut selectors) = (Vec::new(), Vec::new());
+        for entry in raw {
+            let text = entry.get_ref();
+            if is_field_glob(text) {
+                globs.push(text.clone());
+                continue;
+            }
+            match crate::compare::html::Ignored::parse(text) {
+                Ok(s) => selectors.push(s),
+                Err(e) => self.error(entry.span(), format!("route {route:?}: compare.ignore: {e}; write a field ($.field, $..any_depth, /xml/path, //@attr, header.name, status or body) or a CSS selector for HTML (input[name=csrf]@value)")),
+            }
+        }
+        (globs, selectors)
+    }
+
     /// A `compare` rule that takes field globs (`allow_extra`, `case_insensitive_keys`):
     /// `rules` with it applied, or unchanged and the error located at the rule.
     fn glob_rule(
@@ -312,7 +335,17 @@ impl Compiler<'_> {
         apply: fn(Rules, &[String]) -> Result<Rules, crate::compare::rules::RuleError>,
     ) -> Rules {
         let what = format!("route {route:?}: compare.{key}");
-        let globs = self.globs(raw, &what);
+        let globs: Vec<String> = raw
+            .iter()
+            .filter_map(|g| {
+                if is_field_glob(g.get_ref()) {
+                    Some(g.get_ref().clone())
+                } else {
+                    self.error(g.span(), format!("{what}: {:?} is not a field path: write $.field, $.items[*], $..any_depth or an XML path such as /catalog/book", g.get_ref()));
+                    None
+                }
+            })
+            .collect();
         match apply(rules.clone(), &globs) {
             Ok(r) => r,
             Err(e) => {
@@ -356,4 +389,14 @@ pub(super) fn grpc_idempotent(g: &RawGrpcMatch, rules: Option<&Rules>) -> bool {
             .is_some_and(|p| p.is_idempotent(&format!("/{}/{method}", g.service)))
     };
     g.idempotent || g.method.as_ref().is_some_and(described)
+}
+
+/// A field path or glob a comparison names: JSON (`$...`), XML (`/...`), a header,
+/// the status or the whole body.
+fn is_field_glob(text: &str) -> bool {
+    text.starts_with('$')
+        || text.starts_with('/')
+        || text.starts_with("header.")
+        || text == "status"
+        || text == "body"
 }
