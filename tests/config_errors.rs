@@ -73,6 +73,8 @@ fn cases() -> Vec<(String, &'static str)> {
         (route("action = \"forward\"\nupstream = \"new\"\naccess_log = { percent = 150 } # HERE"), "access_log.percent 150 is outside 0-100"),
         (route("action = \"shadow\"\nupstream = \"legacy\"\nshadow = { to = \"new\" }\ncompare = { case_insensitive_keys = [\"headers\"] } # HERE"), "is not a field path"),
         (route("action = \"shadow\"\nupstream = \"legacy\"\nshadow = { to = \"new\" }\ncompare = { allow_extra = [\"items\"] } # HERE"), "compare.allow_extra"),
+        (route("action = \"shadow\"\nupstream = \"legacy\"\nshadow = { to = \"new\" }\ncompare = { ignore = [\"div >\"] } # HERE"), "is not a CSS selector"),
+        (route("action = \"shadow\"\nupstream = \"legacy\"\nshadow = { to = \"new\" }\ncompare = { ignore = [\"input[name=\"] } # HERE"), "write a field ($.field"),
         (route("action = \"migrate\"\nmigration = { stage = \"beta\", new = \"new\" } # HERE"), "is not one of legacy, shadow, canary, new, retired"),
         (route("action = \"migrate\"\nmigration = { stage = \"shadow\", new = \"legacy\" } # HERE"), "is its legacy upstream too"),
         (route("action = \"migrate\"\nmigration = { stage = \"shadow\", new = \"new\" }\nramp = { steps = [10, 100] } # HERE"), "a ramp moves the canary stage"),

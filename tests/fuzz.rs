@@ -1,6 +1,6 @@
-//! Property-based fuzzing (proptest) of the three parts that take untrusted or
-//! hand-written input: the config parser and validator, the route matcher, and the JSON
-//! comparator. `make test` runs a short pass (proptest's 256 cases); `make fuzz` sets
+//! Property-based fuzzing (proptest) of the parts that take untrusted or hand-written
+//! input: the config parser and validator, the route matcher, the comparators (JSON,
+//! XML, HTML) and the strict HTTP/1 framing. `make test` runs a short pass (proptest's 256 cases); `make fuzz` sets
 //! PROPTEST_CASES much higher. Failures are shrunk to a minimal input and saved under
 //! proptest-regressions/ to be replayed first on the next run.
 
@@ -287,6 +287,188 @@ proptest! {
         loose.unordered_by = [("$.b".to_string(), "a".to_string())].into();
         let _ = compare(&response(&a), &response(&b), &loose);
         prop_assert_eq!(compare(&response(&a), &response(&a), &loose), vec![]);
+    }
+}
+
+// ---- XML and HTML comparators ----
+
+/// A markup element: a name, attributes, and either text (a leaf) or children.
+#[derive(Debug, Clone)]
+struct Tree {
+    name: &'static str,
+    attributes: Vec<(&'static str, String)>,
+    text: String,
+    children: Vec<Tree>,
+}
+
+fn tree(names: &'static [&'static str]) -> impl Strategy<Value = Tree> {
+    let attributes = prop::collection::btree_map(
+        prop::sample::select(&["id", "kind", "lang"][..]),
+        "[a-z0-9]{1,5}",
+        0..3,
+    )
+    .prop_map(|m| m.into_iter().collect::<Vec<_>>());
+    let leaf = (prop::sample::select(names), attributes.clone(), "[a-z0-9]{1,8}").prop_map(
+        |(name, attributes, text)| Tree {
+            name,
+            attributes,
+            text,
+            children: Vec::new(),
+        },
+    );
+    leaf.prop_recursive(4, 40, 5, move |inner| {
+        (
+            prop::sample::select(names),
+            attributes.clone(),
+            prop::collection::vec(inner, 1..5),
+        )
+            .prop_map(|(name, attributes, children)| Tree {
+                name,
+                attributes,
+                text: String::new(),
+                children,
+            })
+    })
+}
+
+/// The tree as markup: compact, or spread over lines with comments and the attributes
+/// in reverse order (no difference to the comparison).
+fn markup(t: &Tree, spread: bool, out: &mut String) {
+    out.push('<');
+    out.push_str(t.name);
+    let mut attributes = t.attributes.clone();
+    if spread {
+        attributes.reverse();
+    }
+    for (k, v) in &attributes {
+        out.push_str(&format!(" {k}=\"{v}\""));
+    }
+    out.push('>');
+    if spread {
+        out.push_str("\n  <!-- c -->  ");
+    }
+    out.push_str(&t.text);
+    for c in &t.children {
+        markup(c, spread, out);
+        if spread {
+            out.push_str("\n ");
+        }
+    }
+    out.push_str(&format!("</{}>", t.name));
+}
+
+/// Append `!` to the `pick`-th leaf's text (wrapping); the path of that leaf, as the
+/// comparison names it (`html_style`: CSS paths under `html > body`).
+fn mutate_leaf(t: &mut Tree, pick: &mut usize, path: String, html_style: bool) -> Option<String> {
+    if t.children.is_empty() {
+        if *pick > 0 {
+            *pick -= 1;
+            return None;
+        }
+        t.text.push('!');
+        return Some(path);
+    }
+    let names: Vec<&str> = t.children.iter().map(|c| c.name).collect();
+    for (i, child) in t.children.iter_mut().enumerate() {
+        let same = names.iter().filter(|n| **n == child.name).count();
+        let position = names[..=i].iter().filter(|n| **n == child.name).count();
+        let label = html_label(child);
+        let step = match (html_style, same > 1) {
+            (false, true) => format!("/{}[{position}]", child.name),
+            (false, false) => format!("/{}", child.name),
+            (true, true) => format!(" > {label}:nth-of-type({position})"),
+            (true, false) => format!(" > {label}"),
+        };
+        if let Some(found) = mutate_leaf(child, pick, format!("{path}{step}"), html_style) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// An HTML path names an element by its tag and its id (when a selector can name it
+/// plainly: one that starts with a letter).
+fn html_label(t: &Tree) -> String {
+    match t.attributes.iter().find(|(k, _)| *k == "id") {
+        Some((_, id)) if id.starts_with(|c: char| c.is_ascii_alphabetic()) => {
+            format!("{}#{id}", t.name)
+        }
+        _ => t.name.to_string(),
+    }
+}
+
+fn typed(body: String, content_type: &'static str) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", HeaderValue::from_static(content_type));
+    Response {
+        status: 200,
+        headers,
+        body: Bytes::from(body),
+        call: None,
+    }
+}
+
+const XML_NAMES: &[&str] = &["a", "b", "item", "price"];
+// Tags html5ever nests as written (no implied closing), so the tree parses as built.
+const HTML_NAMES: &[&str] = &["div", "span", "section", "em"];
+
+proptest! {
+    #[test]
+    fn an_xml_document_never_differs_from_itself_and_every_changed_leaf_is_found(
+        t in tree(XML_NAMES),
+        pick in 0usize..40,
+    ) {
+        let plain = Rules::default();
+        let (mut compact, mut spread) = (String::new(), String::new());
+        markup(&t, false, &mut compact);
+        markup(&t, true, &mut spread);
+        let xml = |s: &str| typed(s.to_string(), "application/xml");
+        prop_assert_eq!(compare(&xml(&compact), &xml(&compact), &plain), vec![]);
+        prop_assert_eq!(compare(&xml(&compact), &xml(&spread), &plain), vec![], "{}", spread);
+        let mut changed = t.clone();
+        let mut left = pick % 40;
+        let root = format!("/{}", t.name);
+        if let Some(path) = mutate_leaf(&mut changed, &mut left, root, false) {
+            let mut other = String::new();
+            markup(&changed, false, &mut other);
+            let found = compare(&xml(&compact), &xml(&other), &plain);
+            prop_assert_eq!(found.len(), 1, "{} vs {}: {:?}", compact, other, found);
+            prop_assert_eq!(&found[0].path, &path);
+        }
+    }
+
+    #[test]
+    fn an_html_page_never_differs_from_itself_and_every_changed_leaf_is_found(
+        t in tree(HTML_NAMES),
+        pick in 0usize..40,
+    ) {
+        let plain = Rules::default();
+        let page = |t: &Tree, spread: bool| {
+            let mut out = String::from("<!doctype html><html><head></head><body>");
+            markup(t, spread, &mut out);
+            out.push_str("</body></html>");
+            typed(out, "text/html")
+        };
+        prop_assert_eq!(compare(&page(&t, false), &page(&t, false), &plain), vec![]);
+        prop_assert_eq!(compare(&page(&t, false), &page(&t, true), &plain), vec![]);
+        let mut changed = t.clone();
+        let mut left = pick % 40;
+        let root = format!("html > body > {}", html_label(&t));
+        if let Some(path) = mutate_leaf(&mut changed, &mut left, root, true) {
+            let found = compare(&page(&t, false), &page(&changed, false), &plain);
+            prop_assert_eq!(found.len(), 1, "{:?}", found);
+            prop_assert_eq!(&found[0].path, &path);
+        }
+    }
+
+    #[test]
+    fn any_bytes_as_xml_html_text_or_form_never_panic(
+        a in "\\PC{0,200}",
+        b in "[<>/a-z =\"&;!\\-\\[\\]]{0,200}",
+    ) {
+        for content_type in ["application/xml", "text/html", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=a"] {
+            let _ = compare(&typed(a.clone(), content_type), &typed(b.clone(), content_type), &Rules::default());
+        }
     }
 }
 
