@@ -1,5 +1,5 @@
-//! Micro-benchmarks of the pure cores: route matching with 10 and 2,000 routes, JSON
-//! comparison of 1 KB, 100 KB and 1 MB bodies, compiling a 2,000-route config, and the
+//! Micro-benchmarks of the pure cores: route matching with 10 and 2,000 routes, JSON,
+//! XML, HTML and text comparison of 1 KB, 100 KB and 1 MB bodies, compiling a 2,000-route config, and the
 //! hostile-input guards every request passes.
 //!
 //!   cargo bench --bench core
@@ -92,6 +92,62 @@ fn json_comparison(c: &mut Criterion) {
     group.finish();
 }
 
+/// The JSON bench's items as another body kind, with the same values changed.
+fn typed_bodies(bytes: usize, kind: &str) -> (Response, Response) {
+    let item = |i: usize, price: f64| match kind {
+        "xml" => format!(
+            r#"<item id="{i}"><name>item {i}</name><price>{price}</price><tags><tag>a</tag><tag>b</tag></tags><stock>{}</stock></item>"#,
+            i % 7
+        ),
+        "html" => format!(
+            r#"<tr class="item" data-id="{i}"><td>item {i}</td><td class="price">{price}</td><td><em>a</em> <em>b</em></td><td>{}</td></tr>"#,
+            i % 7
+        ),
+        _ => format!("item {i}\tprice {price}\ttags a,b\tstock {}\n", i % 7),
+    };
+    let (open, close, content_type) = match kind {
+        "xml" => ("<?xml version=\"1.0\"?><items>", "</items>", "application/xml"),
+        "html" => (
+            "<!doctype html><html><head><title>Items</title></head><body><table>",
+            "</table></body></html>",
+            "text/html",
+        ),
+        _ => ("", "", "text/plain"),
+    };
+    let n = (bytes / item(0, 10.5).len()).max(1);
+    let render = |changed: bool| {
+        let items: String = (0..n)
+            .map(|i| item(i, if changed && i % 50 == 0 { 11.5 } else { 10.5 }))
+            .collect();
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static(content_type));
+        Response {
+            status: 200,
+            headers,
+            body: Bytes::from(format!("{open}{items}{close}")),
+            call: None,
+        }
+    };
+    (render(false), render(true))
+}
+
+/// XML, HTML and text beside the JSON group: the same items, sizes and changes.
+fn markup_comparison(c: &mut Criterion) {
+    let rules = Rules::default();
+    for kind in ["xml", "html", "text"] {
+        let mut group = c.benchmark_group(format!("{kind}_comparison"));
+        group.sample_size(20);
+        for (label, size) in [("1KB", 1024), ("100KB", 100 * 1024), ("1MB", 1024 * 1024)] {
+            let (a, b) = typed_bodies(size, kind);
+            group.throughput(criterion::Throughput::Bytes(a.body.len() as u64));
+            group.bench_function(label, |bench| {
+                bench.iter(|| black_box(compare(&a, &b, &rules)))
+            });
+        }
+        group.finish();
+    }
+}
+
 fn compile_snapshot(c: &mut Criterion) {
     let text = config(2000);
     let mut group = c.benchmark_group("compile");
@@ -135,6 +191,7 @@ criterion_group!(
     benches,
     route_matching,
     json_comparison,
+    markup_comparison,
     compile_snapshot,
     request_guards
 );
