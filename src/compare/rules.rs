@@ -241,6 +241,17 @@ mod tests {
         assert!(rules.allows_extra(&d("$.added", Kind::Missing), false));
         assert!(!rules.allows_extra(&d("$.added", Kind::Extra), false));
         assert!(!Rules::default().allows_extra(&d("$.added", Kind::Extra), true));
+
+        // XML and HTML fields: the element they are in (or on).
+        let markup = Rules::default()
+            .with_allowed_extra(&["/catalog/book".to_string(), "html > body".to_string()])
+            .unwrap();
+        assert!(markup.allows_extra(&d("/catalog/book/color", Kind::Extra), true));
+        assert!(markup.allows_extra(&d("/catalog/book/@color", Kind::Extra), true));
+        assert!(!markup.allows_extra(&d("/catalog/color", Kind::Extra), true));
+        assert!(markup.allows_extra(&d("html > body > aside", Kind::Extra), true));
+        assert!(markup.allows_extra(&d("html > body@class", Kind::Extra), true));
+        assert!(!markup.allows_extra(&d("html > body > div > p", Kind::Extra), true));
     }
 
     fn ignores(glob: &str, field: &str) -> bool {
