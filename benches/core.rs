@@ -106,7 +106,11 @@ fn typed_bodies(bytes: usize, kind: &str) -> (Response, Response) {
         _ => format!("item {i}\tprice {price}\ttags a,b\tstock {}\n", i % 7),
     };
     let (open, close, content_type) = match kind {
-        "xml" => ("<?xml version=\"1.0\"?><items>", "</items>", "application/xml"),
+        "xml" => (
+            "<?xml version=\"1.0\"?><items>",
+            "</items>",
+            "application/xml",
+        ),
         "html" => (
             "<!doctype html><html><head><title>Items</title></head><body><table>",
             "</table></body></html>",

@@ -125,12 +125,104 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Capture files (written by routes with `capture`): export them as HAR.
+    Capture {
+        #[command(subcommand)]
+        what: CaptureCommand,
+    },
+    /// Send captured requests (capture files, directories of them, or HAR files) to a
+    /// target and compare each answer with the recorded one; exit 1 when a route has a
+    /// regression (or a match rate under --min-match-rate), so it can gate a CI pipeline.
+    Replay(Box<ReplayArgs>),
     /// Start two demo backends and banyan in front of them.
     Demo {
         /// The demo config (the built-in config/demo.toml when absent).
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum CaptureCommand {
+    /// Write capture files as one HAR 1.2 file (to stdout, or --output).
+    Export {
+        /// HAR is the one export format.
+        #[arg(long, required = true)]
+        har: bool,
+        /// Capture files or directories of them.
+        #[arg(required = true)]
+        captures: Vec<PathBuf>,
+        /// The scheme and host the HAR's URLs get.
+        #[arg(long, default_value = "http://localhost")]
+        origin: String,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Capture files (`.jsonl.gz`), directories of them, or HAR files (`.har`).
+    #[arg(required = true)]
+    captures: Vec<PathBuf>,
+    /// Where the requests go: the new service, a staging host (http:// or https://).
+    #[arg(long)]
+    target: String,
+    /// The config whose routes' compare rules apply (each record by its route).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// A file of compare rules (a route's `compare` keys at the top level) for every
+    /// record, instead of --config's.
+    #[arg(long, conflicts_with = "config")]
+    rules: Option<PathBuf>,
+    /// Requests per second.
+    #[arg(long, conflicts_with = "speed")]
+    rate: Option<f64>,
+    /// A multiple of the recorded pace (2 replays an hour in half an hour).
+    #[arg(long)]
+    speed: Option<f64>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Replay the first N requests only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Only these routes (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    routes: Vec<String>,
+    /// Only these methods (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    methods: Vec<String>,
+    /// The legacy side: each request goes there too, so fields that change by
+    /// themselves are told from regressions.
+    #[arg(long, value_name = "URL")]
+    noise: Option<String>,
+    /// A header for every request, 'Name: value'; $VAR and ${VAR} are read from the
+    /// environment (recorded credentials are redacted: supply test ones). Repeat for more.
+    #[arg(long = "set-header", value_name = "HEADER")]
+    set_headers: Vec<String>,
+    /// Replace a path prefix, 'FROM=TO' (such as /api/v1/=/v2/). Repeat for more.
+    #[arg(long, value_name = "FROM=TO")]
+    rewrite: Vec<String>,
+    /// Send writes (POST, PUT, PATCH, DELETE) too, not only safe methods.
+    #[arg(long)]
+    allow_writes: bool,
+    /// Fail when a route's match rate is under this (0.99, or 99%).
+    #[arg(long)]
+    min_match_rate: Option<String>,
+    /// Write the report as Markdown here (default: stdout).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write the report as JSON here.
+    #[arg(long, value_name = "FILE")]
+    report_json: Option<PathBuf>,
+    /// The diff store mismatches are written to, for the dashboard (default: --config's
+    /// shadow.store; none without --config).
+    #[arg(long, value_name = "FILE")]
+    store: Option<PathBuf>,
+    /// How long one request may take.
+    #[arg(long, default_value = "10s")]
+    timeout: humantime::Duration,
 }
 
 fn main() -> ExitCode {
@@ -158,6 +250,23 @@ fn main() -> ExitCode {
             admin,
             json,
         } => fleet_status(&admin, json),
+        Command::Capture {
+            what:
+                CaptureCommand::Export {
+                    har: _,
+                    captures,
+                    origin,
+                    output,
+                },
+        } => export_har(&captures, &origin, output.as_deref()),
+        Command::Replay(args) => match replay(&args) {
+            Ok(code) => return code,
+            Err(e) => {
+                // 2: the replay could not run (1 is the gate's verdict).
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
         Command::Demo { config } => demo(config.as_deref()),
     };
     match outcome {
@@ -520,5 +629,309 @@ fn demo(path: Option<&Path>) -> Result<ExitCode> {
         wait_for_shutdown().await;
         running.shutdown().await;
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Every capture file named: files as they are, directories by their capture files (in
+/// time order).
+fn capture_paths(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = banyan::capture::writer::capture_files(p)
+                .into_iter()
+                .map(|(path, _)| path)
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+fn read_captures(paths: &[PathBuf]) -> Result<Vec<banyan::capture::record::Record>> {
+    let mut records = Vec::new();
+    for path in capture_paths(paths) {
+        records.extend(banyan::capture::record::read(&path)?);
+    }
+    Ok(records)
+}
+
+fn export_har(captures: &[PathBuf], origin: &str, output: Option<&Path>) -> Result<ExitCode> {
+    let records = read_captures(captures)?;
+    let har = banyan::capture::har::from_records(&records, origin);
+    let text = serde_json::to_string_pretty(&har)?;
+    match output {
+        Some(path) => std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => println!("{text}"),
+    }
+    eprintln!("{} request(s) exported", har.log.entries.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `$VAR` and `${VAR}` from the environment; unknown ones are an error (a test
+/// credential that is not there should not go out as the text "$TOKEN").
+fn expand_env(text: &str) -> Result<String> {
+    let re = regex::Regex::new(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+        .expect("variable regex");
+    let mut missing = None;
+    let out = re.replace_all(text, |c: &regex::Captures<'_>| {
+        let name = c.get(1).or(c.get(2)).map_or("", |m| m.as_str());
+        std::env::var(name).unwrap_or_else(|_| {
+            missing = Some(name.to_string());
+            String::new()
+        })
+    });
+    if let Some(name) = missing {
+        bail!("${name} is not set in the environment");
+    }
+    Ok(out.into_owned())
+}
+
+fn replay_options(args: &ReplayArgs) -> Result<banyan::replay::Options> {
+    use banyan::replay::pace::Pace;
+    let target: http::Uri = args
+        .target
+        .parse()
+        .with_context(|| format!("--target {:?} is not a URL", args.target))?;
+    if target.authority().is_none() {
+        bail!(
+            "--target {:?} needs a scheme and host, such as http://127.0.0.1:8081",
+            args.target
+        );
+    }
+    let noise = match &args.noise {
+        Some(n) => Some(
+            n.parse::<http::Uri>()
+                .ok()
+                .filter(|u| u.authority().is_some())
+                .with_context(|| format!("--noise {n:?} is not a URL with a host"))?,
+        ),
+        None => None,
+    };
+    let pace = match (args.rate, args.speed) {
+        (Some(r), _) if r > 0.0 && r.is_finite() => Pace::Rate(r),
+        (_, Some(x)) if x > 0.0 && x.is_finite() => Pace::Speed(x),
+        (None, None) => Pace::Unpaced,
+        _ => bail!("--rate and --speed take a number above 0"),
+    };
+    let mut set_headers = Vec::new();
+    for h in &args.set_headers {
+        let (name, value) = h
+            .split_once(':')
+            .with_context(|| format!("--set-header {h:?} is not 'Name: value'"))?;
+        let value = expand_env(value.trim())?;
+        set_headers.push((
+            HeaderName::from_bytes(name.trim().as_bytes())
+                .with_context(|| format!("--set-header {h:?}: not a header name"))?,
+            HeaderValue::from_str(&value)
+                .with_context(|| format!("--set-header {h:?}: not a header value"))?,
+        ));
+    }
+    let rewrites = args
+        .rewrite
+        .iter()
+        .map(|r| {
+            r.split_once('=')
+                .filter(|(from, _)| from.starts_with('/'))
+                .map(|(from, to)| (from.to_string(), to.to_string()))
+                .with_context(|| {
+                    format!("--rewrite {r:?} is not 'FROM=TO' with paths, such as /api/v1/=/v2/")
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let methods = args
+        .methods
+        .iter()
+        .map(|m| {
+            Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                .with_context(|| format!("--methods: {m:?} is not a method"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(banyan::replay::Options {
+        target,
+        noise,
+        pace,
+        concurrency: args.concurrency.max(1),
+        limit: args.limit,
+        routes: args.routes.clone(),
+        methods,
+        allow_writes: args.allow_writes,
+        set_headers,
+        rewrites,
+        timeout: *args.timeout,
+    })
+}
+
+/// `0.99` or `99%`.
+fn fraction(text: &str) -> Result<f64> {
+    let (number, scale) = match text.trim().strip_suffix('%') {
+        Some(p) => (p, 100.0),
+        None => (text.trim(), 1.0),
+    };
+    let value = number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|v| v / scale)
+        .filter(|v| (0.0..=1.0).contains(v))
+        .with_context(|| format!("--min-match-rate {text:?} is not a rate such as 0.99 or 99%"))?;
+    Ok(value)
+}
+
+fn replay(args: &ReplayArgs) -> Result<ExitCode> {
+    use banyan::replay::{self, RuleBook};
+    use std::io::IsTerminal;
+    let options = replay_options(args)?;
+    let min_match_rate = args.min_match_rate.as_deref().map(fraction).transpose()?;
+    let (rules, thresholds, store, redact) = match (&args.config, &args.rules) {
+        (Some(path), _) => {
+            let config = load(path)?;
+            let by_route = config
+                .routes
+                .routes()
+                .iter()
+                .zip(&config.features)
+                .filter_map(|(r, f)| Some((r.name.clone(), f.compare.clone()?)))
+                .collect();
+            let store = args.store.clone().or(Some(config.shadow.store.clone()));
+            (
+                RuleBook {
+                    by_route,
+                    default: Default::default(),
+                },
+                config.shadow.thresholds,
+                store,
+                config.shadow.redact.clone(),
+            )
+        }
+        (None, Some(path)) => {
+            let source = banyan::config::Source::new(
+                path.display().to_string(),
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            );
+            let rules = match Config::compare_rules(&source) {
+                Ok(r) => r,
+                Err(ConfigError::Invalid(errors)) => {
+                    for d in &errors {
+                        eprintln!("{}", d.with_level("error"));
+                    }
+                    bail!("{}: {} error(s)", path.display(), errors.len());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            (
+                RuleBook {
+                    by_route: Default::default(),
+                    default: std::sync::Arc::new(rules),
+                },
+                Default::default(),
+                args.store.clone(),
+                Default::default(),
+            )
+        }
+        (None, None) => (
+            RuleBook::default(),
+            Default::default(),
+            args.store.clone(),
+            Default::default(),
+        ),
+    };
+    // A replay's corpus is small beside live traffic: every comparison counts.
+    let thresholds = banyan::compare::noise::Thresholds {
+        min_samples: 1,
+        ..thresholds
+    };
+    let records = replay::select(read_captures(&args.captures)?, &options);
+    if records.is_empty() {
+        bail!("no request to replay: the captures hold none that --routes, --methods and --allow-writes let through");
+    }
+    let total = records.len();
+    let terminal = std::io::stderr().is_terminal();
+    let bar = indicatif::ProgressBar::new(total as u64);
+    if terminal {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} {per_sec} {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let started = std::time::Instant::now();
+    let last_line = std::sync::Mutex::new(std::time::Instant::now());
+    let shown = bar.clone();
+    let progress = move |p: replay::Progress| {
+        shown.set_position(p.done as u64);
+        shown.set_message(format!("{} mismatching, {} failed", p.mismatches, p.failed));
+        if !terminal {
+            // Plain lines, one every 5 s and one at the end, for CI logs.
+            let mut last = last_line.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() >= std::time::Duration::from_secs(5) || p.done == p.total {
+                *last = std::time::Instant::now();
+                let rate = p.done as f64 / started.elapsed().as_secs_f64().max(0.001);
+                eprintln!(
+                    "replayed {}/{} ({rate:.1}/s), {} mismatching, {} failed",
+                    p.done, p.total, p.mismatches, p.failed
+                );
+            }
+        }
+    };
+    let (tally, differing) = runtime()?.block_on(replay::run(records, &rules, &options, progress));
+    bar.finish_and_clear();
+    let report = tally.report(
+        &args.target,
+        args.noise.as_deref(),
+        &thresholds,
+        min_match_rate,
+    );
+    let markdown = replay::report::markdown(&report);
+    match &args.report {
+        Some(path) => std::fs::write(path, &markdown)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{markdown}"),
+    }
+    if let Some(path) = &args.report_json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(store) = &store {
+        let redactor = banyan::store::redact::Redactor::new(&redact);
+        let samples = replay::samples::samples(
+            &differing,
+            &args.target,
+            &redactor,
+            banyan::clock::now_unix(),
+        );
+        if !samples.is_empty() {
+            banyan::store::Store::write_now(store, &samples)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| {
+                    format!(
+                        "cannot write the replay's samples to the diff store {}",
+                        store.display()
+                    )
+                })?;
+            eprintln!(
+                "{} mismatching request(s) stored in {}",
+                samples.len(),
+                store.display()
+            );
+        }
+    }
+    eprintln!(
+        "{total} request(s) replayed in {:.1}s: {}",
+        started.elapsed().as_secs_f64(),
+        if report.failed() { "FAIL" } else { "PASS" }
+    );
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     })
 }

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub circuit_breaker_diverted_total: IntCounterVec,
     pub client_refusals_total: IntCounterVec,
     pub access_log_lines_total: IntCounter,
+    pub capture_records_total: IntCounterVec,
+    pub capture_dropped_total: IntCounterVec,
     pub access_log_dropped_total: IntCounterVec,
     pub connections_open: IntGauge,
     pub connections_refused_total: IntCounter,
@@ -157,6 +159,18 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["reason"]
     )
     .expect("register banyan_access_log_dropped_total"),
+    capture_records_total: register_int_counter_vec!(
+        "banyan_capture_records_total",
+        "Requests and their answers written to capture files, by route.",
+        &["route"]
+    )
+    .expect("register banyan_capture_records_total"),
+    capture_dropped_total: register_int_counter_vec!(
+        "banyan_capture_dropped_total",
+        "Sampled requests not captured, by reason (too_large: a body past the route's capture.max_body; incomplete: a body that broke or a client that left; queue_full: the writer fell behind; write_failed: the file could not be written).",
+        &["reason"]
+    )
+    .expect("register banyan_capture_dropped_total"),
     connections_open: register_int_gauge!(
         "banyan_connections_open",
         "Client connections open (proxy and HTTPS listeners)."
@@ -308,6 +322,20 @@ pub fn migration_stage(route: &str, stage: crate::migration::Stage) {
             .with_label_values(&[route, s.label()])
             .set(i64::from(s == stage));
     }
+}
+
+pub fn capture_written(route: &str) {
+    metrics()
+        .capture_records_total
+        .with_label_values(&[route])
+        .inc();
+}
+
+pub fn capture_dropped(reason: &str) {
+    metrics()
+        .capture_dropped_total
+        .with_label_values(&[reason])
+        .inc();
 }
 
 pub fn access_log_written(lines: u64) {

@@ -43,6 +43,8 @@ pub struct Snapshot {
     fleet_store: Option<Arc<Store>>,
     /// The access log, when `[access_log]` is set, and what masks its query strings.
     pub access_log: Option<AccessLog>,
+    /// The capture writer, when a route captures (and it could start).
+    pub capture: Option<crate::capture::Env>,
     redactor: Redactor,
     /// The tracer, when `[tracing]` is set.
     pub telemetry: Option<Arc<Telemetry>>,
@@ -206,6 +208,17 @@ impl Snapshot {
                 .inspect_err(|e| tracing::error!(error = %e, "cannot start the access log writer"))
                 .ok()
         });
+        let capture = config
+            .features
+            .iter()
+            .any(|f| f.capture.is_some())
+            .then(|| {
+                let previous = previous.and_then(|p| p.capture.as_ref());
+                crate::capture::Env::new(&config.capture, &config.shadow.redact, previous)
+                    .inspect_err(|e| tracing::error!(dir = %config.capture.dir.display(), error = %e, "cannot start the capture writer: nothing is captured"))
+                    .ok()
+            })
+            .flatten();
         let redactor = Redactor::new(&config.shadow.redact);
         let telemetry = config.tracing.as_ref().and_then(|settings| {
             let previous = previous.and_then(|p| p.telemetry.as_ref());
@@ -224,6 +237,7 @@ impl Snapshot {
             ramps: Vec::new(),
             fleet_store,
             access_log,
+            capture,
             redactor,
             telemetry,
         };

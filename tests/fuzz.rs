@@ -308,14 +308,17 @@ fn tree(names: &'static [&'static str]) -> impl Strategy<Value = Tree> {
         0..3,
     )
     .prop_map(|m| m.into_iter().collect::<Vec<_>>());
-    let leaf = (prop::sample::select(names), attributes.clone(), "[a-z0-9]{1,8}").prop_map(
-        |(name, attributes, text)| Tree {
+    let leaf = (
+        prop::sample::select(names),
+        attributes.clone(),
+        "[a-z0-9]{1,8}",
+    )
+        .prop_map(|(name, attributes, text)| Tree {
             name,
             attributes,
             text,
             children: Vec::new(),
-        },
-    );
+        });
     leaf.prop_recursive(4, 40, 5, move |inner| {
         (
             prop::sample::select(names),

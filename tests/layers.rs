@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// layer of its longest matching prefix.
 const LAYERS: &[(&str, &[&str])] = &[
     ("command line", &["main.rs"]),
-    ("process", &["server/", "demo/"]),
+    ("process", &["server/", "demo/", "replay/"]),
     ("admin", &["admin/"]),
     ("fleet", &["fleet/"]),
     ("reload", &["reload/"]),
@@ -30,6 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "body/",
             "access/",
             "telemetry/",
+            "capture/",
         ],
     ),
     ("config", &["config/"]),
@@ -45,6 +46,9 @@ const LAYERS: &[(&str, &[&str])] = &[
             "tls/",
             "store/",
             "compare/",
+            "capture/spec.rs",
+            "capture/record.rs",
+            "capture/har.rs",
             "live/",
             "metrics.rs",
         ],

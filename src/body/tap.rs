@@ -13,7 +13,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// The status and headers of a captured response, and when they arrived.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Head {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -33,15 +33,17 @@ pub enum Captured {
     Failed,
 }
 
-/// The copying half: fills as the body streams, sends once at the end. Dropped before the
-/// end (the client went away), its receiver sees the channel closed.
+/// The copying half: fills as the body streams, sends once at the end to each receiver
+/// (the shadow task, the traffic capture), each with its own limit. Dropped before the
+/// end (the client went away), its receivers see the channel closed.
 pub struct Capture {
     chunks: Vec<Bytes>,
     size: usize,
+    /// The largest limit of the receivers: past it, nothing is kept.
     limit: usize,
     too_large: bool,
     head: Option<Head>,
-    done: Option<oneshot::Sender<Captured>>,
+    receivers: Vec<(oneshot::Sender<Captured>, usize)>,
 }
 
 impl Capture {
@@ -53,9 +55,17 @@ impl Capture {
             limit,
             too_large: false,
             head: None,
-            done: Some(tx),
+            receivers: vec![(tx, limit)],
         };
         (capture, rx)
+    }
+
+    /// A second receiver of the same copy, with a limit of its own.
+    pub fn also(&mut self, limit: usize) -> oneshot::Receiver<Captured> {
+        let (tx, rx) = oneshot::channel();
+        self.limit = self.limit.max(limit);
+        self.receivers.push((tx, limit));
+        rx
     }
 
     /// Attach the response head this body belongs to.
@@ -93,16 +103,32 @@ impl Capture {
 
     /// Deliver what was kept: the body is over.
     pub fn finish(&mut self) {
-        if let Some(tx) = self.done.take() {
-            let captured = if self.too_large {
-                Captured::TooLarge
-            } else {
-                Captured::Complete {
-                    head: self.head.take(),
-                    body: std::mem::take(&mut self.chunks),
-                }
-            };
+        let mut receivers = std::mem::take(&mut self.receivers);
+        let last = receivers.pop();
+        for (tx, limit) in receivers {
+            let captured = self.captured(limit, false);
             let _ = tx.send(captured);
+        }
+        // The last one takes the copy without cloning it.
+        if let Some((tx, limit)) = last {
+            let _ = tx.send(self.captured(limit, true));
+        }
+    }
+
+    fn captured(&mut self, limit: usize, take: bool) -> Captured {
+        if self.too_large || self.size > limit {
+            return Captured::TooLarge;
+        }
+        if take {
+            Captured::Complete {
+                head: self.head.take(),
+                body: std::mem::take(&mut self.chunks),
+            }
+        } else {
+            Captured::Complete {
+                head: self.head.clone(),
+                body: self.chunks.clone(),
+            }
         }
     }
 
@@ -113,7 +139,7 @@ impl Capture {
     }
 
     fn fail(&mut self) {
-        if let Some(tx) = self.done.take() {
+        for (tx, _) in self.receivers.drain(..) {
             let _ = tx.send(Captured::Failed);
         }
     }

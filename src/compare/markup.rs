@@ -394,17 +394,68 @@ impl Walk<'_> {
 
     /// Compared as multisets: what one side has more of is missing or extra.
     fn multiset(&mut self, xs: &[&Element], ys: &[&Element], indexed: bool, path: &mut Path) {
-        let mut left: Vec<Option<&Element>> = ys.iter().map(|y| Some(*y)).collect();
+        let mut left = Buckets::new(ys);
         for x in xs {
-            match left.iter_mut().find(|y| y.is_some_and(|y| y == *x)) {
-                Some(slot) => *slot = None,
-                None => self.lone(x, Kind::Missing, indexed, path),
+            if left.take(x, ys).is_none() {
+                self.lone(x, Kind::Missing, indexed, path);
             }
         }
-        for y in left.into_iter().flatten() {
-            self.lone(y, Kind::Extra, indexed, path);
+        for j in left.rest() {
+            self.lone(ys[j], Kind::Extra, indexed, path);
         }
     }
+}
+
+/// Indices of elements grouped by their hash: finding an equal one costs a hash, not a
+/// scan (a run of thousands of `<item>`s is common).
+struct Buckets {
+    by_hash: HashMap<u64, Vec<usize>>,
+}
+
+impl Buckets {
+    fn new(items: &[&Element]) -> Self {
+        let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, e) in items.iter().enumerate().rev() {
+            by_hash.entry(hash_of(e)).or_default().push(i);
+        }
+        Buckets { by_hash }
+    }
+
+    /// Take (remove) the first element equal to `want`.
+    fn take(&mut self, want: &Element, items: &[&Element]) -> Option<usize> {
+        let bucket = self.by_hash.get_mut(&hash_of(want))?;
+        let pos = bucket.iter().rposition(|&j| items[j] == want)?;
+        Some(bucket.remove(pos))
+    }
+
+    /// What was never taken, in order.
+    fn rest(self) -> Vec<usize> {
+        let mut rest: Vec<usize> = self.by_hash.into_values().flatten().collect();
+        rest.sort_unstable();
+        rest
+    }
+}
+
+/// A structural hash of an element, its position left out (as equality leaves it out).
+fn hash_of(e: &Element) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    feed(&mut h, e);
+    h.digest()
+}
+
+fn feed(h: &mut xxhash_rust::xxh3::Xxh3, e: &Element) {
+    for s in [&e.key, &e.label, &e.text] {
+        h.update(&(s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    }
+    for a in &e.attributes {
+        for s in [&a.key, &a.value] {
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+    }
+    h.update(&(e.children.len() as u64).to_le_bytes());
+    e.children.iter().for_each(|c| feed(h, c));
 }
 
 /// How a run of same-named children is matched.
@@ -416,21 +467,23 @@ enum Plan {
     AsMultiset,
 }
 
-/// The same elements in another order?
+/// The same elements in another order? Positions that agree cancel out, so only the
+/// ones that differ are hashed; fewer than two cannot be a reordering.
 fn reordered(xs: &[&Element], ys: &[&Element]) -> bool {
-    if xs.iter().zip(ys).filter(|(x, y)| x != y).count() < 2 {
+    let differing: Vec<usize> = (0..xs.len()).filter(|&i| xs[i] != ys[i]).collect();
+    if differing.len() < 2 {
         return false;
     }
-    let mut left: Vec<Option<&Element>> = ys.iter().map(|y| Some(*y)).collect();
-    xs.iter().all(
-        |x| match left.iter_mut().find(|y| y.is_some_and(|y| y == *x)) {
-            Some(slot) => {
-                *slot = None;
-                true
-            }
-            None => false,
-        },
-    )
+    let sorted = |v: &[&Element]| {
+        let mut h: Vec<(u64, usize)> = differing.iter().map(|&i| (hash_of(v[i]), i)).collect();
+        h.sort_unstable();
+        h
+    };
+    let (a, b) = (sorted(xs), sorted(ys));
+    // Paired by hash, each pair confirmed equal: a collision cannot invent a reordering.
+    a.iter()
+        .zip(&b)
+        .all(|(&(ha, i), &(hb, j))| ha == hb && xs[i] == ys[j])
 }
 
 /// A short rendering of an element for a difference: `<price currency="EUR">10</price>`.

@@ -35,6 +35,8 @@ pub struct Config {
     pub fleet: Option<FleetSettings>,
     /// `[access_log]`: None writes no access log.
     pub access_log: Option<AccessLogSettings>,
+    /// `[capture]`: where routes that capture write (defaults when the table is absent).
+    pub capture: CaptureSettings,
     /// `[tracing]`: None exports no spans (and passes `traceparent` through untouched).
     pub tracing: Option<TracingSettings>,
     /// Findings that do not stop the config, such as unreachable routes.
@@ -54,6 +56,10 @@ pub struct RouteFeatures {
     /// The share of the route's requests the access log writes (errors always), 0 to 1;
     /// None: all of them.
     pub access_log_share: Option<f64>,
+    /// The route's `compare` rules, when it has a compare table or shadows.
+    pub compare: Option<Arc<crate::compare::Rules>>,
+    /// Records a sample of the route's traffic (`capture = { percent = 1 }`).
+    pub capture: Option<Arc<crate::capture::spec::CaptureSpec>>,
 }
 
 impl Config {
@@ -135,6 +141,20 @@ pub struct AdminSettings {
     /// Host names (lower case, no port) that mutating calls may name besides the listen
     /// address, IP addresses and loopback names.
     pub allowed_hosts: Vec<String>,
+}
+
+/// `[capture]`: the files captured traffic goes to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptureSettings {
+    pub dir: PathBuf,
+    /// A file is finished and a new one begun at this many (compressed) bytes...
+    pub max_file_size: u64,
+    /// ... or this age.
+    pub max_file_age: std::time::Duration,
+    /// The oldest capture files in `dir` are removed past this many bytes in all.
+    pub max_total: u64,
+    /// Records waiting for the writer; past it, dropped and counted.
+    pub queue: usize,
 }
 
 /// `[access_log]`: one line per request, written off the request path.
@@ -220,6 +240,12 @@ impl Config {
     /// Parse and validate config text.
     pub fn parse(source: &Source) -> Result<Config, ConfigError> {
         compile::compile(source, compile::Files::Read)
+    }
+
+    /// A rules file for `banyan replay --rules`: the keys of a route's `compare` table
+    /// at the top level, checked as they are in a config.
+    pub fn compare_rules(source: &Source) -> Result<crate::compare::Rules, ConfigError> {
+        compile::compare_rules_file(source)
     }
 
     /// Validate without reading any file the config names (certificates, `ca_file`,

@@ -24,6 +24,7 @@ pub struct RawConfig {
     pub fleet: Option<Spanned<RawFleet>>,
     /// One line per request.
     pub access_log: Option<Spanned<RawAccessLog>>,
+    pub capture: Option<Spanned<RawCapture>>,
     /// OpenTelemetry traces, exported over OTLP.
     pub tracing: Option<Spanned<RawTracing>>,
 }
@@ -43,6 +44,41 @@ pub struct RawTracing {
     pub max_queue: Option<Spanned<i64>>,
     /// How long one export may take.
     pub timeout: Option<Spanned<String>>,
+}
+
+/// `[capture]`: where captured traffic is written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapture {
+    /// The directory of the capture files (created if missing).
+    pub dir: Option<Spanned<String>>,
+    /// A file is rotated at this size: bytes, or `"64MiB"`.
+    pub max_file_size: Option<Spanned<RawSize>>,
+    /// ... or at this age: `"1h"`.
+    pub max_file_age: Option<Spanned<String>>,
+    /// The directory's capture files are kept under this size in all.
+    pub max_total: Option<Spanned<RawSize>>,
+    /// Records waiting for the writer; beyond, dropped and counted.
+    pub queue: Option<Spanned<i64>>,
+}
+
+/// A size: a number of bytes, or text with a unit (`"256KiB"`, `"64MiB"`, `"1GiB"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    Bytes(i64),
+    Text(String),
+}
+
+/// A route's `capture = { percent = 1, methods = ["GET"], max_body = "256KiB" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteCapture {
+    pub percent: Spanned<f64>,
+    /// Methods captured (default GET and HEAD).
+    pub methods: Option<Vec<Spanned<String>>>,
+    /// Requests whose request or response body is larger are not captured.
+    pub max_body: Option<Spanned<RawSize>>,
 }
 
 /// `[access_log]`: where and how each request's line is written.
@@ -232,6 +268,8 @@ pub struct RawRoute {
     pub allow_methods: Vec<Spanned<String>>,
     /// The share of the route's requests written to the access log.
     pub access_log: Option<Spanned<RawRouteAccessLog>>,
+    /// A sample of the route's traffic recorded for replay.
+    pub capture: Option<Spanned<RawRouteCapture>>,
 }
 
 /// `migration = { stage = "canary", new = "items-svc", percent = 5, key = { cookie = "sid" } }`

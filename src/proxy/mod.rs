@@ -144,10 +144,24 @@ pub async fn handle(
                     "not_copied"
                 });
             }
-            let (mirror_request, mirror_response) = match mirror {
+            let (mut mirror_request, mut mirror_response) = match mirror {
                 Some(m) => (m.request, Some(m.response)),
                 None => (None, None),
             };
+            // A recorded request shares the shadow's copies, or has taps of its own.
+            if let (Some((spec, head)), Some(env)) = (plan.capture, snap.capture.as_ref()) {
+                let (request_tap, response_tap) = env.begin(
+                    snap.live(route).name(),
+                    &spec,
+                    head,
+                    started,
+                    body.is_end_stream(),
+                    mirror_request.as_mut(),
+                    mirror_response.as_mut(),
+                );
+                mirror_request = mirror_request.or(request_tap);
+                mirror_response = mirror_response.or(response_tap);
+            }
             let sending = send(
                 &snap,
                 route,
@@ -277,6 +291,12 @@ struct Plan<'a> {
     /// Where the route's shadow copies this request, if it does (method, serving side
     /// and sample decide), and its spec.
     shadow: Option<(UpstreamId, &'a Arc<ShadowSpec>)>,
+    /// The route's capture and the request as the client sent it, when this request is
+    /// recorded.
+    capture: Option<(
+        Arc<crate::capture::CaptureSpec>,
+        crate::capture::RequestHead,
+    )>,
     /// The largest body the route takes.
     max_body: u64,
     /// What the route's circuit breaker said, when it has one.
@@ -328,6 +348,19 @@ fn plan<'a>(
         protocols.tunnel(&parts.method, parts.version, asked_upgrade)
     };
     let query = parts.uri.query().map(str::to_owned);
+    // The request as the client sent it, kept when the route records this one.
+    let capture = acting
+        .filter(|_| snap.capture.is_some() && tunnel.is_none())
+        .and_then(|(id, _)| snap.config.features(id).capture.as_ref())
+        .filter(|spec| spec.samples(&parts.method))
+        .map(|spec| {
+            let head = crate::capture::RequestHead {
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                headers: parts.headers.clone(),
+            };
+            (spec.clone(), head)
+        });
     let mut primary = outgoing(parts, client, trust_forwarded, tunnel.as_ref());
     let fallback = acting
         .and_then(|(id, r)| Some((r.fallback?, id, r)))
@@ -356,6 +389,7 @@ fn plan<'a>(
             trail: Trail::default(),
         }),
         shadow,
+        capture,
         max_body,
         breaker,
         tunnel,

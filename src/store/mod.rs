@@ -207,6 +207,18 @@ impl Store {
         }
     }
 
+    /// Write samples at once into the SQLite store at `path`, not through a writer
+    /// thread: a replay's, at its end.
+    pub fn write_now(path: &Path, samples: &[Sample]) -> Result<(), String> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        SqliteSink(conn).write(samples)
+    }
+
     /// Queue a sample; false (and nothing waits) when the queue is full.
     pub fn submit(&self, sample: Sample) -> bool {
         match self.tx.try_send(sample) {

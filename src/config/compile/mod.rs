@@ -27,6 +27,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 mod breaker;
+mod capture;
 mod fleet;
 mod matching;
 mod migration;
@@ -68,6 +69,28 @@ pub(super) fn compile(src: &Source, files: Files) -> Result<Config, ConfigError>
     match config {
         Some(config) if c.errors.is_empty() => Ok(config),
         _ => Err(ConfigError::Invalid(c.errors)),
+    }
+}
+
+pub(super) fn compare_rules_file(src: &Source) -> Result<crate::compare::Rules, ConfigError> {
+    let raw: crate::config::raw::RawCompare = toml::from_str(&src.text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().trim().lines().collect::<Vec<_>>().join(": ");
+        ConfigError::Invalid(vec![src.diagnostic(span, message)])
+    })?;
+    let mut c = Compiler {
+        src,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        files: Files::Read,
+        skipped_file: false,
+    };
+    let spanned = toml::Spanned::new(0..src.text.len(), raw);
+    let (rules, _) = c.compare_rules("rules", Some(&spanned));
+    if c.errors.is_empty() {
+        Ok(rules)
+    } else {
+        Err(ConfigError::Invalid(c.errors))
     }
 }
 
@@ -126,6 +149,7 @@ impl Compiler<'_> {
         let routes = RouteTable::new(routes, default?);
         let fleet = raw.fleet.as_ref().map(|f| self.fleet(f));
         let access_log = raw.access_log.as_ref().map(|a| self.access_log(a));
+        let capture = self.capture_settings(raw.capture.as_ref());
         let tracing = raw.tracing.as_ref().map(|t| self.tracing(t));
         let mut warnings = std::mem::take(&mut self.warnings);
         if self.errors.is_empty() {
@@ -141,6 +165,7 @@ impl Compiler<'_> {
             shadow,
             fleet,
             access_log,
+            capture,
             tracing,
             server,
             admin,

@@ -66,6 +66,15 @@ impl Compiler<'_> {
             None => self.shadow(name, raw, ids, &action),
         }
         .map(std::sync::Arc::new);
+        // The route's compare rules: its shadow's, or compiled alone for a route that
+        // does not shadow now (a replay of its captures compares with them).
+        let compare = match &shadow {
+            Some(s) => Some(s.rules.clone()),
+            None => raw
+                .compare
+                .as_ref()
+                .map(|c| std::sync::Arc::new(self.compare_rules(name, Some(c)).0)),
+        };
         let mut matches = matches;
         if let (Some(g), Some(raw_grpc)) = (matches.grpc.as_mut(), &raw.matches.grpc) {
             let rules = shadow.as_ref().map(|s| &*s.rules);
@@ -97,6 +106,12 @@ impl Compiler<'_> {
                 .access_log
                 .as_ref()
                 .and_then(|a| self.access_log_share(name, a)),
+            compare,
+            capture: raw
+                .capture
+                .as_ref()
+                .and_then(|c| self.route_capture(name, c))
+                .map(std::sync::Arc::new),
         };
         Some((route, features))
     }
