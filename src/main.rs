@@ -654,7 +654,7 @@ fn capture_paths(paths: &[PathBuf]) -> Vec<PathBuf> {
 fn read_captures(paths: &[PathBuf]) -> Result<Vec<banyan::capture::record::Record>> {
     let mut records = Vec::new();
     for path in capture_paths(paths) {
-        records.extend(banyan::capture::record::read(&path)?);
+        records.extend(banyan::capture::read::read(&path)?);
     }
     Ok(records)
 }

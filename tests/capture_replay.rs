@@ -69,7 +69,7 @@ fn records_in(dir: &Path) -> Vec<banyan::capture::record::Record> {
     files.sort();
     files
         .iter()
-        .flat_map(|p| banyan::capture::record::read(p).unwrap())
+        .flat_map(|p| banyan::capture::read::read(p).unwrap())
         .collect()
 }
 

@@ -34,10 +34,15 @@ async fn demo_traffic_reaches_both_backends_as_configured() {
         "the built-in demo config is config/demo.toml"
     );
     let store = tempfile::tempdir().unwrap();
-    let text = text.replace(
-        "./data/banyan-diffs.sqlite",
-        &store.path().join("d.sqlite").display().to_string(),
-    );
+    let text = text
+        .replace(
+            "./data/banyan-diffs.sqlite",
+            &store.path().join("d.sqlite").display().to_string(),
+        )
+        .replace(
+            "./data/captures",
+            &store.path().join("captures").display().to_string(),
+        );
     tokio::spawn(serve(legacy, DemoBackend::Legacy));
     tokio::spawn(serve(catalog, DemoBackend::Catalog));
     let b = banyan::server::start(config(&text)).await.unwrap();
@@ -184,4 +189,93 @@ fn the_demo_reloads_on_sighup_instead_of_exiting() {
     assert_eq!(status.status, 200);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The README's round trip: the demo records its item list, and `banyan replay` sends the
+/// recording to the new catalog service with the demo's rules. The report names the
+/// renamed field as a regression and, with the monolith as the noise side, the trace id
+/// and serving time as noise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_capture_replays_against_the_new_catalog_service() {
+    let legacy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let catalog = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (legacy_addr, catalog_addr) = (legacy.local_addr().unwrap(), catalog.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let captures = dir.path().join("captures");
+    let text = banyan::demo::DEMO_TOML
+        .replace("127.0.0.1:18081", &legacy_addr.to_string())
+        .replace("127.0.0.1:18082", &catalog_addr.to_string())
+        .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:9090", "127.0.0.1:0")
+        .replace(
+            "./data/banyan-diffs.sqlite",
+            &dir.path().join("d.sqlite").display().to_string(),
+        )
+        .replace("./data/captures", &captures.display().to_string());
+    let config_path = dir.path().join("demo.toml");
+    std::fs::write(&config_path, &text).unwrap();
+    tokio::spawn(serve(legacy, DemoBackend::Legacy));
+    tokio::spawn(serve(catalog, DemoBackend::Catalog));
+    let b = banyan::server::start(config(&text)).await.unwrap();
+    for _ in 0..10 {
+        assert_eq!(get(b.proxy_addr, "/api/items", &[]).await.status, 200);
+    }
+    let recorded = || {
+        banyan::capture::writer::capture_files(&captures)
+            .iter()
+            .map(|(p, _)| banyan::capture::read::read(p).unwrap().len())
+            .sum::<usize>()
+    };
+    assert!(eventually(Duration::from_secs(10), || async { recorded() == 10 }).await);
+    let report = dir.path().join("report.json");
+    let out = tokio::process::Command::new(banyan_bin())
+        .arg("replay")
+        .arg(&captures)
+        .args(["--target", &format!("http://{catalog_addr}")])
+        .arg("-c")
+        .arg(&config_path)
+        .args(["--noise", &format!("http://{legacy_addr}")])
+        .arg("--report-json")
+        .arg(&report)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let route = &report["routes"][0];
+    assert_eq!(route["route"], "items-list");
+    assert_eq!(route["replayed"], 10);
+    let verdict = |field: &str| {
+        route["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == field)
+            .map(|f| f["verdict"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        verdict("$.items[*].trace_id").as_deref(),
+        Some("noise"),
+        "{stdout}"
+    );
+    assert_eq!(
+        verdict("$.items[*].name").as_deref(),
+        Some("regression"),
+        "{stdout}"
+    );
+    assert!(
+        route["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["verdict"] == "regression"),
+        "{stdout}"
+    );
 }

@@ -215,6 +215,7 @@ fn type_word(key: &str, rust: &str, durations: &BTreeSet<String>) -> String {
         "f64" => "number".into(),
         "bool" => "boolean".into(),
         "RawSplitKey" => "table or string".into(),
+        "ByteSize" => "integer or string".into(),
         _ if t.starts_with("Vec<") => match type_word("", &t[4..t.len() - 1], durations).as_str() {
             "number" => "array of numbers".into(),
             "string" => "array of strings".into(),
@@ -350,14 +351,42 @@ fn every_command_and_flag_is_on_the_cli_page() {
     let flag = Regex::new(r"(?m)^\s+(?:-\w, )?(--[a-z][a-z-]*)").unwrap();
     let mut missing = Vec::new();
     let mut known = BTreeSet::new();
+    // A command with subcommands of its own (`capture export`): each of those too.
+    let mut commands: Vec<Vec<String>> = commands.into_iter().map(|c| vec![c]).collect();
+    let nested: Vec<Vec<String>> = commands
+        .iter()
+        .flat_map(|c| {
+            let text = help(&[c[0].as_str()]);
+            let subs: Vec<String> = text
+                .split("Commands:")
+                .nth(1)
+                .map(|rest| {
+                    rest.split("Options:")
+                        .next()
+                        .unwrap_or("")
+                        .lines()
+                        .filter_map(|l| l.split_whitespace().next())
+                        .filter(|s| *s != "help")
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default();
+            subs.into_iter()
+                .map(|s| vec![c[0].clone(), s])
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    commands.extend(nested);
     for command in &commands {
-        if !page.contains(&format!("banyan {command}")) {
-            missing.push(format!("banyan {command}"));
+        let command_line = command.join(" ");
+        if !page.contains(&format!("banyan {command_line}")) {
+            missing.push(format!("banyan {command_line}"));
         }
-        for f in flag.captures_iter(&help(&[command])) {
+        let args: Vec<&str> = command.iter().map(String::as_str).collect();
+        for f in flag.captures_iter(&help(&args)) {
             let f = f[1].to_string();
             if f != "--help" && !page.contains(&f) {
-                missing.push(format!("banyan {command} {f}"));
+                missing.push(format!("banyan {command_line} {f}"));
             }
             known.insert(f);
         }

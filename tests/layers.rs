@@ -49,6 +49,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "capture/spec.rs",
             "capture/record.rs",
             "capture/har.rs",
+            "capture/read.rs",
             "live/",
             "metrics.rs",
         ],

@@ -6,6 +6,7 @@
 //! client: records are dropped and counted.
 
 pub mod har;
+pub mod read;
 pub mod record;
 pub mod spec;
 pub mod writer;

@@ -288,7 +288,7 @@ mod tests {
             let files = capture_files(dir.path());
             seen = files
                 .iter()
-                .map(|(p, _)| crate::capture::record::read(p).unwrap().len())
+                .map(|(p, _)| crate::capture::read::read(p).unwrap().len())
                 .sum();
             if seen == 50 {
                 break;
@@ -300,7 +300,7 @@ mod tests {
         let files = capture_files(dir.path());
         let all: Vec<Record> = files
             .iter()
-            .flat_map(|(p, _)| crate::capture::record::read(p).unwrap())
+            .flat_map(|(p, _)| crate::capture::read::read(p).unwrap())
             .collect();
         assert_eq!(all.len(), 50);
         assert_eq!(all[7], record(7));
@@ -328,7 +328,7 @@ mod tests {
         // The cap holds but for the file being written when it was enforced.
         assert!(total <= 16 * 1024 + 8 * 1024, "{total} bytes in {files:?}");
         for (path, _) in &files {
-            crate::capture::record::read(path).unwrap();
+            crate::capture::read::read(path).unwrap();
         }
     }
 }

@@ -515,19 +515,3 @@ fn render_into(e: &Element, out: &mut String) {
     }
     out.push_str(&format!("</{tag}>"));
 }
-
-/// The element or attribute a field is on: `/a/b` for `/a/b/c` and `/a/b/@id`,
-/// `html > body` for `html > body > p` and `html > body@class`.
-pub fn parent(field: &str) -> Option<&str> {
-    if field.starts_with('/') {
-        return field.rfind('/').filter(|&i| i > 0).map(|i| &field[..i]);
-    }
-    let attribute = field.rfind('@');
-    let child = field.rfind(" > ");
-    match (attribute, child) {
-        (Some(a), Some(c)) if a > c => Some(&field[..a]),
-        (Some(a), None) => Some(&field[..a]),
-        (_, Some(c)) => Some(&field[..c]),
-        (None, None) => None,
-    }
-}

@@ -10,6 +10,7 @@ pub mod markup;
 pub mod noise;
 pub mod protobuf;
 pub mod rules;
+pub mod selector;
 pub mod text;
 pub mod xml;
 

@@ -24,7 +24,7 @@ pub struct Rules {
     pub normalizers: Vec<(Regex, String)>,
     /// `ignore` entries that are CSS selectors: HTML elements (or one attribute of them)
     /// left out of the comparison.
-    pub html_ignore: Vec<super::html::Ignored>,
+    pub html_ignore: Vec<super::selector::Ignored>,
     /// The descriptor set gRPC answers are decoded with (`compare.protobuf`).
     pub protobuf: Option<super::protobuf::Protobuf>,
 }
@@ -136,7 +136,7 @@ fn glob_set(globs: &[String]) -> Result<Option<RegexSet>, RuleError> {
 /// the element of an XML or HTML field.
 fn parent(field: &str) -> Option<&str> {
     if !field.starts_with('$') {
-        return super::markup::parent(field);
+        return markup_parent(field);
     }
     let cut = if field.ends_with("\"]") {
         field.rfind("[\"")?
@@ -144,6 +144,22 @@ fn parent(field: &str) -> Option<&str> {
         field.rfind('.')?
     };
     Some(&field[..cut])
+}
+
+/// The element or attribute an XML or HTML field is on: `/a/b` for `/a/b/c` and
+/// `/a/b/@id`, `html > body` for `html > body > p` and `html > body@class`.
+fn markup_parent(field: &str) -> Option<&str> {
+    if field.starts_with('/') {
+        return field.rfind('/').filter(|&i| i > 0).map(|i| &field[..i]);
+    }
+    let attribute = field.rfind('@');
+    let child = field.rfind(" > ");
+    match (attribute, child) {
+        (Some(a), Some(c)) if a > c => Some(&field[..a]),
+        (Some(a), None) => Some(&field[..a]),
+        (_, Some(c)) => Some(&field[..c]),
+        (None, None) => None,
+    }
 }
 
 /// `$.items[*].price` matches the folded path itself; `*` is one segment, `**` or `..`

@@ -53,11 +53,11 @@ pub struct RawCapture {
     /// The directory of the capture files (created if missing).
     pub dir: Option<Spanned<String>>,
     /// A file is rotated at this size: bytes, or `"64MiB"`.
-    pub max_file_size: Option<Spanned<RawSize>>,
+    pub max_file_size: Option<Spanned<ByteSize>>,
     /// ... or at this age: `"1h"`.
     pub max_file_age: Option<Spanned<String>>,
     /// The directory's capture files are kept under this size in all.
-    pub max_total: Option<Spanned<RawSize>>,
+    pub max_total: Option<Spanned<ByteSize>>,
     /// Records waiting for the writer; beyond, dropped and counted.
     pub queue: Option<Spanned<i64>>,
 }
@@ -65,7 +65,7 @@ pub struct RawCapture {
 /// A size: a number of bytes, or text with a unit (`"256KiB"`, `"64MiB"`, `"1GiB"`).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum RawSize {
+pub enum ByteSize {
     Bytes(i64),
     Text(String),
 }
@@ -78,7 +78,7 @@ pub struct RawRouteCapture {
     /// Methods captured (default GET and HEAD).
     pub methods: Option<Vec<Spanned<String>>>,
     /// Requests whose request or response body is larger are not captured.
-    pub max_body: Option<Spanned<RawSize>>,
+    pub max_body: Option<Spanned<ByteSize>>,
 }
 
 /// `[access_log]`: where and how each request's line is written.

@@ -2,7 +2,7 @@
 
 use super::Compiler;
 use crate::capture::spec::CaptureSpec;
-use crate::config::raw::{RawCapture, RawRouteCapture, RawSize};
+use crate::config::raw::{ByteSize, RawCapture, RawRouteCapture};
 use crate::config::CaptureSettings;
 use http::Method;
 use std::path::PathBuf;
@@ -85,11 +85,11 @@ impl Compiler<'_> {
     }
 
     /// A size in bytes: a number, or text with a unit (`"256KiB"`).
-    fn size(&mut self, raw: Option<&Spanned<RawSize>>, what: &str) -> Option<u64> {
+    fn size(&mut self, raw: Option<&Spanned<ByteSize>>, what: &str) -> Option<u64> {
         let raw = raw?;
         let parsed = match raw.get_ref() {
-            RawSize::Bytes(n) => u64::try_from(*n).ok().filter(|n| *n > 0),
-            RawSize::Text(t) => parse_size(t),
+            ByteSize::Bytes(n) => u64::try_from(*n).ok().filter(|n| *n > 0),
+            ByteSize::Text(t) => parse_size(t),
         };
         if parsed.is_none() {
             self.error(
