@@ -240,6 +240,15 @@ async fn a_capture_gates_the_new_service_on_the_field_it_changed() {
         )
         .unwrap();
     assert_eq!(stored, 20);
+    let request: String = conn
+        .query_row("SELECT request FROM diff_samples LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    let request: Value = serde_json::from_str(&request).unwrap();
+    assert_eq!(
+        request["replay"]["target"],
+        changed.url(),
+        "marked as a replay: {request}"
+    );
 
     // An identical implementation: exit 0.
     let same = Backend::with_handler("new", items("new", 10.0, false)).await;
@@ -485,5 +494,37 @@ async fn the_rate_limiter_holds_its_rate() {
     assert!(
         (0.5..=1.05).contains(&ratio),
         "{achieved:.1}/s for {rate}/s"
+    );
+}
+
+/// A capture directory that cannot be written (here a file stands where the directory
+/// was): every client is answered as before, and the lost records are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_disk_changes_nothing_for_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = Backend::with_handler("legacy", items("legacy", 10.0, false)).await;
+    let captures = dir.path().join("captures");
+    let b = banyan::server::start(config(&capture_config(&legacy, &captures, "")))
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&captures).unwrap();
+    std::fs::write(&captures, "not a directory").unwrap();
+    for i in 0..20 {
+        let got = get(b.proxy_addr, &format!("/api/items/{i}"), &[]).await;
+        assert_eq!(got.status, 200);
+        assert!(got.text().contains(&format!("\"id\":{i}")));
+    }
+    let admin = b.admin_addr;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            metric(
+                admin,
+                "banyan_capture_dropped_total{reason=\"write_failed\"}",
+            )
+            .await
+                >= 1.0
+        })
+        .await,
+        "lost records are counted"
     );
 }
