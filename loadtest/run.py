@@ -427,6 +427,10 @@ class Bench:
             self.banyan_config(p, 'action = "forward"\nupstream = "legacy"')
             + f'\n[tracing]\nendpoint = "http://{a}/v1/traces"\npercent = 1\n'
         )
+        yield "banyan_capture", "b6. banyan forward, capture 1% (gzip JSON lines)", lambda p: self.banyan(
+            self.banyan_config(p, 'action = "forward"\nupstream = "legacy"\ncapture = { percent = 1 }')
+            + f'\n[capture]\ndir = "{os.path.join(self.tmp, f"captures-{p}")}"\n'
+        )
         yield "nginx", "c. nginx reverse proxy", lambda p: self.nginx(p, mirror=False)
         yield "banyan_shadow", "d. banyan shadow 100% + compare", lambda p: self.banyan(
             self.banyan_config(p, 'action = "shadow"\nupstream = "legacy"\nshadow = { to = "new" }')
@@ -637,7 +641,8 @@ def targets(rows):
              f"({ratio(g['cpu_s_per_10k'], b['cpu_s_per_10k']):.2f}x); "
              f"throughput {ratio(g['rps'], b['rps']):.2f}x"),
         ]
-    for key, what in (("banyan_access_log", "(b4) access log on"), ("banyan_tracing", "(b5) tracing at 1%")):
+    for key, what in (("banyan_access_log", "(b4) access log on"), ("banyan_tracing", "(b5) tracing at 1%"),
+                      ("banyan_capture", "(b6) capture at 1%")):
         if key in rows:
             # Judged round by round against (b) beside it, as the fleet row is.
             by_round = paired(rows, key, "cpu_s_per_10k", reference="banyan")

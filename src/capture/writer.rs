@@ -2,7 +2,7 @@
 //! and counts it: the request path never waits on the disk), writing gzip-compressed JSON
 //! lines. A file is rotated when it reaches `max_file_size` or `max_file_age`; past
 //! `max_total` in the directory, the oldest capture files go. The file being written is
-//! flushed after each batch, so a reader sees every record up to the last batch.
+//! flushed at most every half second, so a reader sees every record up to the last flush.
 
 use super::record::Exchange;
 use super::record::Record;
@@ -68,6 +68,7 @@ struct Files {
     dirty: bool,
     /// Files opened so far: names stay apart within a millisecond.
     opened: u64,
+    flushed: Instant,
 }
 
 impl Files {
@@ -78,6 +79,7 @@ impl Files {
             retry_at: None,
             dirty: false,
             opened: 0,
+            flushed: Instant::now(),
         }
     }
 
@@ -90,7 +92,11 @@ impl Files {
                     while let Ok(exchange) = rx.try_recv() {
                         self.write(&exchange.route, &Record::of(&exchange, redactor));
                     }
-                    self.flush();
+                    // A flush per batch cost a write and a deflate block per record
+                    // at a steady trickle: at most one per FLUSH_EVERY instead.
+                    if self.flushed.elapsed() >= FLUSH_EVERY {
+                        self.flush();
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => self.flush(),
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -118,6 +124,7 @@ impl Files {
     }
 
     fn flush(&mut self) {
+        self.flushed = Instant::now();
         if !self.dirty {
             return;
         }
