@@ -408,16 +408,7 @@ async fn a_browser_har_replays_and_captures_export_as_har() {
         .iter()
         .all(|r| !r.headers.contains_key(":authority")));
     let changed = Backend::with_handler("new", items("new", 9.0, false)).await;
-    let (code, stdout, _) = replay(&[
-        har.to_str().unwrap(),
-        "--target",
-        &changed.url(),
-        "--rules",
-        rules.to_str().unwrap(),
-    ])
-    .await;
-    assert_eq!(code, 1);
-    assert!(stdout.contains("`$.price`"), "{stdout}");
+    fails_on_price(&har, &changed.url(), &rules).await;
 
     // A capture exported as HAR replays to the same verdict.
     let legacy = Backend::with_handler("legacy", items("legacy", 10.0, false)).await;
@@ -444,15 +435,20 @@ async fn a_browser_har_replays_and_captures_export_as_har() {
     assert_eq!(har["log"]["version"], "1.2");
     assert_eq!(har["log"]["entries"].as_array().unwrap().len(), 22);
     assert_eq!(har["log"]["entries"][0]["_route"], "items");
+    fails_on_price(&exported, &changed.url(), &rules).await;
+}
+
+/// Replaying `file` against `target` with `rules` fails on the changed price.
+async fn fails_on_price(file: &Path, target: &str, rules: &Path) {
     let (code, stdout, _) = replay(&[
-        exported.to_str().unwrap(),
+        file.to_str().unwrap(),
         "--target",
-        &changed.url(),
+        target,
         "--rules",
         rules.to_str().unwrap(),
     ])
     .await;
-    assert_eq!(code, 1);
+    assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("`$.price`"), "{stdout}");
 }
 

@@ -53,18 +53,8 @@ pub(super) enum Files {
 const FILES_SKIPPED: &str = "files the config names (certificates, ca_file, token_file) were not read: a dry run without the admin token reads none; they are checked when the config is applied";
 
 pub(super) fn compile(src: &Source, files: Files) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(&src.text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        let message = e.message().trim().lines().collect::<Vec<_>>().join(": ");
-        ConfigError::Invalid(vec![src.diagnostic(span, message)])
-    })?;
-    let mut c = Compiler {
-        src,
-        errors: Vec::new(),
-        warnings: Vec::new(),
-        files,
-        skipped_file: false,
-    };
+    let raw: RawConfig = parse_raw(src)?;
+    let mut c = Compiler::new(src, files);
     let config = c.config(&raw);
     match config {
         Some(config) if c.errors.is_empty() => Ok(config),
@@ -73,18 +63,8 @@ pub(super) fn compile(src: &Source, files: Files) -> Result<Config, ConfigError>
 }
 
 pub(super) fn compare_rules_file(src: &Source) -> Result<crate::compare::Rules, ConfigError> {
-    let raw: crate::config::raw::RawCompare = toml::from_str(&src.text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        let message = e.message().trim().lines().collect::<Vec<_>>().join(": ");
-        ConfigError::Invalid(vec![src.diagnostic(span, message)])
-    })?;
-    let mut c = Compiler {
-        src,
-        errors: Vec::new(),
-        warnings: Vec::new(),
-        files: Files::Read,
-        skipped_file: false,
-    };
+    let raw: crate::config::raw::RawCompare = parse_raw(src)?;
+    let mut c = Compiler::new(src, Files::Read);
     let spanned = toml::Spanned::new(0..src.text.len(), raw);
     let (rules, _) = c.compare_rules("rules", Some(&spanned));
     if c.errors.is_empty() {
@@ -92,6 +72,15 @@ pub(super) fn compare_rules_file(src: &Source) -> Result<crate::compare::Rules, 
     } else {
         Err(ConfigError::Invalid(c.errors))
     }
+}
+
+/// The TOML read into its raw model, a syntax or type error located.
+fn parse_raw<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, ConfigError> {
+    toml::from_str(&src.text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().trim().lines().collect::<Vec<_>>().join(": ");
+        ConfigError::Invalid(vec![src.diagnostic(span, message)])
+    })
 }
 
 struct Compiler<'a> {
@@ -102,6 +91,18 @@ struct Compiler<'a> {
     files: Files,
     /// A file was left unread (Files::Skip).
     skipped_file: bool,
+}
+
+impl<'a> Compiler<'a> {
+    fn new(src: &'a Source, files: Files) -> Self {
+        Compiler {
+            src,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            files,
+            skipped_file: false,
+        }
+    }
 }
 
 impl Compiler<'_> {
