@@ -69,6 +69,8 @@ struct Files {
     /// Files opened so far: names stay apart within a millisecond.
     opened: u64,
     flushed: Instant,
+    /// Bytes written (before compression) since the last flush.
+    unflushed: u64,
 }
 
 impl Files {
@@ -80,6 +82,7 @@ impl Files {
             dirty: false,
             opened: 0,
             flushed: Instant::now(),
+            unflushed: 0,
         }
     }
 
@@ -93,8 +96,11 @@ impl Files {
                         self.write(&exchange.route, &Record::of(&exchange, redactor));
                     }
                     // A flush per batch cost a write and a deflate block per record
-                    // at a steady trickle: at most one per FLUSH_EVERY instead.
-                    if self.flushed.elapsed() >= FLUSH_EVERY {
+                    // at a steady trickle: one per FLUSH_EVERY instead, or sooner when
+                    // enough is held back that the file's size on disk (what rotation
+                    // reads) would lag far behind.
+                    let hold = (self.settings.max_file_size / 4).min(64 * 1024);
+                    if self.flushed.elapsed() >= FLUSH_EVERY || self.unflushed >= hold {
                         self.flush();
                     }
                 }
@@ -111,12 +117,15 @@ impl Files {
             crate::metrics::capture_dropped("write_failed");
             return;
         };
-        let written = serde_json::to_writer(&mut open.encoder, record)
-            .map_err(std::io::Error::other)
-            .and_then(|()| open.encoder.write_all(b"\n"));
+        let line = serde_json::to_vec(record).map_err(std::io::Error::other);
+        let written = line.and_then(|mut line| {
+            line.push(b'\n');
+            open.encoder.write_all(&line).map(|()| line.len() as u64)
+        });
         match written {
-            Ok(()) => {
+            Ok(bytes) => {
                 self.dirty = true;
+                self.unflushed += bytes;
                 crate::metrics::capture_written(route);
             }
             Err(e) => self.failed(&e),
@@ -125,6 +134,7 @@ impl Files {
 
     fn flush(&mut self) {
         self.flushed = Instant::now();
+        self.unflushed = 0;
         if !self.dirty {
             return;
         }
