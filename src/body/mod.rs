@@ -4,6 +4,7 @@
 //! per request.
 
 pub mod error;
+pub mod from_client;
 pub mod tap;
 
 use bytes::Bytes;

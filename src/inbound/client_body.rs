@@ -4,11 +4,11 @@
 
 use super::Refusal;
 use crate::body::error::BoxError;
+use crate::body::from_client::FromClient;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,7 +58,7 @@ impl Verdict {
 pin_project_lite::pin_project! {
     pub struct ClientBody {
         #[pin]
-        inner: Incoming,
+        inner: FromClient,
         max: u64,
         read: u64,
         gap: Duration,
@@ -80,7 +80,7 @@ pub enum Buffered {
 }
 
 impl ClientBody {
-    pub fn new(inner: Incoming, max: u64, gap: Duration) -> (Self, Verdict) {
+    pub fn new(inner: FromClient, max: u64, gap: Duration) -> (Self, Verdict) {
         let verdict = if inner.is_end_stream() {
             Verdict::default()
         } else {

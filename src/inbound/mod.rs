@@ -6,6 +6,7 @@
 pub mod client_body;
 pub mod framing;
 pub mod head;
+pub mod parse;
 
 use std::time::Duration;
 

@@ -30,7 +30,7 @@ use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 
-use hyper::body::Incoming;
+use crate::body::from_client::FromClient;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,7 +46,7 @@ pub struct Client {
 pub async fn handle(
     shared: &ArcSwap<Snapshot>,
     client: Client,
-    mut req: Request<Incoming>,
+    mut req: Request<FromClient>,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
     // One snapshot for the whole request, however long it runs.

@@ -1,22 +1,26 @@
 //! One client connection: HTTP/1.1 or HTTP/2 over plain TCP or TLS, held to the
 //! limits, closed when idle, and drained without racing the client's next request.
 
+use super::activity::{Activity, InFlight};
+use super::h1::{self, Rewind};
+use crate::body::from_client::FromClient;
 use crate::inbound::framing::{Framing, Violation};
 use crate::inbound::Limits;
 use crate::proxy::{self, Client};
 use crate::snapshot::SharedSnapshot;
+use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// How long a draining connection with no request in flight waits for the client's next
@@ -59,89 +63,6 @@ pub fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// `Activity::head_since` when no request head is on its way.
-const NO_HEAD: u64 = u64::MAX;
-
-/// What a connection's watchdog reads: when bytes last moved, requests in flight, and
-/// since when a request head has been arriving.
-#[derive(Debug)]
-struct Activity {
-    started: Instant,
-    /// Milliseconds after `started`.
-    last: AtomicU64,
-    in_flight: AtomicUsize,
-    /// Milliseconds after `started` at which the head now arriving began (0, the
-    /// connection's start, for its first request), or `NO_HEAD`.
-    head_since: AtomicU64,
-    /// Wakes the watchdog when a head begins, to time it.
-    head_began: Notify,
-}
-
-impl Activity {
-    /// `timed_heads`: the connection's heads are followed (HTTP/1), so the first one is
-    /// awaited from the start.
-    fn new(timed_heads: bool) -> Arc<Self> {
-        Arc::new(Activity {
-            started: Instant::now(),
-            last: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            head_since: AtomicU64::new(if timed_heads { 0 } else { NO_HEAD }),
-            head_began: Notify::new(),
-        })
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    fn touch(&self) {
-        self.last.store(self.now_ms(), Ordering::Relaxed);
-    }
-
-    /// After each read: whether a head is part-way in.
-    fn heading(&self, in_head: bool) {
-        let since = self.head_since.load(Ordering::Relaxed);
-        if in_head && since == NO_HEAD {
-            self.head_since.store(self.now_ms(), Ordering::Relaxed);
-            self.head_began.notify_one();
-        } else if !in_head && since != NO_HEAD {
-            self.head_since.store(NO_HEAD, Ordering::Relaxed);
-        }
-    }
-
-    /// When the head now arriving must be complete.
-    fn head_deadline(&self, header_timeout: Duration) -> Option<Instant> {
-        let since = self.head_since.load(Ordering::Relaxed);
-        (since != NO_HEAD).then(|| self.started + Duration::from_millis(since) + header_timeout)
-    }
-
-    fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-        self.started.elapsed().saturating_sub(last)
-    }
-
-    fn busy(&self) -> bool {
-        self.in_flight.load(Ordering::Relaxed) > 0
-    }
-}
-
-/// Counts a request in flight until dropped.
-struct InFlight(Arc<Activity>);
-
-impl InFlight {
-    fn new(activity: &Arc<Activity>) -> Self {
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(activity.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.touch();
-    }
-}
-
 /// What every connection of a listener shares.
 pub struct Shared {
     pub snapshot: SharedSnapshot,
@@ -157,15 +78,36 @@ impl Shared {
     }
 }
 
-/// Serve one accepted connection until it ends, is idle too long, or drains. `strict_h1`
-/// puts the strict framing reader in front of hyper (off for a TLS connection that
-/// agreed on HTTP/2).
+/// Serve one accepted connection until it ends, is idle too long, or drains. `strict_h1`:
+/// the connection speaks HTTP/1 (it may still turn out to be HTTP/2 with prior
+/// knowledge): banyan's own HTTP/1 path serves it, and what that path hands on goes to
+/// hyper behind the strict framing reader (off for a TLS connection that agreed on
+/// HTTP/2, which goes to hyper at once).
 pub async fn serve<S>(shared: Arc<Shared>, stream: S, client: Client, strict_h1: bool)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = shared.limits();
     let activity = Activity::new(strict_h1);
+    let mut watchdog = Watchdog::new(&shared, &limits, &activity);
+    let stream = if strict_h1 {
+        let own = h1::serve(
+            h1::Context {
+                snapshot: &shared.snapshot,
+                drain: &shared.drain,
+                client,
+                limits: &limits,
+                activity: &activity,
+            },
+            stream,
+        );
+        match watchdog.watch(own, |_| activity.close()).await {
+            Some(Some(handoff)) => Rewind::new(handoff.read, handoff.stream),
+            _ => return,
+        }
+    } else {
+        Rewind::new(Bytes::new(), stream)
+    };
     let io = ClientIo {
         inner: stream,
         framing: strict_h1.then(|| Framing::new(limits.max_header_bytes, limits.max_headers)),
@@ -174,6 +116,7 @@ where
     let in_flight = activity.clone();
     let for_service = shared.clone();
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let req = req.map(FromClient::Hyper);
         let shared = for_service.clone();
         let guard = InFlight::new(&in_flight);
         async move {
@@ -192,57 +135,94 @@ where
         }
     });
     let builder = builder(&limits);
-    let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
-    let drain_period = || shared.snapshot.load().config.server.drain_period;
-    let mut drain = shared.drain.clone();
-    let mut draining = *drain.borrow();
-    let mut drain_deadline = draining.then(|| Instant::now() + drain_period());
-    let mut closing = false;
-    loop {
-        // Idle means nothing in flight and no bytes moving; draining shortens it.
-        let limit = if draining {
-            DRAIN_IDLE_GRACE
-        } else {
-            limits.idle_timeout
-        };
-        let wait = if activity.busy() {
-            limit
-        } else {
-            limit.saturating_sub(activity.idle_for())
-        };
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, client = %client.addr, "connection ended with an error");
-                }
-                return;
-            }
-            _ = drain.changed(), if !draining => {
-                draining = true;
-                drain_deadline = Some(Instant::now() + drain_period());
-            }
-            _ = tokio::time::sleep(wait.max(Duration::from_millis(10))), if !closing => {}
-            _ = activity.head_began.notified() => {}
-            _ = sleep_until(activity.head_deadline(limits.header_timeout)) => {
-                // Slow headers (slowloris), or a client that connects and sends nothing.
-                if activity
-                    .head_deadline(limits.header_timeout)
-                    .is_some_and(|at| at <= Instant::now())
-                {
-                    tracing::debug!(client = %client.addr, "request head not complete within header_timeout; closing the connection");
-                    return;
-                }
-            }
-            _ = sleep_until(drain_deadline) => {
-                tracing::debug!(client = %client.addr, "drain period over; closing the connection");
-                return;
-            }
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let ended = watchdog.watch(conn, |conn| conn.graceful_shutdown()).await;
+    if let Some(Err(e)) = ended {
+        tracing::debug!(error = %e, client = %client.addr, "connection ended with an error");
+    }
+}
+
+/// Closes a connection that is idle too long, whose head is too slow, or whose drain
+/// period is over; asks it to close gracefully when idle or draining. The same watchdog
+/// follows a connection from banyan's own HTTP/1 path into hyper's.
+struct Watchdog<'a> {
+    shared: &'a Shared,
+    limits: &'a Limits,
+    activity: &'a Activity,
+    drain: watch::Receiver<bool>,
+    draining: bool,
+    drain_deadline: Option<Instant>,
+}
+
+impl<'a> Watchdog<'a> {
+    fn new(shared: &'a Shared, limits: &'a Limits, activity: &'a Activity) -> Self {
+        let drain = shared.drain.clone();
+        let draining = *drain.borrow();
+        Watchdog {
+            shared,
+            limits,
+            activity,
+            drain,
+            draining,
+            drain_deadline: draining.then(|| Instant::now() + Self::drain_period(shared)),
         }
-        let quiet = !activity.busy() && activity.idle_for() >= limit;
-        if !closing && (quiet || draining && activity.busy()) {
-            // hyper lets a request in flight finish, then closes (HTTP/2: GOAWAY).
-            conn.as_mut().graceful_shutdown();
-            closing = true;
+    }
+
+    fn drain_period(shared: &Shared) -> Duration {
+        shared.snapshot.load().config.server.drain_period
+    }
+
+    /// Run `conn` under watch: its output, or None when the watchdog ended it.
+    async fn watch<F: Future>(
+        &mut self,
+        conn: F,
+        mut shutdown: impl FnMut(Pin<&mut F>),
+    ) -> Option<F::Output> {
+        let (limits, activity) = (self.limits, self.activity);
+        let mut conn = pin!(conn);
+        let mut closing = false;
+        loop {
+            // Idle means nothing in flight and no bytes moving; draining shortens it.
+            let limit = if self.draining {
+                DRAIN_IDLE_GRACE
+            } else {
+                limits.idle_timeout
+            };
+            let wait = if activity.busy() {
+                limit
+            } else {
+                limit.saturating_sub(activity.idle_for())
+            };
+            tokio::select! {
+                output = conn.as_mut() => return Some(output),
+                _ = self.drain.changed(), if !self.draining => {
+                    self.draining = true;
+                    self.drain_deadline = Some(Instant::now() + Self::drain_period(self.shared));
+                }
+                _ = tokio::time::sleep(wait.max(Duration::from_millis(10))), if !closing => {}
+                _ = activity.head_began.notified() => {}
+                _ = sleep_until(activity.head_deadline(limits.header_timeout)) => {
+                    // Slow headers (slowloris), or a client that connects and sends nothing.
+                    if activity
+                        .head_deadline(limits.header_timeout)
+                        .is_some_and(|at| at <= Instant::now())
+                    {
+                        tracing::debug!("request head not complete within header_timeout; closing the connection");
+                        return None;
+                    }
+                }
+                _ = sleep_until(self.drain_deadline) => {
+                    tracing::debug!("drain period over; closing the connection");
+                    return None;
+                }
+            }
+            let quiet = !activity.busy() && activity.idle_for() >= limit;
+            if !closing && (quiet || self.draining && activity.busy()) {
+                // The request in flight finishes, then the connection closes (HTTP/2:
+                // GOAWAY).
+                shutdown(conn.as_mut());
+                closing = true;
+            }
         }
     }
 }
@@ -271,28 +251,10 @@ impl<S: AsyncWrite + Unpin> ClientIo<S> {
         if self.activity.busy() {
             return;
         }
-        let status = violation.status();
-        let cause = if status == http::StatusCode::BAD_REQUEST {
-            "bad_request"
-        } else {
-            "headers_too_large"
-        };
+        let (answer, cause) = h1::encode::refusal(violation);
         crate::metrics::client_refusal(cause);
-        let body = format!(
-            "{} {}: {}\n",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or(""),
-            violation.0
-        );
-        let answer = format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\n{}: {cause}\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or(""),
-            crate::proxy::error::ERROR_HEADER,
-            body.len()
-        );
         let mut inner = Pin::new(&mut self.inner);
-        if let Poll::Ready(Ok(_)) = inner.as_mut().poll_write(cx, answer.as_bytes()) {
+        if let Poll::Ready(Ok(_)) = inner.as_mut().poll_write(cx, &answer) {
             let _ = inner.as_mut().poll_flush(cx);
         }
     }

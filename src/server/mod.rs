@@ -1,7 +1,9 @@
 //! Listeners: accept connections, serve HTTP/1.1 and HTTP/2 (h2c) with the proxy
 //! service, and drain on shutdown.
 
+mod activity;
 mod conn;
+mod h1;
 pub mod handover;
 pub mod listeners;
 pub mod slots;
