@@ -166,6 +166,9 @@ def main():
     parser.add_argument("--out", default=os.path.join(RESULTS, "instructions.md"))
     parser.add_argument("--profile", action="store_true",
                         help="add each banyan build's top 20 functions by inclusive cost")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="with --profile: keep the callgrind files there, for "
+                             "callgrind_annotate or kcachegrind")
     args = parser.parse_args()
     if not shutil.which("valgrind"):
         sys.exit("valgrind not found (make bench-instructions installs it)")
@@ -187,6 +190,11 @@ def main():
             figures[proxy] = run.per_request(proxy, args.requests, keep)
             if keep:
                 profiles[proxy] = inclusive_top(keep, keep + ".base", args.requests)
+                if args.keep:
+                    os.makedirs(args.keep, exist_ok=True)
+                    name = proxy.split()[0] + ("-against" if "against" in proxy else "")
+                    shutil.copy(keep, os.path.join(args.keep, f"{name}.callgrind"))
+                    shutil.copy(keep + ".base", os.path.join(args.keep, f"{name}.base.callgrind"))
     head = short_commit()
     lines = [
         "# Instructions per request (callgrind)",

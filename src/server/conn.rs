@@ -3,6 +3,7 @@
 
 use super::activity::{Activity, InFlight};
 use super::h1::{self, Rewind};
+use super::wake::Remembering;
 use crate::body::from_client::FromClient;
 use crate::inbound::framing::{Framing, Violation};
 use crate::inbound::Limits;
@@ -17,7 +18,7 @@ use std::future::Future;
 use std::io;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
@@ -152,12 +153,15 @@ struct Watchdog<'a> {
     drain: watch::Receiver<bool>,
     draining: bool,
     drain_deadline: Option<Instant>,
+    timers: Arc<Remembering>,
+    timer_waker: Waker,
 }
 
 impl<'a> Watchdog<'a> {
     fn new(shared: &'a Shared, limits: &'a Limits, activity: &'a Activity) -> Self {
         let drain = shared.drain.clone();
         let draining = *drain.borrow();
+        let timers = Remembering::new();
         Watchdog {
             shared,
             limits,
@@ -165,6 +169,8 @@ impl<'a> Watchdog<'a> {
             drain,
             draining,
             drain_deadline: draining.then(|| Instant::now() + Self::drain_period(shared)),
+            timer_waker: Waker::from(timers.clone()),
+            timers,
         }
     }
 
@@ -193,15 +199,61 @@ impl<'a> Watchdog<'a> {
             } else {
                 limit.saturating_sub(activity.idle_for())
             };
-            tokio::select! {
-                output = conn.as_mut() => return Some(output),
-                _ = self.drain.changed(), if !self.draining => {
+            let event = {
+                let draining = self.draining;
+                let drain = &mut self.drain;
+                let changed = pin!(async move {
+                    if draining {
+                        std::future::pending::<()>().await;
+                    }
+                    let _ = drain.changed().await;
+                });
+                let idle = pin!(async {
+                    if closing {
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
+                });
+                let began = pin!(activity.head_began.notified());
+                let head = pin!(sleep_until(activity.head_deadline(limits.header_timeout)));
+                let drain_over = pin!(sleep_until(self.drain_deadline));
+                let mut watched = [
+                    (
+                        Event::Drain,
+                        changed as Pin<&mut (dyn Future<Output = ()> + Send)>,
+                    ),
+                    (Event::Tick, idle),
+                    (Event::Tick, began),
+                    (Event::HeadDeadline, head),
+                    (Event::DrainOver, drain_over),
+                ];
+                self.timers.arm();
+                std::future::poll_fn(|cx| {
+                    if let Poll::Ready(output) = conn.as_mut().poll(cx) {
+                        return Poll::Ready(Event::Ended(output));
+                    }
+                    // The timers are polled only when one of them woke the task.
+                    if !self.timers.take(cx.waker()) {
+                        return Poll::Pending;
+                    }
+                    let mut timers = Context::from_waker(&self.timer_waker);
+                    for (event, future) in &mut watched {
+                        if future.as_mut().poll(&mut timers).is_ready() {
+                            return Poll::Ready(std::mem::replace(event, Event::Tick));
+                        }
+                    }
+                    Poll::Pending
+                })
+                .await
+            };
+            match event {
+                Event::Ended(output) => return Some(output),
+                Event::Drain => {
                     self.draining = true;
                     self.drain_deadline = Some(Instant::now() + Self::drain_period(self.shared));
                 }
-                _ = tokio::time::sleep(wait.max(Duration::from_millis(10))), if !closing => {}
-                _ = activity.head_began.notified() => {}
-                _ = sleep_until(activity.head_deadline(limits.header_timeout)) => {
+                Event::Tick => {}
+                Event::HeadDeadline => {
                     // Slow headers (slowloris), or a client that connects and sends nothing.
                     if activity
                         .head_deadline(limits.header_timeout)
@@ -211,7 +263,7 @@ impl<'a> Watchdog<'a> {
                         return None;
                     }
                 }
-                _ = sleep_until(self.drain_deadline) => {
+                Event::DrainOver => {
                     tracing::debug!("drain period over; closing the connection");
                     return None;
                 }
@@ -225,6 +277,16 @@ impl<'a> Watchdog<'a> {
             }
         }
     }
+}
+
+/// What woke the watchdog.
+enum Event<T> {
+    Ended(T),
+    Drain,
+    /// Look again at idleness and heads.
+    Tick,
+    HeadDeadline,
+    DrainOver,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

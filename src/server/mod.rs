@@ -7,6 +7,7 @@ mod h1;
 pub mod handover;
 pub mod listeners;
 pub mod slots;
+mod wake;
 
 use handover::Offer;
 use listeners::{Inherited, Role};
