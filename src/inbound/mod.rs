@@ -1,7 +1,8 @@
 //! What comes in from clients, checked as hostile: the limits a client's request must
-//! keep, and what checks them. Pure checks of a request head (head.rs), a strict HTTP/1
-//! framing reader in front of hyper's parser (framing.rs), the client's body with its
-//! size and time limits (client_body.rs).
+//! keep, and what checks them. Pure checks of a request head (head.rs), the one strict
+//! parse of an HTTP/1 head on banyan's own server path (parse.rs), a strict HTTP/1
+//! framing reader in front of hyper's parser for the connections hyper serves
+//! (framing.rs), the client's body with its size and time limits (client_body.rs).
 
 pub mod client_body;
 pub mod framing;

@@ -92,7 +92,9 @@ where
     let activity = Activity::new(strict_h1);
     let mut watchdog = Watchdog::new(&shared, &limits, &activity);
     let stream = if strict_h1 {
-        let own = h1::serve(
+        // Boxed once per connection: inline, the connection's future held the path's
+        // state (the request's handler within it) twice over, 40 KB in all.
+        let own = Box::pin(h1::serve(
             h1::Context {
                 snapshot: &shared.snapshot,
                 drain: &shared.drain,
@@ -101,7 +103,7 @@ where
                 activity: &activity,
             },
             stream,
-        );
+        ));
         match watchdog.watch(own, |_| activity.close()).await {
             Some(Some(handoff)) => Rewind::new(handoff.read, handoff.stream),
             _ => return,
