@@ -1,5 +1,6 @@
-//! The hyper service: glue between a client's request and routing/, upstream/ and the
-//! metrics. It reads like the data flow in docs/ARCHITECTURE.md.
+//! The request handler of both server paths (banyan's own HTTP/1.1, hyper's HTTP/2):
+//! glue between a client's request and routing/, upstream/ and the metrics. It reads like
+//! the data flow in docs/ARCHITECTURE.md.
 
 mod access_log;
 pub mod error;

@@ -255,6 +255,25 @@ impl Default for ChunkedDecoder {
     }
 }
 
+/// An LF not after a CR, or a CR before anything but an LF, up to the end of the
+/// trailer section (its empty line) or of `buf`.
+fn has_bare_line_end(buf: &[u8]) -> bool {
+    for i in memchr::memchr2_iter(b'\r', b'\n', buf) {
+        let bare = if buf[i] == b'\n' {
+            i == 0 || buf[i - 1] != b'\r'
+        } else {
+            buf.get(i + 1).is_some_and(|b| *b != b'\n')
+        };
+        if bare {
+            return true;
+        }
+        if buf[i] == b'\n' && buf[i + 1..].starts_with(b"\r\n") {
+            return false;
+        }
+    }
+    false
+}
+
 fn find_crlf(buf: &[u8]) -> Option<usize> {
     buf.windows(2).position(|w| w == b"\r\n")
 }
@@ -329,6 +348,11 @@ impl ChunkedDecoder {
                         buf.advance(2);
                         self.state = ChunkState::Done;
                         return Ok(Chunk::End(HeaderMap::new()));
+                    }
+                    // A bare LF or CR among the trailers: the section's end would be read
+                    // two ways (as the framing reader in front of hyper refuses it).
+                    if has_bare_line_end(buf) {
+                        return Err(Malformed("a trailer line does not end in CRLF"));
                     }
                     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
                         if buf.len() > MAX_TRAILERS {
@@ -545,5 +569,29 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
         }
+    }
+
+    #[test]
+    fn trailers_with_a_bare_line_end_are_refused_not_read_past() {
+        // Read whole, as a pipelined request behind them would be: without the check the
+        // bare LF hides the section's end and the next request's head becomes trailers.
+        for input in [
+            &b"0\r\nx-a: 1\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"0\r\nx-a: 1\r\nx-b: 2\rx\r\n\r\n",
+        ] {
+            let mut decoder = ChunkedDecoder::default();
+            let mut buf = BytesMut::from(input);
+            assert_eq!(
+                decoder.decode(&mut buf),
+                Err(Malformed("a trailer line does not end in CRLF")),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // A well-formed section followed by more bytes is read to its own end only.
+        let mut decoder = ChunkedDecoder::default();
+        let mut buf = BytesMut::from(&b"0\r\nx-a: 1\r\n\r\nGET /\n"[..]);
+        assert!(matches!(decoder.decode(&mut buf), Ok(Chunk::End(_))));
+        assert_eq!(&buf[..], b"GET /\n");
     }
 }
