@@ -4,21 +4,12 @@
 //! formatted once a second, and banyan's answer to a head it refuses. Pure: no I/O.
 
 use crate::inbound::framing::Violation;
+/// How a response body is delimited: the upstream client's type, written this time.
+pub use crate::upstream::h1::wire::Framing;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, StatusCode, Version};
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// How the response body is delimited for this client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body: HEAD, 1xx, 204, 304.
-    Empty,
-    Length(u64),
-    Chunked,
-    /// An HTTP/1.0 client and a body of unknown length: it ends when the connection does.
-    UntilClose,
-}
 
 /// What decides a response's framing.
 #[derive(Debug, Clone, Copy)]
