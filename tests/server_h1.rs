@@ -327,3 +327,89 @@ async fn expect_continue_and_http2_prior_knowledge_are_served_by_hyper_to_the_en
         assert_eq!(body, format!("GET {path} 0"));
     }
 }
+
+/// An upstream that sends its answer's head and first chunk, then waits before the rest.
+async fn trickling_upstream(pause: Duration) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let first = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n6\r\nfirst\n\r\n";
+                let _ = stream.write_all(first).await;
+                tokio::time::sleep(pause).await;
+                let _ = stream.write_all(b"5\r\nlast\n\r\n0\r\n\r\n").await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_streamed_answer_reaches_the_client_as_it_comes_over_tls_too() {
+    use common::certs::Ca;
+    use rustls::pki_types::ServerName;
+    let upstream = trickling_upstream(Duration::from_secs(3)).await;
+    let ca = Ca::new();
+    let shop = ca.leaf("shop", &["shop.example"]);
+    let b = banyan(&format!(
+        "default = \"events\"\n[upstreams.events]\nendpoints = [\"http://{upstream}\"]\n\
+         [server.tls]\nlisten = \"127.0.0.1:0\"\ncertificates = [{{ cert = {:?}, key = {:?} }}]\n",
+        shop.cert, shop.key
+    ))
+    .await;
+    let request = b"GET /events HTTP/1.1\r\nHost: shop.example\r\n\r\n";
+    let expect_first = |got: &[u8]| {
+        let text = String::from_utf8_lossy(got);
+        text.starts_with("HTTP/1.1 200") && text.contains("first\n")
+    };
+
+    // Plain HTTP/1.1: the head and the first piece arrive before the upstream goes on.
+    let mut plain = TcpStream::connect(b.proxy_addr).await.unwrap();
+    plain.write_all(request).await.unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_millis(1500), async {
+        let mut chunk = [0u8; 4096];
+        while !expect_first(&got) {
+            let n = plain.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&chunk[..n]);
+        }
+    });
+    assert!(
+        read.await.is_ok(),
+        "plain: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // The same over TLS, where written bytes may wait in the TLS stream until flushed.
+    let tcp = TcpStream::connect(b.tls_addr.unwrap()).await.unwrap();
+    let mut tls =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(ca.client_config(&[b"http/1.1"])))
+            .connect(ServerName::try_from("shop.example").unwrap(), tcp)
+            .await
+            .unwrap();
+    tls.write_all(request).await.unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_millis(1500), async {
+        let mut chunk = [0u8; 4096];
+        while !expect_first(&got) {
+            let n = tls.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&chunk[..n]);
+        }
+    });
+    assert!(
+        read.await.is_ok(),
+        "tls: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+}

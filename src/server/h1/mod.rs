@@ -447,6 +447,7 @@ async fn write_response<W: AsyncWrite + Unpin>(
     let limit = cx.limits.idle_timeout;
     if framing == Framing::Empty {
         send(w, out, limit, cx.activity).await?;
+        flush(w, limit).await?;
         return Ok(keep_alive);
     }
     let mut body = pin!(body);
@@ -456,7 +457,9 @@ async fn write_response<W: AsyncWrite + Unpin>(
         let frame = match now_or_never(body.frame()) {
             Some(frame) => frame,
             None => {
+                // A TLS stream may hold what was written until it is flushed.
                 send(w, out, limit, cx.activity).await?;
+                flush(w, limit).await?;
                 body.frame().await
             }
         };
@@ -495,11 +498,16 @@ async fn write_response<W: AsyncWrite + Unpin>(
         _ => {}
     }
     send(w, out, limit, cx.activity).await?;
-    match now_or_never(w.flush()) {
-        Some(flushed) => flushed?,
-        None => timed(limit, w.flush()).await?,
-    }
+    flush(w, limit).await?;
     Ok(keep_alive)
+}
+
+/// Flush the stream (a no-op for TCP; TLS writes out what it holds).
+async fn flush<W: AsyncWrite + Unpin>(w: &mut W, limit: Duration) -> io::Result<()> {
+    match now_or_never(w.flush()) {
+        Some(flushed) => flushed,
+        None => timed(limit, w.flush()).await,
+    }
 }
 
 /// Write what waits in `out`, and empty it.
