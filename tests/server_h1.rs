@@ -367,28 +367,11 @@ async fn a_streamed_answer_reaches_the_client_as_it_comes_over_tls_too() {
     ))
     .await;
     let request = b"GET /events HTTP/1.1\r\nHost: shop.example\r\n\r\n";
-    let expect_first = |got: &[u8]| {
-        let text = String::from_utf8_lossy(got);
-        text.starts_with("HTTP/1.1 200") && text.contains("first\n")
-    };
 
     // Plain HTTP/1.1: the head and the first piece arrive before the upstream goes on.
     let mut plain = TcpStream::connect(b.proxy_addr).await.unwrap();
     plain.write_all(request).await.unwrap();
-    let mut got = Vec::new();
-    let read = tokio::time::timeout(Duration::from_millis(1500), async {
-        let mut chunk = [0u8; 4096];
-        while !expect_first(&got) {
-            let n = plain.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed early");
-            got.extend_from_slice(&chunk[..n]);
-        }
-    });
-    assert!(
-        read.await.is_ok(),
-        "plain: {:?}",
-        String::from_utf8_lossy(&got)
-    );
+    first_piece_in_time(&mut plain, "plain").await;
 
     // The same over TLS, where written bytes may wait in the TLS stream until flushed.
     let tcp = TcpStream::connect(b.tls_addr.unwrap()).await.unwrap();
@@ -398,18 +381,27 @@ async fn a_streamed_answer_reaches_the_client_as_it_comes_over_tls_too() {
             .await
             .unwrap();
     tls.write_all(request).await.unwrap();
+    first_piece_in_time(&mut tls, "tls").await;
+}
+
+/// The answer's head and first piece arrive within 1.5 s: before the upstream goes on.
+async fn first_piece_in_time(stream: &mut (impl AsyncReadExt + Unpin), what: &str) {
     let mut got = Vec::new();
     let read = tokio::time::timeout(Duration::from_millis(1500), async {
         let mut chunk = [0u8; 4096];
-        while !expect_first(&got) {
-            let n = tls.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed early");
+        loop {
+            let text = String::from_utf8_lossy(&got);
+            if text.starts_with("HTTP/1.1 200") && text.contains("first\n") {
+                return;
+            }
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "{what}: closed early");
             got.extend_from_slice(&chunk[..n]);
         }
     });
     assert!(
         read.await.is_ok(),
-        "tls: {:?}",
+        "{what}: {:?}",
         String::from_utf8_lossy(&got)
     );
 }

@@ -1,5 +1,6 @@
-//! One client connection: HTTP/1.1 or HTTP/2 over plain TCP or TLS, held to the
-//! limits, closed when idle, and drained without racing the client's next request.
+//! One client connection over plain TCP or TLS: HTTP/1.1 on banyan's own path (h1/),
+//! HTTP/2 and what that path hands on on hyper's; held to the limits by one watchdog,
+//! closed when idle, and drained without racing the client's next request.
 
 use super::activity::{Activity, InFlight};
 use super::h1::{self, Rewind};
