@@ -161,23 +161,23 @@ fn parse_into<'h>(
     let uri = Uri::from_maybe_shared(head.slice_ref(path))
         .map_err(|_| Violation("the request target is not a URI"))?;
     let mut headers = HeaderMap::with_capacity(req.headers.len());
-    let mut framing = Framing::default();
+    let mut declared = Declared::default();
     for field in req.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| Violation("a header name is not valid"))?;
         let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
             .map_err(|_| Violation("a header value is not valid"))?;
-        framing.read(&name, field.value)?;
+        declared.read(&name, field.value)?;
         headers.append(name, value);
     }
-    if method == Method::CONNECT || framing.upgrade || framing.expect {
+    if method == Method::CONNECT || declared.upgrade || declared.expect {
         return Ok(Parsed::HandOff);
     }
-    let body = framing.body(version)?;
+    let body = declared.body(version)?;
     let keep_alive = if version == Version::HTTP_10 {
-        framing.keep_alive_token && !framing.close_token
+        declared.keep_alive_token && !declared.close_token
     } else {
-        !framing.close_token
+        !declared.close_token
     };
     let (mut parts, ()) = Request::new(()).into_parts();
     parts.method = method;
@@ -193,7 +193,7 @@ fn parse_into<'h>(
 
 /// What the headers say of framing and the connection, gathered as they are read.
 #[derive(Debug, Default)]
-struct Framing {
+struct Declared {
     length: Option<u64>,
     /// `Transfer-Encoding` fields seen, and whether the one seen is `chunked` alone.
     codings: usize,
@@ -204,7 +204,7 @@ struct Framing {
     expect: bool,
 }
 
-impl Framing {
+impl Declared {
     fn read(&mut self, name: &HeaderName, value: &[u8]) -> Result<(), Violation> {
         if name == CONTENT_LENGTH {
             for part in value.split(|b| *b == b',') {
